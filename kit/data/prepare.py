@@ -1,0 +1,383 @@
+"""The `prepare` stage: raw reviews in, a training-ready dataset directory out.
+
+    raw .tskv / .parquet / hf://  →  read (bad lines: fail or skip)
+      → clean (whitespace, rubrics; drop rating 0, empty, too short/long, duplicates)
+      → split by organisation (train / validation / test)
+      → optional rating balancing of train
+      → keywords (noun lemmas, TF-IDF) → prompt (THE template) + target
+      → DIR/{train,validation,test}/ (`datasets`), stats.json, rubrics.json
+
+Everything is a pure function of the input and the seed: running it twice
+gives byte-identical files. The directory is swapped in atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+from collections import Counter
+from pathlib import Path
+
+from kit.data import keywords as kw
+from kit.data.clean import Cleaner, CleanOptions
+from kit.data.prompt import build_prompt, build_target
+from kit.data.split import SPLITS, assign_split, check_shares, org_id, unit_hash
+from kit.data.tskv import ReadReport, Record, read_records
+from kit.errors import UserError
+
+STATS_FILE = "stats.json"
+RUBRICS_FILE = "rubrics.json"
+COLUMNS = ("org_id", "address", "name_ru", "rating", "rubrics", "text", "keywords", "prompt", "target")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PrepareOptions:
+    """Settings of the `prepare` stage.
+
+    Attributes:
+        on_error: `"fail"` stops at the first bad input line; `"skip"` lists
+            skipped lines in stats.json.
+        max_rows: Read at most this many input records (quick runs).
+        balance: `"rating"` downsamples train to equal counts per rating.
+        seed: Seed of the split and of the random choices below.
+        val_share: Share of organisations in validation.
+        test_share: Share of organisations in test.
+        min_chars: Shorter reviews are dropped.
+        max_chars: Longer reviews are dropped (not cut).
+        drop_keywords: Share of train/validation prompts without keywords.
+        drop_name: Share of train/validation prompts without the name.
+        drop_address: Share of train/validation prompts without the address.
+            Test prompts always carry every field the row has.
+    """
+
+    on_error: str = "fail"
+    max_rows: int | None = None
+    balance: str = "none"
+    seed: int = 0
+    val_share: float = 0.05
+    test_share: float = 0.05
+    min_chars: int = 20
+    max_chars: int = 2500
+    drop_keywords: float = 0.15
+    drop_name: float = 0.3
+    drop_address: float = 0.5
+
+    def validate(self) -> None:
+        if self.on_error not in ("fail", "skip"):
+            raise UserError(f"--on-error must be 'fail' or 'skip'. Received: {self.on_error!r}")
+        if self.balance not in ("none", "rating"):
+            raise UserError(f"--balance must be 'none' or 'rating'. Received: {self.balance!r}")
+        if self.max_rows is not None and self.max_rows <= 0:
+            raise UserError(f"--max-rows must be a positive integer. Received: {self.max_rows}")
+        check_shares(self.val_share, self.test_share)
+        if not 0 < self.min_chars < self.max_chars:
+            raise UserError(
+                f"Length limits must satisfy 0 < min_chars < max_chars. "
+                f"Received: min_chars={self.min_chars}, max_chars={self.max_chars}"
+            )
+
+
+def prepare(input: str, out: str | Path, *, options: PrepareOptions | None = None, progress: bool = True) -> dict:
+    """Run the whole stage; return the stats written to `stats.json` plus `timings_s`.
+
+    Args:
+        input: A `.tskv` or `.parquet` file, or `hf://OWNER/NAME` (downloaded
+            to `data/raw` first).
+        out: The prepared dataset directory (replaced atomically).
+        options: See `PrepareOptions`.
+        progress: Show progress bars.
+
+    Example:
+        >>> from kit.data.synth import write_sample  # doctest: +SKIP
+        >>> write_sample("/tmp/s.tskv", rows=300, seed=0)  # doctest: +SKIP
+        >>> prepare("/tmp/s.tskv", "/tmp/prepared", progress=False)["splits"]  # doctest: +SKIP
+        {'train': 262, 'validation': 14, 'test': 15}
+    """
+    import time
+
+    import datasets
+    from tqdm.auto import tqdm
+
+    from kit.atomic import atomic_dir, write_json
+
+    timings: dict[str, float] = {}
+    clock = [time.perf_counter()]
+
+    def lap(name: str) -> None:
+        now = time.perf_counter()
+        timings[name] = round(now - clock[0], 2)
+        clock[0] = now
+
+    options = options or PrepareOptions()
+    options.validate()
+    path = _resolve_input(input, progress=progress)
+
+    # 1. read + clean, streaming.
+    report = ReadReport(str(input))
+    records = read_records(path, on_error=options.on_error, report=report)
+    if options.max_rows is not None:
+        records = itertools.islice(records, options.max_rows)
+    cleaner = Cleaner(CleanOptions(min_chars=options.min_chars, max_chars=options.max_chars))
+    reading = tqdm(records, desc="read+clean", unit=" rows", disable=not progress, mininterval=1.0)
+    kept = list(cleaner.clean(reading))
+    if not kept:
+        raise UserError(
+            f"No usable reviews in {input} after cleaning ({_dropped_summary(cleaner)}). "
+            "Check the file, or use --on-error skip if lines were malformed."
+        )
+    lap("read_clean")
+
+    # 2. split by organisation.
+    orgs = [org_id(r.name_ru, r.address) for r in kept]
+    split_of = {
+        o: assign_split(o, seed=options.seed, val_share=options.val_share, test_share=options.test_share)
+        for o in set(orgs)
+    }
+    rows_by_split: dict[str, list[int]] = {s: [] for s in SPLITS}
+    for i, o in enumerate(orgs):
+        rows_by_split[split_of[o]].append(i)
+    row_keys = [_row_key(r) for r in kept]
+    balanced_away = 0
+    if options.balance == "rating":
+        before = len(rows_by_split["train"])
+        rows_by_split["train"] = _balance_by_rating(rows_by_split["train"], kept, row_keys, options.seed)
+        balanced_away = before - len(rows_by_split["train"])
+    if not rows_by_split["train"]:
+        raise UserError(
+            f"The train split of {input} is empty ({len(kept)} usable reviews). "
+            "Use more rows or lower --val-share/--test-share."
+        )
+
+    lap("split")
+
+    # 3. keywords, prompts.
+    extractor = kw.KeywordExtractor().fit(
+        tqdm((r.text for r in kept), total=len(kept), desc="keyword df", disable=not progress, mininterval=1.0)
+    )
+    lap("keyword_df")
+    features = _features(datasets)
+    dataset_dict = datasets.DatasetDict()
+    for split in SPLITS:
+        columns = {c: [] for c in COLUMNS}
+        idx = rows_by_split[split]
+        for i in tqdm(idx, desc=f"{split} rows", disable=not progress, mininterval=1.0):
+            row = _make_row(kept[i], orgs[i], row_keys[i], split, extractor, options)
+            for c in COLUMNS:
+                columns[c].append(row[c])
+        dataset_dict[split] = datasets.Dataset.from_dict(columns, features=features, split=split)
+    lap("keywords_prompts")
+
+    stats = _stats(input, options, report, cleaner, kept, orgs, rows_by_split, dataset_dict, balanced_away)
+    rubric_counts = Counter(r for rec in kept for r in rec.rubrics)
+    vocabulary = {r: n for r, n in sorted(rubric_counts.items(), key=lambda kv: (-kv[1], kv[0]))}
+
+    if not progress:
+        datasets.disable_progress_bars()
+    try:
+        with atomic_dir(out) as tmp:
+            dataset_dict.save_to_disk(str(tmp))
+            stats["fingerprint"] = _fingerprint(tmp)
+            write_json(tmp / STATS_FILE, stats)
+            write_json(tmp / RUBRICS_FILE, vocabulary)
+    finally:
+        if not progress:
+            datasets.enable_progress_bars()
+    lap("stats_write")
+    # Timings vary run to run, so they are returned but kept out of stats.json,
+    # which must be byte-identical for the same input.
+    return {**stats, "timings_s": timings}
+
+
+def load_prepared(path: str | Path):
+    """Load a prepared dataset directory as a `datasets.DatasetDict`.
+
+    Raises:
+        UserError: when the directory is missing or is not a prepared dataset.
+
+    Example:
+        >>> load_prepared("no/such/dir")
+        Traceback (most recent call last):
+        ...
+        kit.errors.UserError: Prepared dataset not found: no/such/dir. Run `kit data prepare --input data/sample/geo-reviews-sample.tskv --out no/such/dir` first.
+    """
+    import datasets
+
+    path = Path(path)
+    if not (path / "dataset_dict.json").is_file():
+        raise UserError(
+            f"Prepared dataset not found: {path}. Run "
+            f"`kit data prepare --input data/sample/geo-reviews-sample.tskv --out {path}` first."
+        )
+    return datasets.load_from_disk(str(path))
+
+
+def load_rubrics(path: str | Path) -> dict[str, int]:
+    """The rubric vocabulary saved with a prepared dataset (rubric → review count).
+
+    Example:
+        >>> load_rubrics("no/such/dir")
+        Traceback (most recent call last):
+        ...
+        kit.errors.UserError: Rubric vocabulary not found: no/such/dir/rubrics.json. Run `kit data prepare` first.
+    """
+    file = Path(path) / RUBRICS_FILE
+    if not file.is_file():
+        raise UserError(f"Rubric vocabulary not found: {file}. Run `kit data prepare` first.")
+    return json.loads(file.read_text(encoding="utf-8"))
+
+
+def load_stats(path: str | Path) -> dict:
+    """The `stats.json` of a prepared dataset (counts, distributions, fingerprint)."""
+    file = Path(path) / STATS_FILE
+    if not file.is_file():
+        raise UserError(f"Dataset stats not found: {file}. Run `kit data prepare` first.")
+    return json.loads(file.read_text(encoding="utf-8"))
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _resolve_input(input: str, *, progress: bool) -> Path:
+    if str(input).startswith("hf://"):
+        from kit.data.download import download
+
+        repo = str(input)[len("hf://") :]
+        return download("hub", "data/raw", repo=repo, progress=progress)
+    return Path(input)
+
+
+def _row_key(record: Record) -> str:
+    # Texts are unique after cleaning, so the text identifies the row.
+    return hashlib.blake2b(record.text.encode("utf-8"), digest_size=8).hexdigest()
+
+
+def _balance_by_rating(rows: list[int], kept: list[Record], keys: list[str], seed: int) -> list[int]:
+    """Keep the same number of train rows for every rating (that of the rarest).
+
+    Which rows stay is decided by a hash of the row and the seed, not by order.
+    """
+    by_rating: dict[int, list[int]] = {}
+    for i in rows:
+        by_rating.setdefault(kept[i].rating, []).append(i)
+    target = min(len(v) for v in by_rating.values())
+    keep: set[int] = set()
+    for idx in by_rating.values():
+        keep.update(sorted(idx, key=lambda i: unit_hash(f"balance\x1f{keys[i]}", seed))[:target])
+    return [i for i in rows if i in keep]
+
+
+def _make_row(record: Record, org: str, key: str, split: str, extractor, options: PrepareOptions) -> dict:
+    def chance(purpose: str) -> float:
+        return unit_hash(f"{purpose}\x1f{key}", options.seed)
+
+    keywords = extractor.extract(record.text, k=kw.keyword_count(chance("k")))
+    partial = split != "test"  # test requests carry every field the row has
+    prompt = build_prompt(
+        rubrics=record.rubrics,
+        rating=record.rating,
+        keywords=[] if partial and chance("drop_keywords") < options.drop_keywords else keywords,
+        name=None if partial and chance("drop_name") < options.drop_name else record.name_ru,
+        address=None if partial and chance("drop_address") < options.drop_address else record.address,
+    )
+    return {
+        "org_id": org,
+        "address": record.address,
+        "name_ru": record.name_ru,
+        "rating": record.rating,
+        "rubrics": list(record.rubrics),
+        "text": record.text,
+        "keywords": keywords,
+        "prompt": prompt,
+        "target": build_target(record.text),
+    }
+
+
+def _features(datasets):
+    string = datasets.Value("string")
+    return datasets.Features(
+        {
+            "org_id": string,
+            "address": string,
+            "name_ru": string,
+            "rating": datasets.Value("int8"),
+            "rubrics": datasets.Sequence(string),
+            "text": string,
+            "keywords": datasets.Sequence(string),
+            "prompt": string,
+            "target": string,
+        }
+    )
+
+
+def _percentiles(values: list[int]) -> dict[str, float]:
+    import numpy as np
+
+    if not values:
+        return {}
+    arr = np.asarray(values)
+    out = {f"p{q}": float(np.percentile(arr, q)) for q in (5, 25, 50, 75, 95, 99)}
+    out.update(mean=round(float(arr.mean()), 1), max=int(arr.max()))
+    return out
+
+
+def _dropped_summary(cleaner: Cleaner) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in cleaner.dropped.items() if v) or "nothing read"
+
+
+def _stats(input, options, report, cleaner, kept, orgs, rows_by_split, dataset_dict, balanced_away) -> dict:
+    ratings = {
+        s: dict(sorted(Counter(kept[i].rating for i in rows).items())) for s, rows in rows_by_split.items()
+    }
+    ratings["all"] = dict(sorted(Counter(r.rating for r in kept).items()))
+    chars = [len(r.text) for r in kept]
+    by_rating: dict[int, list[int]] = {}
+    for r, n in zip(kept, chars, strict=True):
+        by_rating.setdefault(r.rating, []).append(n)
+    keyword_counter: Counter[str] = Counter()
+    without = 0
+    for split in SPLITS:
+        for kws in dataset_dict[split]["keywords"]:
+            keyword_counter.update(kws)
+            without += not kws
+    n_rows = sum(len(v) for v in rows_by_split.values())
+    return {
+        "input": str(input),
+        "options": dataclasses.asdict(options),
+        "counts": {
+            "lines": report.lines,
+            "records_read": report.records,
+            "skipped_lines": len(report.skipped),
+            "dropped": dict(cleaner.dropped),
+            "kept": len(kept),
+            "balanced_away": balanced_away,
+            "final": n_rows,
+        },
+        "splits": {s: len(v) for s, v in rows_by_split.items()},
+        "organisations": {s: len({orgs[i] for i in v}) for s, v in rows_by_split.items()},
+        "ratings": ratings,
+        "rubrics_top": [
+            {"rubric": r, "reviews": n}
+            for r, n in sorted(Counter(x for r in kept for x in r.rubrics).items(), key=lambda kv: (-kv[1], kv[0]))[:30]
+        ],
+        "rubric_strings": len({r.rubrics for r in kept}),
+        "length_chars": _percentiles(chars),
+        "mean_chars_by_rating": {k: round(sum(v) / len(v), 1) for k, v in sorted(by_rating.items())},
+        "keywords": {
+            "mean_per_review": round(sum(keyword_counter.values()) / max(n_rows, 1), 2),
+            "reviews_without": without,
+            "top": [{"keyword": k, "reviews": n} for k, n in sorted(keyword_counter.items(), key=lambda kv: (-kv[1], kv[0]))[:30]],
+        },
+        "skipped_lines": [b.to_dict() for b in report.skipped],
+    }
+
+
+def _fingerprint(directory: Path) -> str:
+    """sha256 over the split files, so a run can record exactly which data it saw."""
+    digest = hashlib.sha256()
+    for file in sorted(directory.rglob("*")):
+        if file.is_file() and file.suffix in (".arrow", ".json") and file.parent != directory:
+            digest.update(str(file.relative_to(directory)).encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()
