@@ -75,8 +75,9 @@ def _cmd_data_prepare(args: argparse.Namespace) -> int:
 def _cmd_data_download(args: argparse.Namespace) -> int:
     from kit.data.download import download
 
-    path = download(args.source, args.out, url=args.url, progress=not args.quiet)
-    print(f"Downloaded {path}")
+    path = download(args.source, args.out, url=args.url, size=args.size, sha256=args.sha256,
+                    progress=not args.quiet)
+    print(f"Dataset ready: {path}")
     return EXIT_OK
 
 
@@ -109,6 +110,10 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
                    help="github: the original .tskv (LFS); hub: the parquet on the Hugging Face Hub")
     p.add_argument("--out", default="data/raw", help="output directory (default data/raw)")
     p.add_argument("--url", default=None, help="override the download URL (mirrors, tests)")
+    p.add_argument("--size", type=_positive_int, default=None,
+                   help="github: expected size in bytes (default: the official file's 378730064)")
+    p.add_argument("--sha256", default=None,
+                   help="github: expected sha256 in hex (default: the official file's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_data_download)
 
