@@ -188,3 +188,19 @@ def test_any_record_survives_write_then_read(tmp_path_factory, recs):
     path = tmp_path_factory.mktemp("prop") / "r.tskv"
     write_tskv(path, recs)
     assert list(read_tskv(path)) == recs
+
+
+def test_parquet_missing_column_and_broken_file(tmp_path):
+    path = tmp_path / "cols.parquet"
+    pd.DataFrame({"address": ["Омск"], "rating": [5], "text": ["Да"]}).to_parquet(path)
+    with pytest.raises(UserError, match="no column 'rubrics'"):
+        read_parquet(path)
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"not parquet at all")
+    with pytest.raises(UserError, match="Cannot read .*broken.parquet as parquet"):
+        read_parquet(broken)
+
+
+def test_missing_file_is_reported_before_iteration(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        read_tskv(tmp_path / "none.tskv")  # no list(): the call itself fails

@@ -264,11 +264,16 @@ def read_tskv(
         >>> [r.text for r in read_tskv(p)]
         ['Вкусно']
     """
+    # Checks run now, not at the first `next()`, so a missing file is reported
+    # before any progress bar starts.
     _check_on_error(on_error)
     path = Path(path)
     if not path.is_file():
         raise UserError(f"Input file not found: {path}. Run `kit data synth` or `kit data download` first.")
-    report = report if report is not None else ReadReport(str(path))
+    return _iter_tskv(path, on_error, report if report is not None else ReadReport(str(path)))
+
+
+def _iter_tskv(path: Path, on_error: OnError, report: ReadReport) -> Iterator[Record]:
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
             if lineno == 1 and raw.startswith(_BOM):
@@ -321,13 +326,19 @@ def read_parquet(
     path = Path(path)
     if not path.is_file():
         raise UserError(f"Input file not found: {path}. Run `kit data download` first.")
-    report = report if report is not None else ReadReport(str(path))
-    pf = pq.ParquetFile(path)
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as e:  # pyarrow raises several types for a broken file
+        raise UserError(f"Cannot read {path} as parquet ({e}). Re-download it with `kit data download --source hub`.") from None
     names = set(pf.schema_arrow.names)
     missing = [c for c in REQUIRED if c not in names]
     if missing:
-        raise DataError(str(path), 0, f"parquet file has no column {missing[0]!r}")
+        raise UserError(f"{path}: parquet file has no column {missing[0]!r} (needs {', '.join(REQUIRED)})")
     columns = [c for c in FIELDS if c in names]
+    return _iter_parquet(path, pf, columns, on_error, report if report is not None else ReadReport(str(path)), batch_size)
+
+
+def _iter_parquet(path, pf, columns, on_error, report, batch_size) -> Iterator[Record]:
     row = 0
     for batch in pf.iter_batches(batch_size=batch_size, columns=columns):
         data = batch.to_pydict()
