@@ -136,3 +136,8 @@ def test_target_and_response_extraction():
 
 def test_generic_nouns_with_yo_are_excluded():
     assert candidate_lemmas("Ребёнок доволен, всё отлично, аквапарк супер") == ["аквапарк"]
+
+
+def test_nouns_of_set_phrases_are_not_keywords():
+    text = "До сих пор вспоминаю, к сожалению, без раздумий скажу до свидания этой гостинице"
+    assert candidate_lemmas(text) == ["гостиница"]

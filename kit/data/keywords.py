@@ -16,7 +16,8 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 
-# Nouns too generic to be something a user asks for.
+# Nouns too generic to be something a user asks for, and nouns that occur only
+# inside set phrases ("до сих пор", "без раздумий", "до свидания", "к сожалению").
 GENERIC_NOUNS = frozenset(
     """
     место раз время год день ночь вечер утро человек люди отзыв вещь дело сторона итог
@@ -24,6 +25,7 @@ GENERIC_NOUNS = frozenset(
     месяц момент жизнь всё что-то кто-то ничто никто друг подруга муж жена ребёнок дети
     мама папа семья компания вопрос проблема ситуация результат рубль руб тысяча раза
     сотня десяток пара половина вид образ тип уровень норма общий целое штука весь
+    пора раздумье свидание сожаление счастье принцип смысл слава бог итого первое
     """.replace("ё", "е").split()  # lemmas are compared with ё written as е
 )
 _WORD_RE = re.compile(r"[а-яёa-z]+(?:-[а-яёa-z]+)*")

@@ -317,7 +317,7 @@ def _percentiles(values: list[int]) -> dict[str, float]:
     if not values:
         return {}
     arr = np.asarray(values)
-    out = {f"p{q}": float(np.percentile(arr, q)) for q in (5, 25, 50, 75, 95, 99)}
+    out = {f"p{q}": round(float(np.percentile(arr, q)), 1) for q in (5, 25, 50, 75, 95, 99)}
     out.update(mean=round(float(arr.mean()), 1), max=int(arr.max()))
     return out
 
