@@ -159,17 +159,23 @@ def prepare(input: str, out: str | Path, *, options: PrepareOptions | None = Non
     lap("keyword_df")
     features = _features(datasets)
     dataset_dict = datasets.DatasetDict()
+    keyword_counter: Counter[str] = Counter()
     for split in SPLITS:
-        columns = {c: [] for c in COLUMNS}
         idx = rows_by_split[split]
-        for i in tqdm(idx, desc=f"{split} rows", disable=not progress, mininterval=1.0):
-            row = _make_row(kept[i], orgs[i], row_keys[i], split, extractor, options)
-            for c in COLUMNS:
-                columns[c].append(row[c])
-        dataset_dict[split] = datasets.Dataset.from_dict(columns, features=features, split=split)
+        rows = (_make_row(kept[i], orgs[i], row_keys[i], split, extractor, options) for i in idx)
+        rows = tqdm(rows, total=len(idx), desc=f"{split} rows", disable=not progress, mininterval=1.0)
+        table = _arrow_table(rows, features.arrow_schema, keyword_counter)
+        # Our own fingerprint (rows + options): without one, `datasets` hashes
+        # the whole in-memory table, which costs a full serialised copy.
+        fingerprint = hashlib.sha256(
+            f"{split}\x1f{options}\x1f{','.join(row_keys[i] for i in idx)}".encode()
+        ).hexdigest()[:16]
+        dataset_dict[split] = datasets.Dataset(
+            table, info=datasets.DatasetInfo(features=features), split=split, fingerprint=fingerprint
+        )
     lap("keywords_prompts")
 
-    stats = _stats(input, options, report, cleaner, kept, orgs, rows_by_split, dataset_dict, balanced_away)
+    stats = _stats(input, options, report, cleaner, kept, orgs, rows_by_split, keyword_counter, balanced_away)
     rubric_counts = Counter(r for rec in kept for r in rec.rubrics)
     vocabulary = {r: n for r, n in sorted(rubric_counts.items(), key=lambda kv: (-kv[1], kv[0]))}
 
@@ -294,6 +300,24 @@ def _make_row(record: Record, org: str, key: str, split: str, extractor, options
     }
 
 
+def _arrow_table(rows, schema, keyword_counter: Counter, chunk: int = 10_000):
+    """Rows → an Arrow table, built in record batches of `chunk` rows so a split
+    never exists as whole Python column lists (the peak-memory cost on 500k rows).
+    Counts keywords on the way ("" counts reviews without any) for stats.json."""
+    import pyarrow as pa
+
+    batches, buffer = [], []
+    for row in rows:
+        keyword_counter.update(row["keywords"] or [""])
+        buffer.append(row)
+        if len(buffer) == chunk:
+            batches.append(pa.RecordBatch.from_pylist(buffer, schema=schema))
+            buffer = []
+    if buffer:
+        batches.append(pa.RecordBatch.from_pylist(buffer, schema=schema))
+    return pa.Table.from_batches(batches, schema=schema)
+
+
 def _features(datasets):
     string = datasets.Value("string")
     return datasets.Features(
@@ -326,7 +350,7 @@ def _dropped_summary(cleaner: Cleaner) -> str:
     return ", ".join(f"{k}: {v}" for k, v in cleaner.dropped.items() if v) or "nothing read"
 
 
-def _stats(input, options, report, cleaner, kept, orgs, rows_by_split, dataset_dict, balanced_away) -> dict:
+def _stats(input, options, report, cleaner, kept, orgs, rows_by_split, keyword_counter, balanced_away) -> dict:
     ratings = {
         s: dict(sorted(Counter(kept[i].rating for i in rows).items())) for s, rows in rows_by_split.items()
     }
@@ -335,12 +359,7 @@ def _stats(input, options, report, cleaner, kept, orgs, rows_by_split, dataset_d
     by_rating: dict[int, list[int]] = {}
     for r, n in zip(kept, chars, strict=True):
         by_rating.setdefault(r.rating, []).append(n)
-    keyword_counter: Counter[str] = Counter()
-    without = 0
-    for split in SPLITS:
-        for kws in dataset_dict[split]["keywords"]:
-            keyword_counter.update(kws)
-            without += not kws
+    without = keyword_counter.pop("", 0)
     n_rows = sum(len(v) for v in rows_by_split.values())
     return {
         "input": str(input),
