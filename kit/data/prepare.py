@@ -90,10 +90,13 @@ def prepare(input: str, out: str | Path, *, options: PrepareOptions | None = Non
         progress: Show progress bars.
 
     Example:
-        >>> from kit.data.synth import write_sample  # doctest: +SKIP
-        >>> write_sample("/tmp/s.tskv", rows=300, seed=0)  # doctest: +SKIP
-        >>> prepare("/tmp/s.tskv", "/tmp/prepared", progress=False)["splits"]  # doctest: +SKIP
-        {'train': 262, 'validation': 14, 'test': 15}
+        >>> import tempfile, pathlib
+        >>> from kit.data.synth import write_sample
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> write_sample(d / "s.tskv", rows=300, seed=0)
+        300
+        >>> prepare(str(d / "s.tskv"), d / "prepared", progress=False)["splits"]
+        {'train': 265, 'validation': 18, 'test': 12}
     """
     import time
 
