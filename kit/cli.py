@@ -68,7 +68,8 @@ def _cmd_data_prepare(args: argparse.Namespace) -> int:
     )
     stats = prepare(args.input, args.out, options=options, progress=not args.quiet)
     splits = ", ".join(f"{k} {v}" for k, v in stats["splits"].items())
-    print(f"Prepared {args.out}: {splits} (skipped lines: {len(stats['skipped_lines'])})")
+    label = " from the SYNTHETIC sample" if stats["synthetic"] else ""
+    print(f"Prepared {args.out}{label}: {splits} (skipped lines: {len(stats['skipped_lines'])})")
     return EXIT_OK
 
 
@@ -118,10 +119,66 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_data_download)
 
 
+# --------------------------------------------------------------------------- model
+
+
+def _cmd_tiny(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from kit.tiny import TinySpec, make_tiny_base
+
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("max_steps", args.max_steps), ("seed", args.seed))
+                 if v is not None}
+    spec = dataclasses.replace(TinySpec(), **overrides)
+    info = make_tiny_base(args.data, args.out, spec, progress=not args.quiet)
+    p = info["pretraining"]
+    print(f"Wrote tiny Gemma 2 base to {args.out}: {info['parameters']:,} parameters, vocabulary "
+          f"{info['vocabulary_size']}, val loss {p['initial_val_loss']:.3f} -> {p['final_val_loss']:.3f} "
+          f"in {info['total_seconds']:.0f} s")
+    return EXIT_OK
+
+
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from kit.config import load_config
+    from kit.train import finetune
+
+    cfg = load_config(args.config, args.set)
+    info = finetune(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+    m = info.get("metrics") or {}
+    where = f"{cfg.run.out_dir}/{cfg.run.name}"
+    if info.get("adapter"):
+        print(f"Fine-tuned {where} ({info['status']}): val loss {m.get('initial_val_loss', float('nan')):.4f} "
+              f"-> {m.get('val_loss', float('nan')):.4f} on review tokens in {info['timings']['train_s']:.0f} s")
+    else:
+        loss = f"val loss {m['val_loss']:.4f}" if "val_loss" in m else "no validation data"
+        print(f"Registered base model {cfg.model.preset} as {where} ({loss})")
+    return EXIT_OK
+
+
+def _add_model(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tiny", help="train the tiny Gemma 2 base (tokenizer + pretraining) for offline use")
+    p.add_argument("--data", default="data/prepared", help="prepared dataset dir (default data/prepared)")
+    p.add_argument("--out", default="models/tiny-base", help="preset dir to write (default models/tiny-base)")
+    p.add_argument("--epochs", type=float, default=None, help="pretraining passes over the train reviews")
+    p.add_argument("--max-steps", type=_positive_int, default=None, help="cap on pretraining steps (quick tries)")
+    p.add_argument("--seed", type=_nonneg_int, default=None, help="initialisation/data-order seed")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_tiny)
+
+    p = sub.add_parser("finetune", help="LoRA fine-tune a Gemma preset into runs/<name> (or register a base model)")
+    p.add_argument("--config", required=True, help="TOML config, e.g. configs/tiny.toml")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config value (repeatable), e.g. --set lora.rank=4")
+    p.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run dir of the same name")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_finetune)
+
+
 # --------------------------------------------------------------------------- main
 
 # Each entry adds one top-level subcommand. Later stages register here.
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_data]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_data, _add_model]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -176,18 +176,21 @@ def test_cli_prepare_success_and_usage_errors(raw, tmp_path, capsys):
     assert "--max-rows" in capsys.readouterr().err
     stats = json.loads((tmp_path / "p" / "stats.json").read_text(encoding="utf-8"))
     assert stats["input"] == str(raw)
+    assert stats["synthetic"] is False
 
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data/sample/geo-reviews-sample.tskv"
 
 
-def test_committed_sample_prepares_byte_identically_twice(tmp_path):
+def test_committed_sample_prepares_byte_identically_twice(tmp_path, capsys):
     """The README's `kit data prepare --input data/sample/... --out data/prepared`, twice."""
     for name in ("a", "b"):
         assert main(["data", "prepare", "--input", str(SAMPLE), "--out", str(tmp_path / name), "--quiet"]) == 0
+    assert "from the SYNTHETIC sample" in capsys.readouterr().out
     a, b = files_of(tmp_path / "a"), files_of(tmp_path / "b")
     assert a == b
     stats = load_stats(tmp_path / "a")
+    assert stats["synthetic"] is True
     assert stats["counts"]["dropped"]["rating_0"] >= 2 and stats["counts"]["dropped"]["duplicate_text"] >= 3
     assert min(stats["splits"].values()) > 200
     # the synthetic sample's negative reviews are longer, as in the real data

@@ -20,6 +20,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from kit.data import is_synthetic_sample
 from kit.data import keywords as kw
 from kit.data.clean import Cleaner, CleanOptions
 from kit.data.prompt import build_prompt, build_target
@@ -366,6 +367,8 @@ def _stats(input, options, report, cleaner, kept, orgs, rows_by_split, keyword_c
     n_rows = sum(len(v) for v in rows_by_split.values())
     return {
         "input": str(input),
+        # Results built on the bundled sample must say they come from synthetic reviews.
+        "synthetic": not str(input).startswith("hf://") and is_synthetic_sample(input),
         "options": dataclasses.asdict(options),
         "counts": {
             "lines": report.lines,
