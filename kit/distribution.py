@@ -1,0 +1,147 @@
+"""Spread the model and batches over devices: single, DataParallel, ModelParallel, multi-host.
+
+Call `setup_distribution` *before* loading the model: Keras creates (and
+shards) variables according to the distribution active at creation time.
+
+- `single`: everything on the default device.
+- `data`: `keras.distribution.DataParallel` over all local devices (weights
+  replicated, batch split) - a multi-GPU box or a TPU v3-8 with a 2B model.
+- `model`: `keras.distribution.ModelParallel` over a `batch:B,model:M` mesh
+  with `GemmaBackbone.get_layout_map` (weights sharded on `model`).
+- `auto`: `data` when there are several devices, else `single`.
+
+Multi-host (TPU pods, or `JAX_COORDINATOR_ADDRESS` set) first runs
+`jax.distributed.initialize()`; each host then feeds its slice of the global batch.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+
+import kit  # noqa: F401
+from kit.errors import UserError
+
+_MULTIHOST_ENV = ("JAX_COORDINATOR_ADDRESS", "KERAS_DISTRIBUTION_JOB_ADDRESSES", "MEGASCALE_COORDINATOR_ADDRESS")
+
+
+def parse_mesh(text: str) -> dict[str, int]:
+    """Parse `batch:1,model:8` into `{"batch": 1, "model": 8}`.
+
+    Example:
+        >>> parse_mesh("batch:2, model:4")
+        {'batch': 2, 'model': 4}
+    """
+    out: dict[str, int] = {}
+    for part in text.split(","):
+        name, sep, size = part.strip().partition(":")
+        if not sep or name not in ("batch", "model") or not size.strip().isdigit() or int(size) < 1:
+            raise UserError(f"distribution.mesh must look like 'batch:1,model:8', received {text!r}.")
+        out[name] = int(size)
+    if set(out) != {"batch", "model"}:
+        raise UserError(f"distribution.mesh needs both 'batch' and 'model' axes, received {text!r}.")
+    return out
+
+
+def multihost_requested() -> bool:
+    """True when the environment describes a multi-process JAX job (TPU pod, cluster).
+
+    Example:
+        >>> isinstance(multihost_requested(), bool)
+        True
+    """
+    if any(os.environ.get(k) for k in _MULTIHOST_ENV):
+        return True
+    # TPU pod slices list every worker; a single-host TPU VM lists one.
+    return "," in os.environ.get("TPU_WORKER_HOSTNAMES", "")
+
+
+def maybe_initialize_multihost() -> None:
+    """Run `jax.distributed.initialize()` once when `multihost_requested()`."""
+    import jax
+
+    if not multihost_requested() or getattr(maybe_initialize_multihost, "_done", False):
+        return
+    try:
+        jax.distributed.initialize()
+    except RuntimeError as e:
+        if "already" not in str(e).lower():  # initialised by the notebook: fine
+            raise
+    maybe_initialize_multihost._done = True
+
+
+def setup_distribution(mode: str = "auto", mesh: str = "", *, batch_size: int | None = None):
+    """Choose and activate a `keras.distribution` (or none for a single device).
+
+    Args:
+        mode: `auto`, `single`, `data` or `model`.
+        mesh: For `model`, e.g. `batch:2,model:4`.
+        batch_size: Global batch size, checked against the data-parallel width.
+
+    Returns:
+        `(distribution or None, description)`.
+
+    Example:
+        >>> dist, text = setup_distribution("single")
+        >>> dist is None
+        True
+    """
+    maybe_initialize_multihost()
+    devices = keras.distribution.list_devices()
+    if mode == "auto":
+        mode = "data" if len(devices) > 1 else "single"
+    if mode == "single":
+        keras.distribution.set_distribution(None)
+        return None, f"single device ({devices[0]})"
+    if mode == "data":
+        dist = keras.distribution.DataParallel(devices=devices)
+        width = len(devices)
+        text = f"DataParallel over {width} devices"
+    elif mode == "model":
+        import keras_hub
+
+        axes = parse_mesh(mesh)
+        if axes["batch"] * axes["model"] != len(devices):
+            raise UserError(
+                f"distribution.mesh {mesh!r} needs {axes['batch'] * axes['model']} devices but "
+                f"{len(devices)} are visible. Make batch × model equal the device count."
+            )
+        device_mesh = keras.distribution.DeviceMesh(
+            shape=(axes["batch"], axes["model"]), axis_names=("batch", "model"), devices=devices
+        )
+        layout_map = keras_hub.models.GemmaBackbone.get_layout_map(device_mesh)
+        dist = keras.distribution.ModelParallel(layout_map=layout_map, batch_dim_name="batch")
+        width = axes["batch"]
+        text = f"ModelParallel mesh batch:{axes['batch']},model:{axes['model']}"
+    else:
+        raise UserError(f"distribution.mode must be auto, single, data or model, received {mode!r}.")
+    if batch_size is not None and batch_size % width:
+        raise UserError(
+            f"train.batch_size={batch_size} must be divisible by the data-parallel width {width} ({text})."
+        )
+    keras.distribution.set_distribution(dist)
+    return dist, text
+
+
+def place_batch(tree, distribution):
+    """Put a numpy batch (dict/array tree) on devices, split along the batch axis.
+
+    On several hosts each process passes the *global* batch; its own slice is
+    taken here and assembled with `jax.make_array_from_process_local_data`.
+    """
+    import jax
+
+    if distribution is None:
+        return jax.tree.map(jax.numpy.asarray, tree)
+
+    def put(a: np.ndarray):
+        sharding = distribution.get_data_layout(a.shape).backend_layout
+        if jax.process_count() == 1:
+            return jax.device_put(a, sharding)
+        per = a.shape[0] // jax.process_count()
+        local = a[jax.process_index() * per : (jax.process_index() + 1) * per]
+        return jax.make_array_from_process_local_data(sharding, local, a.shape)
+
+    return jax.tree.map(put, tree)

@@ -1,0 +1,111 @@
+"""Model loading (local preset, offline/unauthorised errors), credentials, LoRA parameter counts."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kit.errors import UserError
+from kit.model import (
+    LORA_TARGET_LAYERS,
+    enable_lora,
+    explain_load_failure,
+    load_causal_lm,
+    load_credentials,
+    parameter_counts,
+    preset_kind,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Micro model (tests/tiny_models.MICRO): 2 layers, hidden 16, 4 q/kv heads of 4, FFW 32.
+# Per layer and rank r, LoRA adds A+B: q, k, v: 4*16*r + r*4 = 68r each; attention
+# output: 4*4*r + r*16 = 32r; ffw_gating, ffw_gating_2, ffw_linear (16x16): 32r each.
+# Without embeddings: per layer q/k/v 3*256 + output 256 + FFW 3*16*16 (GemmaDecoderBlock
+# halves intermediate_dim: 32 -> 16) + 4 norms*16 = 1,856; 2 layers + final norm 16 = 3,728. Embeddings: vocabulary * 16 (vocabulary from the tokenizer).
+MICRO_NON_EMBEDDING = 3_728
+
+
+def micro_total(lm) -> int:
+    return MICRO_NON_EMBEDDING + lm.backbone.vocabulary_size * 16
+
+
+def test_local_preset_loads(tiny_preset):
+    lm = load_causal_lm(str(tiny_preset))
+    assert lm.backbone.num_layers == 2
+    assert lm.backbone.dtype_policy.name == "float32"  # auto = float32 on CPU
+    total = micro_total(lm)
+    assert parameter_counts(lm) == {"trainable": total, "total": total, "trainable_share": 1.0}
+
+
+@pytest.mark.parametrize(("targets", "per_rank"), [("qv", 2 * (68 + 68)), ("all", 2 * (3 * 68 + 32 + 3 * 32))])
+def test_lora_trainable_parameter_counts(tiny_preset, targets, per_rank):
+    lm = load_causal_lm(str(tiny_preset))
+    layers = enable_lora(lm, rank=4, alpha=8.0, targets=targets)
+    counts = parameter_counts(lm)
+    assert counts["trainable"] == 4 * per_rank  # qv: 1088, all: 2656
+    assert counts["total"] == micro_total(lm) + 4 * per_rank
+    assert len(layers) == 2 * len(LORA_TARGET_LAYERS[targets])
+    assert all(v.path.split("/")[-1].startswith("lora_kernel") for v in lm.trainable_weights)
+    # alpha is applied: scale alpha / rank = 2
+    query = [lyr for lyr in lm.backbone._flatten_layers() if getattr(lyr, "lora_enabled", False)][0]
+    assert query.lora_alpha / query.lora_rank == 2.0
+
+
+def test_lora_starts_as_identity(tiny_preset):
+    lm = load_causal_lm(str(tiny_preset))
+    x = {"token_ids": np.array([[2, 5, 6, 7]], "int32"), "padding_mask": np.ones((1, 4), "int32")}
+    before = np.asarray(lm(x))
+    enable_lora(lm, rank=2, alpha=4.0, targets="all")
+    np.testing.assert_allclose(np.asarray(lm(x)), before, atol=1e-6)  # B = 0 at start
+
+
+def test_preset_kind(tiny_preset):
+    assert preset_kind(str(tiny_preset)) == "local"
+    assert preset_kind("gemma2_2b_en") == "builtin"
+    assert preset_kind("hf://google/gemma-2-2b") == "hf"
+    assert preset_kind("kaggle://keras/gemma2/keras/gemma2_2b_en/1") == "kaggle"
+    assert preset_kind("models/nope") == "unknown"
+
+
+def test_unknown_preset_suggests_kit_tiny():
+    with pytest.raises(UserError, match="kit tiny"):
+        load_causal_lm("models/tiny-base-missing")
+
+
+def test_auth_failures_name_the_variable_and_licence():
+    msg = explain_load_failure("gemma2_2b_en", "builtin", RuntimeError("403 Client Error: Forbidden"))
+    assert "KAGGLE_USERNAME" in msg and "KAGGLE_KEY" in msg and "kaggle.com/models/google/gemma-2" in msg
+    msg = explain_load_failure("hf://google/gemma-2-2b", "hf", OSError("401 Unauthorized: gated repo"))
+    assert "HUGGING_FACE_ACCESS_TOKEN" in msg and "huggingface.co/google/gemma-2-2b" in msg
+    assert "\n" not in msg
+
+
+def test_credentials_are_aligned_and_never_printed(monkeypatch, capsys):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HUGGING_FACE_ACCESS_TOKEN", "hf_secret_value")
+    load_credentials()
+    assert os.environ["HF_TOKEN"] == "hf_secret_value"  # the name huggingface_hub reads
+    out = capsys.readouterr()
+    assert "hf_secret_value" not in out.out + out.err
+
+
+@pytest.mark.parametrize("preset", ["gemma2_2b_en", "hf://google/gemma-2-2b"])
+def test_offline_cli_error_is_one_line_exit_2(tmp_path, preset):
+    """No network here: a clear one-line error naming the fix, no traceback, exit code 2."""
+    env = {**os.environ, "HUGGING_FACE_ACCESS_TOKEN": "hf_dummy_secret", "KAGGLEHUB_CACHE": str(tmp_path / "kh")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "kit", "finetune", "--config", str(ROOT / "configs" / "gemma2_2b_gpu.toml"),
+         "--set", f"model.preset={preset}", "--set", f"run.out_dir={tmp_path}", "--quiet"],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "hf_dummy_secret" not in proc.stderr + proc.stdout
+    assert "configs/tiny.toml" in lines[0]  # offline: points at the tiny demo
+    assert preset in lines[0]
