@@ -1,0 +1,27 @@
+"""Micro Gemma 2 models for tests (built in seconds, a few thousand parameters)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kit.tiny import TinySpec, build_tiny_lm, train_tokenizer
+
+# 4 query and 4 key/value heads and an even hidden size, so the same model
+# shards on a batch:2,model:4 mesh (sharded dims must divide evenly).
+MICRO = TinySpec(vocab_size=400, num_layers=2, hidden_dim=16, intermediate_dim=32, num_query_heads=4,
+                 num_key_value_heads=4, head_dim=4, sliding_window_size=8, buckets=(32, 64), batch_size=8)
+
+
+def micro_lm(prepared: Path, spec: TinySpec = MICRO):
+    """A random-weight micro `GemmaCausalLM` with a tokenizer trained on `prepared`'s texts."""
+    import datasets
+
+    dd = datasets.load_from_disk(str(prepared))
+    proto = train_tokenizer(list(dd["train"]["text"]) + list(dd["train"]["prompt"]), vocab_size=spec.vocab_size)
+    return build_tiny_lm(proto, spec)
+
+
+def save_micro_preset(path: Path, prepared: Path) -> Path:
+    lm = micro_lm(prepared)
+    lm.save_to_preset(str(path))
+    return path
