@@ -1,0 +1,238 @@
+"""Numpy batches for causal-LM training: tokenise, mask the prompt, bucket by length.
+
+Every example is `<bos> + prompt + target` (target = review + `<end_of_turn>`,
+from `kit.data.prompt.build_target`). Inputs are the tokens shifted by one;
+`sample_weight` is 1 only where the *label* is a target token, so the loss
+(and its gradient) never rewards predicting the prompt.
+
+Examples are grouped into a few fixed sequence lengths (buckets): each batch
+is padded to its bucket's length only, so little compute goes to padding, and
+each bucket shape is compiled once by XLA. No TensorFlow is involved: prompts
+are tokenised with SentencePiece directly from the tokenizer's proto.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+    """One tokenised example.
+
+    Attributes:
+        ids: `<bos>` + prompt + target token ids (int32).
+        n_prompt: How many leading ids (bos included) are prompt, i.e. masked.
+    """
+
+    ids: np.ndarray
+    n_prompt: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    """A padded batch for one bucket (`x` holds `token_ids` and `padding_mask`).
+
+    Attributes:
+        x: `{"token_ids", "padding_mask"}`, int32 `[batch, length]`.
+        y: Next-token labels, int32 `[batch, length]`.
+        sample_weight: float32 `[batch, length]`, 1 on target labels.
+        real_tokens: Non-padding input positions (for the padding share).
+    """
+
+    x: dict[str, np.ndarray]
+    y: np.ndarray
+    sample_weight: np.ndarray
+    real_tokens: int
+
+    @property
+    def length(self) -> int:
+        return int(self.y.shape[1])
+
+
+class Encoder:
+    """Tokenise prompt/target pairs with a Gemma SentencePiece proto.
+
+    Args:
+        proto: The serialized SentencePiece model (`lm.preprocessor.tokenizer.proto`).
+
+    Example:
+        >>> enc = Encoder(lm.preprocessor.tokenizer.proto)  # doctest: +SKIP
+        >>> enc.encode("<start_of_turn>user\\n...", "Хорошо.<end_of_turn>")  # doctest: +SKIP
+    """
+
+    def __init__(self, proto: bytes):
+        import sentencepiece as spm
+
+        self.sp = spm.SentencePieceProcessor(model_proto=proto)
+        self.bos_id = self.sp.bos_id()
+        self.eos_id = self.sp.eos_id()
+        self.pad_id = max(self.sp.pad_id(), 0)
+
+    def encode(self, prompt: str, target: str) -> Example:
+        """`<bos>` + prompt + target; prompt and target are tokenised separately,
+        exactly as generation sees them (prompt first, then the continuation)."""
+        p = self.sp.encode(prompt) if prompt else []
+        t = self.sp.encode(target)
+        return Example(np.asarray([self.bos_id, *p, *t], dtype=np.int32), 1 + len(p))
+
+    def encode_text(self, text: str) -> Example:
+        """A plain LM example: `<bos>` + text + `<eos>`, every label weighted."""
+        t = self.sp.encode(text)
+        return Example(np.asarray([self.bos_id, *t, self.eos_id], dtype=np.int32), 1)
+
+    def encode_pairs(self, prompts: Sequence[str], targets: Sequence[str]) -> list[Example]:
+        """Vectorised `encode` over two equally long lists."""
+        ps = self.sp.encode(list(prompts))
+        ts = self.sp.encode(list(targets))
+        return [Example(np.asarray([self.bos_id, *p, *t], dtype=np.int32), 1 + len(p)) for p, t in zip(ps, ts, strict=True)]
+
+
+def bucket_for(n_inputs: int, buckets: Sequence[int]) -> int:
+    """The smallest bucket holding `n_inputs` positions, else the largest (truncate).
+
+    Example:
+        >>> bucket_for(100, [128, 256]), bucket_for(129, [128, 256]), bucket_for(999, [128, 256])
+        (128, 256, 256)
+    """
+    for b in buckets:
+        if n_inputs <= b:
+            return b
+    return buckets[-1]
+
+
+def make_batch(examples: Sequence[Example], length: int, batch_size: int, pad_id: int = 0) -> Batch:
+    """Pad `examples` (at most `batch_size`) into one `[batch_size, length]` batch.
+
+    Examples longer than `length + 1` tokens are truncated at the end. Missing
+    rows (a last, partial batch) repeat the first example with zero weight, so
+    every batch of a bucket has the same shape and compiles once.
+
+    Example:
+        >>> b = make_batch([Example(np.array([2, 5, 6, 7], np.int32), 2)], length=4, batch_size=2)
+        >>> b.x["token_ids"][0].tolist(), b.y[0].tolist(), b.sample_weight[0].tolist()
+        ([2, 5, 6, 0], [5, 6, 7, 0], [0.0, 1.0, 1.0, 0.0])
+        >>> b.sample_weight[1].sum()
+        np.float32(0.0)
+    """
+    tokens = np.full((batch_size, length), pad_id, dtype=np.int32)
+    labels = np.full((batch_size, length), pad_id, dtype=np.int32)
+    mask = np.zeros((batch_size, length), dtype=np.int32)
+    weight = np.zeros((batch_size, length), dtype=np.float32)
+    real = 0
+    for row in range(batch_size):
+        ex = examples[row] if row < len(examples) else examples[0]
+        ids = ex.ids[: length + 1]
+        n = len(ids) - 1
+        tokens[row, :n] = ids[:-1]
+        labels[row, :n] = ids[1:]
+        mask[row, :n] = 1
+        if row < len(examples):
+            real += n
+            # Label j is token j+1: weighted when token j+1 is past the prompt.
+            weight[row, max(ex.n_prompt - 1, 0) : n] = 1.0
+    return Batch({"token_ids": tokens, "padding_mask": mask}, labels, weight, real)
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchPlan:
+    """A deterministic list of batches: which example indices go together, at which length.
+
+    Attributes:
+        batches: `(length, indices)` per batch, in training order.
+    """
+
+    batches: tuple[tuple[int, tuple[int, ...]], ...]
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def padding_share(self, examples: Sequence[Example], batch_size: int) -> float:
+        """Share of computed positions that are padding (incl. filler rows)."""
+        slots = sum(length * batch_size for length, _ in self.batches)
+        real = sum(min(len(examples[i].ids) - 1, length) for length, idx in self.batches for i in idx)
+        return 1.0 - real / max(slots, 1)
+
+
+def plan_batches(
+    examples: Sequence[Example],
+    buckets: Sequence[int],
+    batch_size: int,
+    *,
+    seed: int | None = None,
+    epoch: int = 0,
+) -> BatchPlan:
+    """Group examples by bucket into batches; shuffled by `(seed, epoch)` or kept in order.
+
+    The order depends only on `(seed, epoch)`, so a resumed run that knows its
+    epoch and batch position sees exactly the batches it would have seen.
+
+    Example:
+        >>> exs = [Example(np.zeros(n, np.int32), 1) for n in (3, 10, 4, 9)]
+        >>> [(l, list(i)) for l, i in plan_batches(exs, [4, 16], 2).batches]
+        [(4, [0, 2]), (16, [1, 3])]
+    """
+    by_bucket: dict[int, list[int]] = {b: [] for b in buckets}
+    for i, ex in enumerate(examples):
+        by_bucket[bucket_for(len(ex.ids) - 1, buckets)].append(i)
+    rng = np.random.default_rng([seed, epoch]) if seed is not None else None
+    batches = []
+    for length, idx in by_bucket.items():
+        idx = np.asarray(idx, dtype=np.int64)
+        if rng is not None:
+            idx = rng.permutation(idx)
+        for start in range(0, len(idx), batch_size):
+            batches.append((length, tuple(int(i) for i in idx[start : start + batch_size])))
+    if rng is not None:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return BatchPlan(tuple(batches))
+
+
+def iterate_batches(
+    examples: Sequence[Example],
+    plan: BatchPlan,
+    batch_size: int,
+    *,
+    start: int = 0,
+    pad_id: int = 0,
+) -> Iterator[tuple[int, Batch]]:
+    """Yield `(position, Batch)` for the plan's batches from `start` on.
+
+    Example:
+        >>> exs = [Example(np.arange(5, dtype=np.int32), 1)]
+        >>> [(p, b.length) for p, b in iterate_batches(exs, plan_batches(exs, [8], 1), 1)]
+        [(0, 8)]
+    """
+    for pos in range(start, len(plan)):
+        length, idx = plan.batches[pos]
+        yield pos, make_batch([examples[i] for i in idx], length, batch_size, pad_id)
+
+
+def has_target(example: Example, max_length: int) -> bool:
+    """Whether at least one target label fits in `max_length` inputs (else the example trains nothing).
+
+    Example:
+        >>> has_target(Example(np.arange(10, dtype=np.int32), 4), 8), has_target(Example(np.arange(10, dtype=np.int32), 9), 8)
+        (True, False)
+    """
+    return example.n_prompt - 1 < min(len(example.ids) - 1, max_length)
+
+
+def length_report(examples: Sequence[Example], buckets: Sequence[int]) -> dict[str, float | int]:
+    """How many examples fall in each bucket and how many get truncated.
+
+    Example:
+        >>> length_report([Example(np.zeros(6, np.int32), 1)], [4, 8])
+        {'bucket_4': 0, 'bucket_8': 1, 'truncated': 0}
+    """
+    out: dict[str, float | int] = {f"bucket_{b}": 0 for b in buckets}
+    truncated = 0
+    for ex in examples:
+        n = len(ex.ids) - 1
+        out[f"bucket_{bucket_for(n, buckets)}"] += 1
+        truncated += n > buckets[-1]
+    out["truncated"] = truncated
+    return out

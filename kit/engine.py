@@ -1,0 +1,300 @@
+"""The training loop: jitted masked-loss steps, gradient accumulation, evaluation, resumable state.
+
+Written against Keras' stateless API on the JAX backend (`model.stateless_call`,
+`optimizer.stateless_apply`) rather than `model.fit`, because the kit needs
+things `fit` does not give exactly: a checkpoint that holds the data position
+as well as the optimizer state (so `--resume` replays the very same batches),
+token-weighted gradient accumulation across differently shaped buckets, and a
+NaN check before a bad update can reach a checkpoint. Each bucket length is
+compiled once by `jax.jit` (one trace per input shape).
+
+Used by `kit tiny` (all weights trainable, plain LM) and `kit finetune`
+(LoRA adapters only, prompt masked).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import kit  # noqa: F401
+from kit.batching import Example, make_batch, plan_batches
+from kit.distribution import place_batch
+from kit.errors import UserError
+
+
+class TrainingDiverged(UserError):
+    """The loss or gradient norm became NaN/inf; the last good checkpoint is kept."""
+
+
+@dataclasses.dataclass
+class LoopState:
+    """Everything besides weights that a resumed run needs to continue exactly.
+
+    Attributes:
+        step: Optimizer steps done.
+        epoch: Current pass over the train split.
+        position: Next micro-batch index in the current epoch's plan.
+        tokens: Target tokens trained on so far.
+        best_val: Best validation loss so far (None before any evaluation).
+        bad_evals: Evaluations since the best one (early stopping).
+        history: Logged rows (dicts) so far.
+        elapsed_s: Training wall time so far, across resumes.
+    """
+
+    step: int = 0
+    epoch: int = 0
+    position: int = 0
+    tokens: int = 0
+    best_val: float | None = None
+    bad_evals: int = 0
+    history: list[dict] = dataclasses.field(default_factory=list)
+    elapsed_s: float = 0.0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopOptions:
+    """Loop settings (a subset of `TrainConfig`, so `kit tiny` can use the loop without a Config).
+
+    Attributes:
+        total_steps: Optimizer steps to run.
+        batch_size: Rows per micro-batch.
+        grad_accum: Micro-batches per optimizer step.
+        buckets: Sequence lengths.
+        seed: Data-order seed.
+        eval_every: Evaluate every N steps (0: only at start and end).
+        checkpoint_every: Call `on_checkpoint` every N steps (0: never).
+        patience: Early-stopping patience in evaluations (0: off).
+        log_every: Call `on_log` every N steps.
+        progress: Show a tqdm bar.
+        desc: Progress-bar label.
+    """
+
+    total_steps: int
+    batch_size: int
+    grad_accum: int = 1
+    buckets: tuple[int, ...] = (128,)
+    seed: int = 0
+    eval_every: int = 0
+    checkpoint_every: int = 0
+    patience: int = 0
+    log_every: int = 1
+    progress: bool = True
+    desc: str = "train"
+
+
+class Engine:
+    """Holds the model's variable values as JAX arrays and runs jitted steps on them.
+
+    Args:
+        lm: A Keras causal LM whose call maps `{"token_ids", "padding_mask"}` to logits.
+        optimizer: A Keras optimizer (built here on the trainable variables).
+        distribution: The active `keras.distribution`, or None.
+        pad_id: Padding token id.
+
+    Example:
+        >>> engine = Engine(lm, make_optimizer(...))  # doctest: +SKIP
+        >>> engine.loss_on(val_examples, buckets=(128,), batch_size=8)  # doctest: +SKIP
+    """
+
+    def __init__(self, lm, optimizer, *, distribution=None, pad_id: int = 0):
+        self.lm = lm
+        self.optimizer = optimizer
+        self.distribution = distribution
+        self.pad_id = pad_id
+        self.trainable = list(lm.trainable_variables)
+        self.non_trainable = list(lm.non_trainable_variables)
+        if self.trainable:
+            optimizer.build(self.trainable)
+        self.tv = [v.value for v in self.trainable]
+        self.ntv = [v.value for v in self.non_trainable]
+        self.ov = [v.value for v in optimizer.variables]
+        self._micro = jax.jit(self._micro_fn)
+        self._apply = jax.jit(self._apply_fn)
+        self._eval = jax.jit(self._loss_fn)
+
+    # ------------------------------------------------------------------ pure functions
+
+    def _loss_fn(self, tv, ntv, x, y, w):
+        """Sum of token cross-entropies weighted by `w`, and the sum of `w` (float32)."""
+        logits, _ = self.lm.stateless_call(tv, ntv, x)
+        logits = logits.astype(jnp.float32)
+        log_z = jax.nn.logsumexp(logits, axis=-1)
+        picked = jnp.take_along_axis(logits, y[..., None], axis=-1)[..., 0]
+        return jnp.sum((log_z - picked) * w), jnp.sum(w)
+
+    def _micro_fn(self, tv, ntv, acc, x, y, w):
+        (loss, weight), grads = jax.value_and_grad(self._loss_fn, has_aux=True)(tv, ntv, x, y, w)
+        return [a + g for a, g in zip(acc, grads, strict=True)], loss, weight
+
+    def _apply_fn(self, tv, ov, acc, weight):
+        # Token-weighted mean over the whole accumulation group: every target
+        # token counts the same whatever bucket or micro-batch it sat in.
+        grads = [g / jnp.maximum(weight, 1.0) for g in acc]
+        norm = jnp.sqrt(sum(jnp.sum(jnp.square(g.astype(jnp.float32))) for g in grads))
+        new_tv, new_ov = self.optimizer.stateless_apply(ov, grads, tv)
+        return new_tv, new_ov, norm
+
+    # ------------------------------------------------------------------ helpers
+
+    def _place(self, batch):
+        return place_batch((batch.x, batch.y, batch.sample_weight), self.distribution)
+
+    def sync_to_model(self) -> None:
+        """Write the current values back into the Keras variables (before saving)."""
+        for v, val in zip(self.trainable, self.tv, strict=True):
+            v.assign(val)
+        for v, val in zip(self.optimizer.variables, self.ov, strict=True):
+            v.assign(val)
+
+    def trainable_numpy(self) -> list[np.ndarray]:
+        return [np.asarray(jax.device_get(v)) for v in self.tv]
+
+    def optimizer_numpy(self) -> list[np.ndarray]:
+        return [np.asarray(jax.device_get(v)) for v in self.ov]
+
+    def load_values(self, trainable: Sequence[np.ndarray], optimizer: Sequence[np.ndarray] | None = None) -> None:
+        """Restore trainable (and optimizer) values, keeping each variable's sharding."""
+        if len(trainable) != len(self.tv):
+            raise UserError(f"Checkpoint holds {len(trainable)} trainable arrays but the model has {len(self.tv)}; "
+                            "it was written with different LoRA settings. Start a new run instead of --resume.")
+        self.tv = [jax.device_put(np.asarray(a, dtype=old.dtype), old.sharding) for a, old in zip(trainable, self.tv, strict=True)]
+        if optimizer is not None:
+            self.ov = [jax.device_put(np.asarray(a, dtype=old.dtype), old.sharding) for a, old in zip(optimizer, self.ov, strict=True)]
+        self.sync_to_model()
+
+    def loss_on(self, examples: Sequence[Example], *, buckets: Sequence[int], batch_size: int) -> float:
+        """Mean loss per weighted (target) token over `examples`, in a fixed order."""
+        if not examples:
+            return float("nan")
+        plan = plan_batches(examples, buckets, batch_size)
+        total, weight = 0.0, 0.0
+        for length, idx in plan.batches:
+            batch = make_batch([examples[i] for i in idx], length, batch_size, self.pad_id)
+            loss, w = self._eval(self.tv, self.ntv, *self._place(batch))
+            total += float(loss)
+            weight += float(w)
+        return total / weight if weight else float("nan")
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(
+        self,
+        train: Sequence[Example],
+        val: Sequence[Example],
+        options: LoopOptions,
+        state: LoopState | None = None,
+        *,
+        on_log: Callable[[LoopState, dict], None] | None = None,
+        on_checkpoint: Callable[[LoopState], None] | None = None,
+        on_best: Callable[[LoopState], None] | None = None,
+    ) -> tuple[LoopState, str]:
+        """Train until `options.total_steps` (or early stop); returns `(state, status)`.
+
+        `status` is `completed` or `early_stopped`; a NaN/inf loss raises
+        `TrainingDiverged` before the bad update can be checkpointed.
+        """
+        state = state or LoopState()
+        o = options
+        delay = float(os.environ.get("KIT_STEP_DELAY", "0") or 0)  # tests: make a run slow enough to kill
+        bar = None
+        if o.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=o.total_steps, initial=state.step, desc=o.desc, unit="step", dynamic_ncols=True)
+        plan = plan_batches(train, o.buckets, o.batch_size, seed=o.seed, epoch=state.epoch)
+        if not len(plan):
+            raise UserError("The train split is empty: nothing to train on. Check data.dir and data.max_train_rows.")
+        if state.step == 0 and not state.history and val:
+            self._evaluate(state, val, o, on_log, on_best)  # step 0 = the base model's loss
+        status = "completed"
+        started = time.perf_counter() - state.elapsed_s
+        while state.step < o.total_steps:
+            acc = [jnp.zeros(v.shape, jnp.float32 if v.dtype == jnp.bfloat16 else v.dtype) for v in self.tv]
+            loss_sum = weight_sum = 0.0
+            for _ in range(o.grad_accum):
+                if state.position >= len(plan):
+                    state.epoch += 1
+                    state.position = 0
+                    plan = plan_batches(train, o.buckets, o.batch_size, seed=o.seed, epoch=state.epoch)
+                length, idx = plan.batches[state.position]
+                batch = make_batch([train[i] for i in idx], length, o.batch_size, self.pad_id)
+                acc, loss, weight = self._micro(self.tv, self.ntv, acc, *self._place(batch))
+                loss_sum = loss_sum + loss
+                weight_sum = weight_sum + weight
+                state.position += 1
+            new_tv, new_ov, norm = self._apply(self.tv, self.ov, acc, weight_sum)
+            loss = float(loss_sum) / max(float(weight_sum), 1.0)
+            norm = float(norm)
+            if not (math.isfinite(loss) and math.isfinite(norm)):
+                if bar is not None:
+                    bar.close()
+                raise TrainingDiverged(
+                    f"Training diverged at step {state.step + 1}: loss={loss}, grad norm={norm}. "
+                    "The last good checkpoint is kept; lower train.learning_rate or set train.clip_norm."
+                )
+            self.tv, self.ov = new_tv, new_ov
+            state.step += 1
+            state.tokens += int(float(weight_sum))
+            state.elapsed_s = time.perf_counter() - started
+            if delay:
+                time.sleep(delay)
+            row = None
+            if state.step % o.log_every == 0 or state.step == o.total_steps:
+                row = {"step": state.step, "epoch": state.epoch + state.position / len(plan),
+                       "lr": self._lr(state.step - 1), "train_loss": loss, "grad_norm": norm,
+                       "tokens": state.tokens, "elapsed_s": round(state.elapsed_s, 3)}
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.3f}")
+            last = state.step == o.total_steps
+            if val and ((o.eval_every and state.step % o.eval_every == 0) or last):
+                row = row if row is not None else {"step": state.step, "tokens": state.tokens}
+                if self._evaluate(state, val, o, None, on_best, row=row):
+                    status = "early_stopped"
+            if row is not None:
+                state.history.append(row)
+                if on_log:
+                    on_log(state, row)
+            if on_checkpoint and o.checkpoint_every and state.step % o.checkpoint_every == 0:
+                on_checkpoint(state)
+            if status == "early_stopped":
+                break
+        if bar is not None:
+            bar.close()
+        self.sync_to_model()
+        return state, status
+
+    def _lr(self, step: int) -> float:
+        schedule = getattr(self.optimizer, "kit_schedule", None)
+        return float(schedule(step)) if schedule is not None else float(self.optimizer.learning_rate)
+
+    def _evaluate(self, state, val, o, on_log, on_best, row=None) -> bool:
+        """Validation loss/perplexity into `row`; returns True when patience ran out."""
+        val_loss = self.loss_on(val, buckets=o.buckets, batch_size=o.batch_size)
+        own_row = row is None
+        row = row if row is not None else {"step": state.step, "tokens": state.tokens}
+        row["val_loss"] = val_loss
+        row["val_ppl"] = math.exp(min(val_loss, 50.0))
+        if own_row:
+            state.history.append(row)
+            if on_log:
+                on_log(state, row)
+        if state.best_val is None or val_loss < state.best_val - 1e-6:
+            state.best_val = val_loss
+            state.bad_evals = 0
+            if on_best:
+                on_best(state)
+            return False
+        state.bad_evals += 1
+        return bool(o.patience) and state.bad_evals >= o.patience

@@ -1,0 +1,320 @@
+"""`kit finetune`: LoRA fine-tuning of a Gemma causal LM on the prepared prompts, into a run dir.
+
+The stage: pick a distribution, load the base preset, add LoRA adapters,
+tokenise `prompt` + `target` (loss on the review tokens only), bucket by
+length, train with `kit.engine.Engine`, and leave `runs/<name>/` (see
+`kit.runs`). With LoRA disabled (`lora.enabled = false` or `lora.rank = 0`)
+it only registers the base model as a run (validation loss included), so
+base and fine-tuned models are evaluated the same way downstream.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import math
+import shutil
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+import kit  # noqa: F401
+from kit.atomic import atomic_path, write_json, write_text
+from kit.batching import Encoder, has_target, length_report, plan_batches
+from kit.checkpoint import load_checkpoint, save_checkpoint
+from kit.config import Config
+from kit.distribution import setup_distribution
+from kit.engine import Engine, LoopOptions, LoopState, TrainingDiverged
+from kit.errors import UserError
+from kit.model import enable_lora, load_causal_lm, parameter_counts, resolve_dtype
+from kit.optim import make_optimizer
+from kit.runs import RunPaths, read_run, run_dir
+from kit.tblog import ScalarWriter
+
+HISTORY_COLUMNS = ("step", "epoch", "lr", "train_loss", "grad_norm", "val_loss", "val_ppl", "tokens", "elapsed_s")
+
+
+def load_splits(cfg: Config, dataset=None):
+    """The train and validation splits (row-limited), from `dataset` or `cfg.data.dir`.
+
+    Example:
+        >>> train, val = load_splits(load_config("configs/tiny.toml"))  # doctest: +SKIP
+    """
+    if dataset is None:
+        from kit.data.prepare import load_prepared
+
+        dataset = load_prepared(cfg.data.dir)
+    for split in ("train", "validation"):
+        if split not in dataset:
+            raise UserError(f"{cfg.data.dir} has no {split!r} split; re-run `kit data prepare`.")
+    train, val = dataset["train"], dataset["validation"]
+    if cfg.data.max_train_rows:
+        train = train.select(range(min(cfg.data.max_train_rows, train.num_rows)))
+    if cfg.data.max_val_rows:
+        val = val.select(range(min(cfg.data.max_val_rows, val.num_rows)))
+    for split, ds in (("train", train), ("validation", val)):
+        missing = {"prompt", "target"} - set(ds.column_names)
+        if missing:
+            raise UserError(f"{cfg.data.dir} split {split!r} lacks columns {sorted(missing)}; re-run `kit data prepare`.")
+    return train, val
+
+
+def _rows_digest(*splits) -> str:
+    digest = hashlib.sha256()
+    for ds in splits:
+        for p, t in zip(ds["prompt"], ds["target"], strict=True):
+            digest.update(p.encode())
+            digest.update(b"\0")
+            digest.update(t.encode())
+            digest.update(b"\1")
+    return digest.hexdigest()
+
+
+def _dataset_fingerprint(cfg: Config) -> str | None:
+    try:
+        from kit.data.prepare import load_stats
+
+        return load_stats(cfg.data.dir).get("fingerprint")
+    except (UserError, ImportError, OSError, ValueError):
+        return None
+
+
+def _prepare_run_dir(paths: RunPaths, *, resume: bool, overwrite: bool) -> None:
+    if resume:
+        if paths.latest_checkpoint() is None:
+            raise UserError(f"--resume: no checkpoint in {paths.checkpoints}. Start without --resume.")
+        return
+    if paths.root.exists() and any(paths.root.iterdir()):
+        if not overwrite:
+            raise UserError(
+                f"Run dir {paths.root} already exists. Pass --resume to continue it, --overwrite to replace it, "
+                "or --set run.name=<new name>."
+            )
+        shutil.rmtree(paths.root)
+    paths.root.mkdir(parents=True, exist_ok=True)
+
+
+def _check_same_config(paths: RunPaths, cfg: Config) -> None:
+    """A resumed run must use the config it started with, or it would not continue "exactly"."""
+    saved = read_run(paths.root).get("config", {})
+    now = cfg.to_dict()
+    diff = [f"{section}.{key}" for section in now for key in now[section]
+            if saved.get(section, {}).get(key) != now[section][key]]
+    if diff:
+        raise UserError(f"--resume: config differs from the run's saved config at {', '.join(diff)}. "
+                        "Resume with the original config, or start a new run (--set run.name=...).")
+
+
+def _write_history(paths: RunPaths, history: list[dict]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    write_text(paths.history, buf.getvalue())
+
+
+def save_adapter(lm, path: str | Path) -> None:
+    """`backbone.save_lora_weights` through a temp file, so the adapter is never half-written."""
+    with atomic_path(path, suffix=".lora.h5") as tmp:
+        lm.backbone.save_lora_weights(str(tmp))
+
+
+def finetune(cfg: Config, *, resume: bool = False, overwrite: bool = False, progress: bool = True, dataset=None) -> dict:
+    """Run (or resume) the fine-tune described by `cfg`; returns the final `run.json` dict.
+
+    Args:
+        cfg: The resolved config.
+        resume: Continue from the latest checkpoint of `runs/<name>`.
+        overwrite: Replace an existing run dir.
+        progress: Show a progress bar.
+        dataset: A `datasets.DatasetDict` to use instead of `cfg.data.dir` (tests, notebooks).
+
+    Raises:
+        UserError: bad config/data, an existing run dir, load failures, divergence.
+
+    Example:
+        >>> info = finetune(load_config("configs/tiny.toml"))  # doctest: +SKIP
+        >>> info["metrics"]["val_loss"] < info["metrics"]["initial_val_loss"]  # doctest: +SKIP
+        True
+    """
+    t0 = time.perf_counter()
+    paths = run_dir(cfg.run.out_dir, cfg.run.name)
+    _prepare_run_dir(paths, resume=resume, overwrite=overwrite)
+    distribution, dist_text = setup_distribution(cfg.distribution.mode, cfg.distribution.mesh,
+                                                 batch_size=cfg.train.batch_size)
+    dtype = resolve_dtype(cfg.model.dtype)
+    lm = load_causal_lm(cfg.model.preset, dtype=dtype)
+    t_load = time.perf_counter() - t0
+
+    info: dict = {
+        "name": cfg.run.name,
+        "status": "running",
+        "preset": cfg.model.preset,
+        "dtype": dtype,
+        "distribution": dist_text,
+        "config": cfg.to_dict(),
+        "adapter": None,
+        "lora": None,
+    }
+    try:
+        train_ds, val_ds = load_splits(cfg, dataset)
+    except UserError:
+        if cfg.lora_active:
+            raise
+        train_ds = val_ds = None  # a base model can be registered without data
+    encoder = Encoder(lm.preprocessor.tokenizer.proto)
+    longest = cfg.data.buckets[-1]
+    val = encoder.encode_pairs(val_ds["prompt"], val_ds["target"]) if val_ds is not None else []
+    val = [e for e in val if has_target(e, longest)]
+    if val_ds is not None:
+        info["data"] = {
+            "dir": cfg.data.dir,
+            "dataset_fingerprint": _dataset_fingerprint(cfg) if dataset is None else None,
+            "rows_sha256": _rows_digest(train_ds, val_ds),
+            "train_rows": train_ds.num_rows,
+            "val_rows": val_ds.num_rows,
+        }
+
+    if not cfg.lora_active:
+        return _register_base(cfg, paths, lm, encoder, val, info, t0, t_load, distribution)
+
+    keras.utils.set_random_seed(cfg.run.seed)  # LoRA A-matrix initialisation
+    layers = enable_lora(lm, rank=cfg.lora.rank, alpha=cfg.lora.alpha, targets=cfg.lora.targets)
+    info["lora"] = {"rank": cfg.lora.rank, "alpha": cfg.lora.alpha, "targets": cfg.lora.targets, "layers": layers}
+    info["parameters"] = parameter_counts(lm)
+
+    t1 = time.perf_counter()
+    train = encoder.encode_pairs(train_ds["prompt"], train_ds["target"])
+    n_all = len(train)
+    # A prompt longer than the largest bucket leaves no review token to learn from.
+    train = [e for e in train if has_target(e, longest)]
+    if not train:
+        raise UserError(f"No train example has review tokens within data.buckets max {longest}: prompts are "
+                        "longer. Raise the largest value in data.buckets.")
+    buckets, bs = cfg.data.buckets, cfg.train.batch_size
+    plan = plan_batches(train, buckets, bs, seed=cfg.run.seed)
+    steps = cfg.train.steps or max(1, math.ceil(cfg.train.epochs * len(plan) / cfg.train.grad_accum))
+    info["batching"] = {
+        "buckets": list(buckets),
+        "padding_share": round(plan.padding_share(train, bs), 4),
+        "micro_batches_per_epoch": len(plan),
+        "optimizer_steps": steps,
+        "dropped_prompt_too_long": n_all - len(train),
+        **length_report(train, buckets),
+    }
+    t_tok = time.perf_counter() - t1
+
+    t = cfg.train
+    optimizer = make_optimizer(learning_rate=t.learning_rate, warmup_steps=t.warmup_steps, total_steps=steps,
+                               decay=t.decay, min_ratio=t.min_lr_ratio, weight_decay=t.weight_decay,
+                               clip_norm=t.clip_norm)
+    engine = Engine(lm, optimizer, distribution=distribution, pad_id=encoder.pad_id)
+    state, best = None, None
+    if resume:
+        _check_same_config(paths, cfg)
+        ckpt = paths.latest_checkpoint()
+        state, tv, ov, best, _ = load_checkpoint(ckpt)
+        engine.load_values(tv, ov)
+        print(f"Resuming {paths.root} from {ckpt.name} (step {state.step}/{steps})")
+    write_json(paths.run_json, info)
+    _write_history(paths, state.history if state else [])
+
+    writer = ScalarWriter(paths.tensorboard)
+    keep = {"best": best}
+
+    def on_log(st: LoopState, row: dict) -> None:
+        _write_history(paths, st.history)
+        writer.add_scalars(row["step"], {f"{'val' if k.startswith('val') else 'train'}/{k}": v
+                                         for k, v in row.items() if k not in ("step", "epoch", "elapsed_s")})
+
+    def on_best(st: LoopState) -> None:
+        keep["best"] = engine.trainable_numpy()
+
+    def on_checkpoint(st: LoopState) -> None:
+        save_checkpoint(paths, st, engine.trainable_numpy(), engine.optimizer_numpy(), best=keep["best"],
+                        keep_last=t.keep_last, extra={"total_steps": steps})
+
+    options = LoopOptions(total_steps=steps, batch_size=bs, grad_accum=t.grad_accum, buckets=buckets,
+                          seed=cfg.run.seed, eval_every=t.eval_every, checkpoint_every=t.checkpoint_every,
+                          patience=t.patience, log_every=t.log_every, progress=progress, desc=cfg.run.name)
+    t2 = time.perf_counter()
+    try:
+        state, status = engine.run(train, val, options, state, on_log=on_log, on_checkpoint=on_checkpoint,
+                                   on_best=on_best)
+    except TrainingDiverged as e:
+        info.update(status="diverged", error=str(e))
+        write_json(paths.run_json, info)
+        raise
+    finally:
+        writer.close()
+    t_train = time.perf_counter() - t2
+
+    if keep["best"] is not None:  # early stopping semantics: keep the best evaluated adapter
+        engine.load_values(keep["best"])
+    save_adapter(lm, paths.adapter)
+    _write_history(paths, state.history)
+    history = state.history
+    info.update(
+        status=status,
+        adapter=paths.adapter.name,
+        metrics={
+            "initial_val_loss": history[0].get("val_loss") if history else None,
+            "val_loss": state.best_val,
+            "val_ppl": math.exp(min(state.best_val, 50.0)) if state.best_val is not None else None,
+            "final_train_loss": next((r["train_loss"] for r in reversed(history) if "train_loss" in r), None),
+            "steps": state.step,
+            "tokens": state.tokens,
+        },
+        timings={"load_s": round(t_load, 2), "tokenize_s": round(t_tok, 2), "train_s": round(t_train, 2),
+                 "train_s_all_sessions": round(state.elapsed_s, 2), "total_s": round(time.perf_counter() - t0, 2)},
+    )
+    write_json(paths.run_json, info)
+    return info
+
+
+def _register_base(cfg, paths, lm, encoder, val, info, t0, t_load, distribution) -> dict:
+    """A run with no adapter: the base preset plus its validation loss, for side-by-side comparison."""
+    info["parameters"] = parameter_counts(lm)
+    metrics = {}
+    if val:
+        engine = Engine(lm, make_optimizer(learning_rate=1e-3, warmup_steps=0, total_steps=1),
+                        distribution=distribution, pad_id=encoder.pad_id)
+        loss = engine.loss_on(val, buckets=cfg.data.buckets, batch_size=cfg.train.batch_size)
+        metrics = {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0))}
+    info.update(status="base", metrics=metrics,
+                timings={"load_s": round(t_load, 2), "total_s": round(time.perf_counter() - t0, 2)})
+    write_json(paths.run_json, info)
+    return info
+
+
+def load_run(path: str | Path, *, dtype: str | None = None):
+    """The `GemmaCausalLM` of a run: its base preset plus its LoRA adapter, if any.
+
+    Args:
+        path: Run dir, e.g. `runs/tiny-lora`.
+        dtype: Override the dtype recorded in `run.json`.
+
+    Example:
+        >>> lm = load_run("runs/tiny-lora")  # doctest: +SKIP
+        >>> lm.generate("<start_of_turn>user\\n...", max_length=64)  # doctest: +SKIP
+    """
+    paths = RunPaths(path)
+    info = read_run(paths.root)
+    lm = load_causal_lm(info["preset"], dtype=dtype or info.get("dtype", "auto"))
+    if info.get("adapter"):
+        adapter = paths.root / info["adapter"]
+        if not adapter.is_file():
+            raise UserError(f"{adapter} is missing; re-run `kit finetune` for {paths.name}.")
+        lora = info["lora"]
+        enable_lora(lm, rank=lora["rank"], alpha=lora["alpha"], targets=lora["targets"])
+        lm.backbone.load_lora_weights(str(adapter))
+    return lm
+
+
+def adapter_arrays(lm) -> list[np.ndarray]:
+    """The LoRA kernels of `lm` as numpy arrays, in variable order (for comparisons)."""
+    return [np.asarray(v.numpy()) for v in lm.backbone.weights if "lora_kernel" in v.path]

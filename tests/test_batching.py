@@ -1,0 +1,87 @@
+"""Prompt masking through sample_weight, length bucketing and padding share."""
+
+import numpy as np
+import pytest
+
+from kit.batching import Encoder, Example, bucket_for, has_target, make_batch, plan_batches
+from kit.model import load_causal_lm
+from kit.optim import make_optimizer
+
+
+def _ex(n, n_prompt=1):
+    return Example(np.arange(2, 2 + n, dtype=np.int32), n_prompt)
+
+
+def test_bucket_choice():
+    assert [bucket_for(n, (64, 128, 256)) for n in (1, 64, 65, 128, 200, 256, 900)] == [64, 64, 128, 128, 256, 256, 256]
+
+
+def test_padding_share_and_fixed_shapes():
+    # inputs are len(ids) - 1: 9, 15, 30, 31 positions
+    examples = [_ex(10), _ex(16), _ex(31), _ex(32)]
+    plan = plan_batches(examples, (16, 32), batch_size=2)
+    assert [(length, list(idx)) for length, idx in plan.batches] == [(16, [0, 1]), (32, [2, 3])]
+    assert plan.padding_share(examples, 2) == pytest.approx(1 - (9 + 15 + 30 + 31) / (2 * 16 + 2 * 32))
+    # a partial batch is filled to the batch size with zero-weight rows: one shape per bucket
+    plan = plan_batches(examples[:3], (16, 32), batch_size=2)
+    shapes = {make_batch([examples[i] for i in idx], length, 2).y.shape for length, idx in plan.batches}
+    assert shapes == {(2, 16), (2, 32)}
+    filler = make_batch([examples[2]], 32, 2)
+    assert filler.sample_weight[1].sum() == 0 and filler.real_tokens == 30
+
+
+def test_plan_is_a_shuffle_determined_by_seed_and_epoch():
+    examples = [_ex(n) for n in range(3, 40)]
+    a = plan_batches(examples, (16, 32, 64), 4, seed=1, epoch=0)
+    assert a == plan_batches(examples, (16, 32, 64), 4, seed=1, epoch=0)
+    assert a != plan_batches(examples, (16, 32, 64), 4, seed=1, epoch=1)
+    assert sorted(i for _, idx in a.batches for i in idx) == list(range(len(examples)))
+
+
+def test_truncation_and_examples_without_target():
+    b = make_batch([_ex(10, n_prompt=4)], 6, 1)
+    assert b.x["padding_mask"].sum() == 6
+    assert b.sample_weight[0].tolist() == [0, 0, 0, 1, 1, 1]
+    assert has_target(_ex(10, n_prompt=4), 6)
+    assert not has_target(_ex(10, n_prompt=8), 6)
+
+
+def test_encoder_masks_exactly_the_prompt(tiny_preset, tiny_prepared):
+    import datasets
+
+    lm = load_causal_lm(str(tiny_preset))
+    row = datasets.load_from_disk(str(tiny_prepared))["train"][0]
+    enc = Encoder(lm.preprocessor.tokenizer.proto)
+    ex = enc.encode(row["prompt"], row["target"])
+    b = make_batch([ex], 256, 1)
+    weighted = b.y[0][b.sample_weight[0] > 0]
+    assert enc.sp.decode(weighted.tolist()) == row["target"]  # review + <end_of_turn>, nothing else
+    assert b.x["token_ids"][0, 0] == enc.bos_id
+
+
+def test_loss_ignores_prompt_labels_but_not_review_labels(tiny_preset, tiny_prepared):
+    import datasets
+
+    from kit.engine import Engine
+
+    lm = load_causal_lm(str(tiny_preset))
+    enc = Encoder(lm.preprocessor.tokenizer.proto)
+    rows = datasets.load_from_disk(str(tiny_prepared))["train"].select(range(2))
+    batch = make_batch(enc.encode_pairs(rows["prompt"], rows["target"]), 128, 2)
+    engine = Engine(lm, make_optimizer(learning_rate=1e-3, warmup_steps=0, total_steps=1))
+
+    def loss(y):
+        total, weight = engine._loss_fn(engine.tv, engine.ntv, batch.x, y, batch.sample_weight)
+        return float(total) / float(weight)
+
+    base = loss(batch.y)
+    prompt_pos = np.argwhere((batch.sample_weight == 0) & (batch.x["padding_mask"] == 1))
+    review_pos = np.argwhere(batch.sample_weight > 0)
+    y = batch.y.copy()
+    for r, c in prompt_pos:
+        y[r, c] = (y[r, c] + 7) % lm.backbone.vocabulary_size
+    assert loss(y) == pytest.approx(base, abs=1e-6)
+    y = batch.y.copy()
+    r, c = review_pos[0]
+    y[r, c] = (y[r, c] + 7) % lm.backbone.vocabulary_size
+    assert abs(loss(y) - base) > 1e-4

@@ -1,0 +1,174 @@
+"""The fine-tuning stage: run dir, adapter round trip, base runs, exact resume after SIGKILL, divergence."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from kit.config import load_config
+from kit.errors import UserError
+from kit.model import enable_lora, load_causal_lm
+from kit.runs import RunPaths, list_runs, read_run
+from kit.train import adapter_arrays, finetune, load_run, save_adapter
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def micro_overrides(tmp_path, preset, data, name="micro", **extra):
+    values = {
+        "run.name": name, "run.out_dir": str(tmp_path / "runs"), "model.preset": str(preset),
+        "data.dir": str(data), "data.buckets": "[64, 128]", "lora.rank": 4, "lora.targets": "all",
+        "train.batch_size": 8, "train.grad_accum": 2, "train.steps": 8, "train.learning_rate": 1e-2,
+        "train.warmup_steps": 2, "train.eval_every": 4, "train.checkpoint_every": 3, "train.keep_last": 2,
+        "train.log_every": 1, **extra,
+    }
+    return [f"{k}={v}" for k, v in values.items()]
+
+
+def _x():
+    return {"token_ids": np.array([[2, 5, 9, 11, 4, 7]], "int32"), "padding_mask": np.ones((1, 6), "int32")}
+
+
+def test_finetune_writes_the_run_dir(tmp_path, tiny_preset, tiny_prepared):
+    cfg = load_config(ROOT / "configs" / "tiny.toml", micro_overrides(tmp_path, tiny_preset, tiny_prepared))
+    info = finetune(cfg, progress=False)
+    paths = RunPaths(tmp_path / "runs" / "micro")
+    assert paths.adapter.is_file() and paths.history.is_file() and paths.run_json.is_file()
+    assert [s for s, _ in paths.list_checkpoints()] == [3, 6]  # keep_last = 2
+    assert list(paths.tensorboard.glob("events.out.tfevents.*"))
+    saved = read_run(paths.root)
+    assert saved == json.loads(json.dumps(info))
+    assert saved["lora"]["rank"] == 4 and len(saved["lora"]["layers"]) == 14
+    assert saved["parameters"]["trainable"] == 4 * 2 * (3 * 68 + 32 + 3 * 32)
+    assert 0 < saved["batching"]["padding_share"] < 1
+    assert saved["data"]["train_rows"] == 48 and len(saved["data"]["rows_sha256"]) == 64
+    m = saved["metrics"]
+    assert m["steps"] == 8 and m["val_loss"] < m["initial_val_loss"]
+    header = paths.history.read_text().splitlines()[0]
+    assert header.startswith("step,epoch,lr,train_loss,grad_norm,val_loss,val_ppl")
+    assert list_runs(tmp_path / "runs")[0]["has_adapter"] is True
+
+    # the saved run loads as base + adapter and differs from the base model
+    lm = load_run(paths.root)
+    base = load_causal_lm(str(tiny_preset))
+    assert not np.allclose(np.asarray(lm(_x())), np.asarray(base(_x())))
+
+    # a second run of the same name is refused unless --overwrite
+    with pytest.raises(UserError, match="--resume"):
+        finetune(cfg, progress=False)
+
+
+def test_adapter_round_trip_identical_logits(tmp_path, tiny_preset):
+    lm = load_causal_lm(str(tiny_preset))
+    layers = enable_lora(lm, rank=3, alpha=6.0, targets="all")
+    rng = np.random.default_rng(0)
+    for v in lm.backbone.weights:
+        if "lora_kernel" in v.path:
+            v.assign(rng.normal(size=v.shape).astype("float32") * 0.1)
+    expected = np.asarray(lm(_x()))
+    run = tmp_path / "run"
+    save_adapter(lm, run / "adapter.lora.h5")
+    (run / "run.json").write_text(json.dumps({
+        "preset": str(tiny_preset), "dtype": "float32", "adapter": "adapter.lora.h5",
+        "lora": {"rank": 3, "alpha": 6.0, "targets": "all", "layers": layers},
+    }))
+    fresh = load_run(run)
+    np.testing.assert_array_equal(np.asarray(fresh(_x())), expected)
+    for a, b in zip(adapter_arrays(fresh), adapter_arrays(lm), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_base_model_registers_as_a_run(tmp_path, tiny_preset, tiny_prepared):
+    cfg = load_config(ROOT / "configs" / "tiny_base.toml",
+                      micro_overrides(tmp_path, tiny_preset, tiny_prepared, name="base", **{"lora.enabled": "false"}))
+    info = finetune(cfg, progress=False)
+    assert info["adapter"] is None and info["status"] == "base"
+    assert info["metrics"]["val_loss"] > 0
+    lm = load_run(tmp_path / "runs" / "base")
+    base = load_causal_lm(str(tiny_preset))
+    np.testing.assert_array_equal(np.asarray(lm(_x())), np.asarray(base(_x())))
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_preset, tiny_prepared, monkeypatch):
+    import kit.engine
+
+    real = kit.engine.make_batch
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        batch = real(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] > 12:  # after the step-3 checkpoint (2 micro-batches per step + evals)
+            batch.sample_weight[:] = np.nan
+        return batch
+
+    monkeypatch.setattr(kit.engine, "make_batch", poisoned)
+    cfg = load_config(None, micro_overrides(tmp_path, tiny_preset, tiny_prepared, **{"train.eval_every": 0}))
+    with pytest.raises(kit.engine.TrainingDiverged, match="diverged at step"):
+        finetune(cfg, progress=False)
+    paths = RunPaths(tmp_path / "runs" / "micro")
+    assert read_run(paths.root)["status"] == "diverged"
+    assert not paths.adapter.exists()
+    (step, ckpt), *_ = paths.list_checkpoints()
+    assert step == 3
+    with np.load(ckpt / "state.npz") as z:
+        assert all(np.isfinite(z[k]).all() for k in z.files)
+
+
+def _cli(args, cwd, env_extra=None):
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.Popen([sys.executable, "-m", "kit", "finetune", "--config", str(ROOT / "configs" / "tiny.toml"), *args, "--quiet"], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _adapter(path):
+    with h5py.File(path) as f:
+        out = {}
+        f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+    return out
+
+
+def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, tiny_preset, tiny_prepared):
+    full = _cli(sum((["--set", o] for o in micro_overrides(tmp_path, tiny_preset, tiny_prepared, name="full")), []),
+                tmp_path)
+    args = sum((["--set", o] for o in micro_overrides(tmp_path, tiny_preset, tiny_prepared, name="killed")), [])
+    # Slow the killed run down so the kill lands between its first checkpoint and the end.
+    killed = _cli(args, tmp_path, {"KIT_STEP_DELAY": "1.0"})
+    paths = RunPaths(tmp_path / "runs" / "killed")
+    deadline = time.time() + 120
+    while not paths.list_checkpoints() and time.time() < deadline and killed.poll() is None:
+        time.sleep(0.05)
+    assert paths.list_checkpoints(), killed.communicate()[1][-2000:]
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert not paths.adapter.exists()  # really interrupted
+    assert full.wait(timeout=120) == 0, full.communicate()[1][-2000:]
+
+    resumed = _cli([*args, "--resume"], tmp_path)
+    out, err = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, err[-2000:]
+    assert "Resuming" in out
+
+    a = _adapter(tmp_path / "runs" / "full" / "adapter.lora.h5")
+    b = _adapter(paths.adapter)
+    assert a.keys() == b.keys() and len(a) > 2
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6)
+    ra, rb = read_run(tmp_path / "runs" / "full"), read_run(paths.root)
+    assert rb["metrics"]["val_loss"] == pytest.approx(ra["metrics"]["val_loss"], rel=1e-5)
+    hist_a = (tmp_path / "runs" / "full" / "history.csv").read_text().splitlines()
+    hist_b = paths.history.read_text().splitlines()
+    assert len(hist_a) == len(hist_b) == 1 + 1 + 8  # header, step-0 evaluation, 8 steps
+
+
+def test_resume_without_checkpoint_is_a_user_error(tmp_path, tiny_preset, tiny_prepared):
+    cfg = load_config(None, micro_overrides(tmp_path, tiny_preset, tiny_prepared, name="none"))
+    with pytest.raises(UserError, match="no checkpoint"):
+        finetune(cfg, resume=True, progress=False)
