@@ -52,11 +52,12 @@ demo: $(STAMP)
 	$(KIT) data prepare --input $(SAMPLE) --out $(PREPARED)
 	@echo "== 2/3 pretrain the tiny Gemma 2 base"
 	$(KIT) tiny --data $(PREPARED) --out models/tiny-base
-	@echo "== 3/3 register the base and LoRA fine-tune it"
-	$(KIT) finetune --config configs/tiny_base.toml
-	$(KIT) finetune --config configs/tiny.toml
+	@echo "== 3/3 register the base and LoRA fine-tune it (the demo replaces its own runs)"
+	$(KIT) finetune --config configs/tiny_base.toml --overwrite
+	$(KIT) finetune --config configs/tiny.toml --overwrite
 	@echo
-	@echo "Done: runs/tiny-base and runs/tiny-lora. Evaluation reports and the app come with later stages."
+	@echo "Done: runs/tiny-base and runs/tiny-lora (trained on the SYNTHETIC sample)."
+	@echo "Evaluation reports and the Streamlit app come with later stages (see the open issues)."
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

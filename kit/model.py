@@ -162,6 +162,12 @@ def explain_load_failure(preset: str, kind: str, error: BaseException) -> str:
         >>> explain_load_failure("gemma2_2b_en", "builtin", RuntimeError("401 Unauthorized"))[:36]
         "Cannot load 'gemma2_2b_en': Kaggle r"
     """
+    if type(error).__name__ == "IndivisibleError":
+        # The active ModelParallel mesh cannot split a weight evenly. Gemma 2 2B
+        # has 4 key/value heads, so its model axis can be at most 4 wide.
+        detail = str(error).split("(full shape", 1)[0].strip()
+        return (f"The distribution.mesh cannot shard {preset!r}: {detail}. Choose a model axis that "
+                "divides the number of key/value heads (Gemma 2 2B: 4, e.g. 'batch:2,model:4').")
     text = f"{type(error).__name__}: {error}".lower()
     auth = any(s in text for s in ("401", "403", "unauthori", "forbidden", "gated", "permission", "credential", "access"))
     network = any(s in text for s in ("connection", "resolve", "timed out", "timeout", "network", "name or service"))

@@ -24,3 +24,24 @@ def test_data_and_model_parallel_match_single_device(tiny_preset, tiny_prepared)
     assert "DataParallel over 8" in out["data"]["description"]
     # the model-parallel run really shards the frozen weights over the model axis
     assert out["model"]["query_shards"] > 1 and "model" in out["model"]["query_sharding"]
+
+
+def test_mesh_that_cannot_split_the_heads_is_one_clear_line(tmp_path, tiny_preset, tiny_prepared):
+    """The micro model has 4 key/value heads: a model axis of 8 cannot split them."""
+    from tiny_models import micro_overrides
+
+    overrides = micro_overrides(tmp_path, tiny_preset, tiny_prepared, name="mesh8") + [
+        "distribution.mode=model",
+        "distribution.mesh=batch:1,model:8",
+    ]
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    config = Path(__file__).resolve().parents[1] / "configs" / "tiny.toml"
+    proc = subprocess.run(
+        [sys.executable, "-m", "kit", "finetune", "--config", str(config), "--quiet",
+         *sum((["--set", o] for o in overrides), [])],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    err = proc.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in proc.stderr
+    assert "The distribution.mesh cannot shard" in err and "batch:2,model:4" in err

@@ -11,6 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from tiny_models import micro_overrides
 
 from kit.config import load_config
 from kit.errors import UserError
@@ -19,17 +20,6 @@ from kit.runs import RunPaths, list_runs, read_run
 from kit.train import adapter_arrays, finetune, load_run, save_adapter
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def micro_overrides(tmp_path, preset, data, name="micro", **extra):
-    values = {
-        "run.name": name, "run.out_dir": str(tmp_path / "runs"), "model.preset": str(preset),
-        "data.dir": str(data), "data.buckets": "[64, 128]", "lora.rank": 4, "lora.targets": "all",
-        "train.batch_size": 8, "train.grad_accum": 2, "train.steps": 8, "train.learning_rate": 1e-2,
-        "train.warmup_steps": 2, "train.eval_every": 4, "train.checkpoint_every": 3, "train.keep_last": 2,
-        "train.log_every": 1, **extra,
-    }
-    return [f"{k}={v}" for k, v in values.items()]
 
 
 def _x():

@@ -183,8 +183,8 @@ def prepare(input: str, out: str | Path, *, options: PrepareOptions | None = Non
     rubric_counts = Counter(r for rec in kept for r in rec.rubrics)
     vocabulary = {r: n for r, n in sorted(rubric_counts.items(), key=lambda kv: (-kv[1], kv[0]))}
 
-    if not progress:
-        datasets.disable_progress_bars()
+    # Our own bars already cover the work; datasets' "Saving the dataset" bars are noise.
+    datasets.disable_progress_bars()
     try:
         with atomic_dir(out) as tmp:
             dataset_dict.save_to_disk(str(tmp))
@@ -192,8 +192,7 @@ def prepare(input: str, out: str | Path, *, options: PrepareOptions | None = Non
             write_json(tmp / STATS_FILE, stats)
             write_json(tmp / RUBRICS_FILE, vocabulary)
     finally:
-        if not progress:
-            datasets.enable_progress_bars()
+        datasets.enable_progress_bars()
     lap("stats_write")
     # Timings vary run to run, so they are returned but kept out of stats.json,
     # which must be byte-identical for the same input.
