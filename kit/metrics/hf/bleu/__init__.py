@@ -1,0 +1,1 @@
+"""The `bleu` `evaluate` module (load with `kit.metrics.load_metric("bleu")`)."""

@@ -1,0 +1,1 @@
+"""The `chrf` `evaluate` module (load with `kit.metrics.load_metric("chrf")`)."""

@@ -1,0 +1,1 @@
+"""The `diversity` `evaluate` module (load with `kit.metrics.load_metric("diversity")`)."""
