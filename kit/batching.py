@@ -104,6 +104,46 @@ def bucket_for(n_inputs: int, buckets: Sequence[int]) -> int:
     return buckets[-1]
 
 
+def choose_buckets(lengths: Sequence[int], n: int, max_length: int, *, multiple: int = 8) -> tuple[int, ...]:
+    """At most `n` bucket lengths that minimise the padded positions of `lengths`.
+
+    Lengths are rounded up to a multiple of `multiple` (friendlier shapes for
+    XLA) and capped at `max_length`, which is always the last bucket (longer
+    examples are truncated to it). The boundaries come from a dynamic program
+    over the distinct rounded lengths — exact, and cheap since there are at
+    most `max_length / multiple` of them.
+
+    Example:
+        >>> choose_buckets([50, 60, 70, 100, 120, 200, 400], n=3, max_length=256)
+        (72, 120, 256)
+    """
+    if n < 1:
+        raise ValueError(f"n must be ≥ 1, received {n}")
+    capped = np.minimum(np.asarray(lengths, dtype=np.int64), max_length)
+    rounded = np.minimum(-(-capped // multiple) * multiple, max_length)
+    values, counts = np.unique(rounded, return_counts=True)
+    if values.size == 0 or values[-1] != max_length:
+        values, counts = np.append(values, max_length), np.append(counts, 0)
+    size = len(values)
+    cum = np.concatenate([[0], np.cumsum(counts)])
+    k = min(n, size)
+    # cost[b, j]: fewest padded positions for the j smallest values in b buckets.
+    cost = np.full((k + 1, size + 1), np.inf)
+    cost[0, 0] = 0.0
+    back = np.zeros((k + 1, size + 1), dtype=np.int64)
+    for b in range(1, k + 1):
+        for j in range(b, size + 1):
+            i = np.arange(b - 1, j)
+            total = cost[b - 1, i] + (cum[j] - cum[i]) * values[j - 1]
+            best = int(np.argmin(total))
+            cost[b, j], back[b, j] = total[best], i[best]
+    out, j = [], size
+    for b in range(k, 0, -1):
+        out.append(int(values[j - 1]))
+        j = int(back[b, j])
+    return tuple(sorted(set(out)))
+
+
 def make_batch(examples: Sequence[Example], length: int, batch_size: int, pad_id: int = 0) -> Batch:
     """Pad `examples` (at most `batch_size`) into one `[batch_size, length]` batch.
 

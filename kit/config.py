@@ -86,12 +86,16 @@ class DataConfig:
         dir: Prepared dataset dir (`kit data prepare --out`).
         buckets: Fixed sequence lengths; each example goes to the smallest that
             fits and longer ones are truncated to the largest.
+        auto_buckets: When > 0, use this many lengths chosen at the quantiles
+            of the train split's lengths instead of `buckets` (whose largest
+            value stays the cap): less padding for a few more compilations.
         max_train_rows: Use at most this many train rows (0 = all).
         max_val_rows: Use at most this many validation rows (0 = all).
     """
 
     dir: str = "data/prepared"
     buckets: tuple[int, ...] = (128, 256, 512)
+    auto_buckets: int = 0
     max_train_rows: int = 0
     max_val_rows: int = 0
 
@@ -310,6 +314,7 @@ def _validate(cfg: Config) -> None:
     b = cfg.data.buckets
     _check(len(b) > 0 and all(x > 1 for x in b) and list(b) == sorted(set(b)),
            "data.buckets", list(b), "a non-empty increasing list of lengths > 1")
+    _check(0 <= cfg.data.auto_buckets <= 32, "data.auto_buckets", cfg.data.auto_buckets, "0 (off) to 32")
     _check(cfg.data.max_train_rows >= 0, "data.max_train_rows", cfg.data.max_train_rows, "≥ 0")
     _check(cfg.data.max_val_rows >= 0, "data.max_val_rows", cfg.data.max_val_rows, "≥ 0")
     t = cfg.train

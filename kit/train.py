@@ -23,7 +23,7 @@ import numpy as np
 
 import kit  # noqa: F401
 from kit.atomic import atomic_path, write_json, write_text
-from kit.batching import Encoder, has_target, length_report, plan_batches
+from kit.batching import Encoder, choose_buckets, has_target, length_report, plan_batches
 from kit.checkpoint import load_checkpoint, save_checkpoint
 from kit.config import Config
 from kit.distribution import setup_distribution
@@ -196,6 +196,9 @@ def finetune(cfg: Config, *, resume: bool = False, overwrite: bool = False, prog
         raise UserError(f"No train example has review tokens within data.buckets max {longest}: prompts are "
                         "longer. Raise the largest value in data.buckets.")
     buckets, bs = cfg.data.buckets, cfg.train.batch_size
+    if cfg.data.auto_buckets:
+        # A pure function of the train split, so a resumed run gets the same shapes.
+        buckets = choose_buckets([len(e.ids) - 1 for e in train], cfg.data.auto_buckets, longest)
     plan = plan_batches(train, buckets, bs, seed=cfg.run.seed)
     steps = cfg.train.steps or max(1, math.ceil(cfg.train.epochs * len(plan) / cfg.train.grad_accum))
     info["batching"] = {

@@ -85,3 +85,37 @@ def test_loss_ignores_prompt_labels_but_not_review_labels(tiny_preset, tiny_prep
     r, c = review_pos[0]
     y[r, c] = (y[r, c] + 7) % lm.backbone.vocabulary_size
     assert abs(loss(y) - base) > 1e-4
+
+
+def _padded(lengths, buckets):
+    return sum(min(b for b in buckets if b >= min(x, buckets[-1])) for x in lengths)
+
+
+def test_choose_buckets_is_optimal_against_brute_force():
+    import itertools
+
+    from kit.batching import choose_buckets
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        lengths = rng.integers(5, 140, size=60)
+        cap, multiple = 128, 8
+        got = choose_buckets(lengths, 3, cap, multiple=multiple)
+        assert got[-1] == cap and len(got) <= 3
+        rounded = np.minimum(-(-np.minimum(lengths, cap) // multiple) * multiple, cap)
+        candidates = sorted(set(rounded.tolist()) - {cap})
+        best = min(
+            _padded(rounded, (*combo, cap)) for r in range(3) for combo in itertools.combinations(candidates, r)
+        )
+        assert _padded(rounded, got) == best
+
+
+def test_choose_buckets_cuts_padding_on_a_skewed_distribution():
+    from kit.batching import choose_buckets
+
+    lengths = np.random.default_rng(1).lognormal(4.7, 0.3, size=5000).astype(int)  # like review lengths
+    fixed = (128, 192, 256)
+    auto = choose_buckets(lengths, 8, 256)
+    assert auto[-1] == 256 and len(auto) == 8
+    real = np.minimum(lengths, 256).sum()
+    assert 1 - real / _padded(lengths, auto) < 0.5 * (1 - real / _padded(lengths, fixed))

@@ -86,3 +86,9 @@ def test_config_is_frozen():
     cfg = Config()
     with pytest.raises(AttributeError):
         cfg.lora.rank = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("value", [-1, 33])
+def test_auto_buckets_range(value):
+    with pytest.raises(UserError, match="data.auto_buckets"):
+        load_config(None, [f"data.auto_buckets={value}"])

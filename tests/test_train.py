@@ -162,3 +162,20 @@ def test_resume_without_checkpoint_is_a_user_error(tmp_path, tiny_preset, tiny_p
     cfg = load_config(None, micro_overrides(tmp_path, tiny_preset, tiny_prepared, name="none"))
     with pytest.raises(UserError, match="no checkpoint"):
         finetune(cfg, resume=True, progress=False)
+
+
+def test_auto_buckets_are_chosen_from_the_data_and_recorded(tmp_path, tiny_preset, tiny_prepared):
+    from kit.batching import Encoder, choose_buckets
+    from kit.data.prepare import load_prepared
+
+    overrides = micro_overrides(tmp_path, tiny_preset, tiny_prepared, name="auto", **{
+        "data.auto_buckets": 3, "train.steps": 2, "train.eval_every": 0, "train.checkpoint_every": 0,
+    })
+    info = finetune(load_config(None, overrides), progress=False)
+    encoder = Encoder((tiny_preset / "assets" / "tokenizer" / "vocabulary.spm").read_bytes())
+    train = load_prepared(tiny_prepared)["train"]
+    lengths = [len(e.ids) - 1 for e in encoder.encode_pairs(train["prompt"], train["target"])]
+    expected = choose_buckets(lengths, 3, 128)
+    assert info["batching"]["buckets"] == list(expected)
+    assert expected[-1] == 128 and len(expected) == 3
+    assert read_run(tmp_path / "runs" / "auto")["batching"]["buckets"] == list(expected)
