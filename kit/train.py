@@ -147,7 +147,13 @@ def finetune(cfg: Config, *, resume: bool = False, overwrite: bool = False, prog
     distribution, dist_text = setup_distribution(cfg.distribution.mode, cfg.distribution.mesh,
                                                  batch_size=cfg.train.batch_size)
     dtype = resolve_dtype(cfg.model.dtype)
-    lm = load_causal_lm(cfg.model.preset, dtype=dtype)
+    try:
+        lm = load_causal_lm(cfg.model.preset, dtype=dtype)
+    except BaseException:
+        # A run that never started (offline, no licence) leaves no empty dir behind.
+        if paths.root.is_dir() and not any(paths.root.iterdir()):
+            paths.root.rmdir()
+        raise
     t_load = time.perf_counter() - t0
 
     info: dict = {

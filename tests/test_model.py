@@ -109,3 +109,4 @@ def test_offline_cli_error_is_one_line_exit_2(tmp_path, preset):
     assert "hf_dummy_secret" not in proc.stderr + proc.stdout
     assert "configs/tiny.toml" in lines[0]  # offline: points at the tiny demo
     assert preset in lines[0]
+    assert not (tmp_path / "gemma2-2b-lora").exists()  # a run that never started leaves no dir
