@@ -34,7 +34,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,test]'
 	@touch $(STAMP)
 
 data: $(STAMP)
@@ -55,15 +55,23 @@ demo: $(STAMP)
 	@echo "== 3/3 register the base and LoRA fine-tune it (the demo replaces its own runs)"
 	$(KIT) finetune --config configs/tiny_base.toml --overwrite
 	$(KIT) finetune --config configs/tiny.toml --overwrite
+	@echo "== 4/4 evaluate base vs fine-tuned vs the human reviews"
+	$(KIT) evaluate --models runs/tiny-base runs/tiny-lora --data $(PREPARED) --out reports/demo $(EVAL_ARGS)
 	@echo
-	@echo "Done: runs/tiny-base and runs/tiny-lora (trained on the SYNTHETIC sample)."
-	@echo "Evaluation reports and the Streamlit app come with later stages (see the open issues)."
+	@echo "Done: runs/tiny-base, runs/tiny-lora and reports/demo (all on the SYNTHETIC sample)."
+	@echo "Side-by-side samples: reports/demo/report.md; LLM Comparator files: reports/demo/llm_comparator/"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-evaluate app:
-	@echo "make $@: not yet — the evaluation suite and the Streamlit app are still being built (see the open issues)." >&2
+# 150 rating-balanced test requests, the same top-k sampler and seed for every model.
+EVAL_ARGS ?= --split test --limit 150 --seed 0
+
+evaluate: $(STAMP)
+	$(KIT) evaluate --models runs/tiny-base runs/tiny-lora --data $(PREPARED) --out reports/demo $(EVAL_ARGS)
+
+app:
+	@echo "make $@: not yet — the Streamlit app is still being built (see the open issues)." >&2
 	@exit 2
 
 bench: $(STAMP)

@@ -175,10 +175,206 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_finetune)
 
 
+# --------------------------------------------------------------------------- generate / export
+
+
+def _without_tensorflow() -> None:
+    """Keep TensorFlow out of this process (saves ~2.5 s of import; generation never needs it).
+
+    keras-hub imports TensorFlow when it is installed, only for its tf.data
+    paths; `kit generate` tokenises with SentencePiece and feeds numpy. A
+    `None` entry in `sys.modules` makes `import tensorflow` fail, which
+    keras-hub treats as "not installed". Skipped when something already
+    imported keras-hub/TensorFlow (tests, notebooks) or KIT_ALLOW_TENSORFLOW=1.
+    """
+    import os
+
+    if not os.environ.get("KIT_ALLOW_TENSORFLOW") and not {"keras_hub", "tensorflow"} & set(sys.modules):
+        sys.modules["tensorflow"] = None  # type: ignore[assignment]
+
+
+def _sampler_spec(args: argparse.Namespace):
+    from kit.generate import SamplerSpec
+
+    return SamplerSpec(name=args.sampler.replace("-", "_"), temperature=args.temperature, k=args.top_k,
+                       p=args.top_p, num_beams=args.num_beams, alpha=args.alpha, seed=args.seed)
+
+
+def _read_requests(path: str, vocabulary) -> list:
+    import json
+    from pathlib import Path
+
+    from kit.errors import DataError
+    from kit.request import Request
+
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"--requests file not found: {path}. Write one JSON object per line, e.g. "
+                        '{"rubrics": "Кафе", "rating": 5, "keywords": "кофе"}.')
+    requests = []
+    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            requests.append(Request.from_dict(json.loads(line), vocabulary=vocabulary))
+        except json.JSONDecodeError as e:
+            raise DataError(path, number, f"not valid JSON ({e.msg})") from None
+        except UserError as e:
+            raise DataError(path, number, str(e)) from None
+    if not requests:
+        raise UserError(f"--requests file {path} holds no requests (one JSON object per line).")
+    return requests
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    _without_tensorflow()
+    from kit.atomic import write_text
+    from kit.data.prepare import load_rubrics
+    from kit.generate import Generator, default_data_dir, enable_compile_cache, load_model
+    from kit.request import Request
+
+    single = any(v is not None for v in (args.rubrics, args.rating, args.keywords, args.name, args.address))
+    if args.requests and single:
+        raise UserError("Give either --requests FILE or --rubrics/--rating/..., not both.")
+    if not args.requests and (args.rubrics is None or args.rating is None):
+        raise UserError("kit generate needs --rubrics and --rating (or --requests FILE). See `kit generate --help`.")
+    if args.requests and not args.out:
+        raise UserError("--requests needs --out FILE.jsonl for the generated reviews.")
+    sampler = _sampler_spec(args)
+    vocabulary = load_rubrics(args.data or default_data_dir(args.model))
+    if args.requests:
+        requests = _read_requests(args.requests, vocabulary)
+    else:
+        requests = [Request.create(rubrics=args.rubrics, rating=args.rating, keywords=args.keywords,
+                                   name=args.name, address=args.address, vocabulary=vocabulary)]
+    enable_compile_cache()
+    t0 = time.perf_counter()
+    generator = Generator(load_model(args.model, dtype=args.dtype), batch_size=args.batch_size)
+    t1 = time.perf_counter()
+    results = generator.generate(requests, sampler, n=args.n, max_new_tokens=args.max_new_tokens)
+    seconds = {"load": round(t1 - t0, 3), "generate": round(time.perf_counter() - t1, 3)}
+    records = [{"request": r.to_dict(), "samples": [vars(s) for s in samples]}
+               for r, samples in zip(requests, results, strict=True)]
+    if args.requests:
+        meta = {"model": args.model, "sampler": vars(sampler), "max_new_tokens": args.max_new_tokens}
+        write_text(args.out, "".join(json.dumps({**rec, **meta}, ensure_ascii=False) + "\n" for rec in records))
+        print(f"Wrote {sum(len(s) for s in results)} reviews for {len(requests)} requests to {args.out} "
+              f"(load {seconds['load']:.1f} s, generate {seconds['generate']:.1f} s)")
+    elif args.json:
+        print(json.dumps({"model": args.model, "sampler": vars(sampler), **records[0], "seconds": seconds},
+                         ensure_ascii=False, indent=2))
+    else:
+        texts = [s.text for s in results[0]]
+        print(texts[0] if len(texts) == 1 else "\n\n".join(f"[{i}] {t}" for i, t in enumerate(texts, 1)))
+    return EXIT_OK
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from kit.export import export_run, push
+
+    info = export_run(args.run, args.to, args.out, dtype=args.dtype)
+    print(f"Exported {args.run} as a {info['format']} checkpoint to {args.out} ({info['parameters']:,} parameters)")
+    if args.push:
+        url = push(args.out, args.push, fmt=args.to)
+        print(f"Pushed {args.out} to {url}")
+    return EXIT_OK
+
+
+def _add_generate(sub: argparse._SubParsersAction) -> None:
+    from kit.generate import SAMPLERS
+
+    p = sub.add_parser("generate", help="write reviews for a request (or a JSONL file of requests)")
+    p.add_argument("--model", required=True, help="run dir (runs/<name>), preset dir, built-in preset, kaggle:// or hf://")
+    p.add_argument("--rubrics", default=None, help="1-5 rubrics separated by ';', e.g. 'Кафе;Ресторан'")
+    p.add_argument("--rating", default=None, help="requested stars, 1-5")
+    p.add_argument("--keywords", default=None, help="up to 10 keywords separated by ',', e.g. 'кофе, десерты'")
+    p.add_argument("--name", default=None, help="organisation name (optional)")
+    p.add_argument("--address", default=None, help="organisation address (optional)")
+    p.add_argument("--requests", default=None, metavar="IN.jsonl",
+                   help="batch mode: one JSON request per line (keys rubrics, rating, keywords, name, address)")
+    p.add_argument("--out", default=None, metavar="OUT.jsonl", help="batch mode: output file (written atomically)")
+    p.add_argument("--data", default=None,
+                   help="prepared dataset dir holding the rubric vocabulary (default: the run's data dir, else data/prepared)")
+    p.add_argument("--n", type=_positive_int, default=1, help="reviews per request (default 1)")
+    p.add_argument("--json", action="store_true", help="print JSON (request, samples, timings) instead of text")
+    p.add_argument("--sampler", choices=[*SAMPLERS, "top-k", "top-p"], default="top_p",
+                   help="token choice (default top_p); greedy/beam/contrastive ignore --seed")
+    p.add_argument("--temperature", type=float, default=0.8, help="softmax temperature (default 0.8)")
+    p.add_argument("--top-k", type=_nonneg_int, default=50, help="k for top_k/contrastive; cap for top_p (0 = none)")
+    p.add_argument("--top-p", type=float, default=0.9, help="p for top_p (default 0.9)")
+    p.add_argument("--num-beams", type=_positive_int, default=4, help="beams for beam search (default 4)")
+    p.add_argument("--alpha", type=float, default=0.6, help="degeneration penalty for contrastive (default 0.6)")
+    p.add_argument("--seed", type=_nonneg_int, default=0, help="sampling seed: same seed, same text (default 0)")
+    p.add_argument("--max-new-tokens", type=_positive_int, default=160, help="length limit per review (default 160)")
+    p.add_argument("--batch-size", type=_positive_int, default=8, help="rows per compiled batch (default 8)")
+    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
+                   help="weights dtype (default: the run's)")
+    p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("export", help="export a run as a merged KerasHub preset or a Hugging Face Gemma 2 checkpoint")
+    p.add_argument("--run", required=True, help="run dir, e.g. runs/tiny-lora")
+    p.add_argument("--to", required=True, choices=["keras", "hf"], help="keras: merged preset; hf: transformers Gemma 2")
+    p.add_argument("--out", required=True, help="output directory (replaced atomically)")
+    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
+                   help="weights dtype of the export (default: the run's)")
+    p.add_argument("--push", default=None, metavar="TARGET",
+                   help="also upload: hf://OWNER/REPO (keras or hf export) or kaggle://OWNER/MODEL/keras/VARIANT (keras)")
+    p.set_defaults(func=_cmd_export)
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from kit.evaluate import EvalOptions, evaluate_models
+    from kit.report import headline_table
+
+    options = EvalOptions(split=args.split, limit=args.limit, seed=args.seed, requests=args.requests,
+                          sampler=args.sampler, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                          max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                          n_resamples=args.bootstrap, top_rubrics=args.top_rubrics,
+                          perplexity=not args.no_perplexity, progress=not args.quiet)
+    result = evaluate_models(args.models, args.data, out=args.out, options=options)
+    label = " (SYNTHETIC sample data)" if result["synthetic"] else ""
+    print(f"Report {args.out}{label}: {result['requests']['n']} requests, {len(args.models)} models + human, "
+          f"{result['timings']['total_s']:.0f} s")
+    print(headline_table(result))
+    return EXIT_OK
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="run models on the same requests and write a side-by-side report")
+    p.add_argument("--models", nargs="+", required=True, metavar="RUN_DIR",
+                   help="run dirs to compare (base or LoRA), e.g. runs/tiny-base runs/tiny-lora")
+    p.add_argument("--data", default="data/prepared", help="prepared dataset dir (default data/prepared)")
+    p.add_argument("--split", default="test", help="split to draw requests from (default test)")
+    p.add_argument("--limit", type=_positive_int, default=150, help="number of requests (default 150)")
+    p.add_argument("--seed", type=_nonneg_int, default=0, help="seed of requests, sampler and bootstrap (default 0)")
+    p.add_argument("--requests", choices=["balanced", "random"], default="balanced",
+                   help="balanced: as many requests per rating as the split allows (judges rating control "
+                        "fairly); random: the split's own rating mix")
+    p.add_argument("--out", required=True, help="report dir to write, e.g. reports/demo (replaced atomically)")
+    p.add_argument("--sampler", default="top_k", help="top_k, top_p, greedy, beam, contrastive or random")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
+    p.add_argument("--top-k", type=_positive_int, default=50, help="k of top_k sampling (default 50)")
+    p.add_argument("--top-p", type=float, default=0.9, help="p of top_p sampling (default 0.9)")
+    p.add_argument("--max-new-tokens", type=_positive_int, default=192, help="longest review in tokens (default 192)")
+    p.add_argument("--batch-size", type=_positive_int, default=16, help="requests per batch (default 16)")
+    p.add_argument("--bootstrap", type=_positive_int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--top-rubrics", type=_nonneg_int, default=5, help="rubric slices to report (default 5)")
+    p.add_argument("--no-perplexity", action="store_true", help="skip the perplexity of the references")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_evaluate)
+
+
 # --------------------------------------------------------------------------- main
 
 # Each entry adds one top-level subcommand. Later stages register here.
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_data, _add_model]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_data, _add_model, _add_generate]
+COMMANDS.append(_add_evaluate)
 
 
 def build_parser() -> argparse.ArgumentParser:

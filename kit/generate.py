@@ -1,0 +1,326 @@
+"""Validated requests in, reviews out: batched, seeded generation with fixed compile shapes.
+
+`Generator` wraps a loaded `GemmaCausalLM` (a run dir, base or adapter, or any
+preset) and calls its compiled generate function directly on numpy batches:
+
+* Prompts come from THE template (`Request.prompt`) and are tokenised with
+  SentencePiece exactly as in training (`<bos>` + prompt), so no TensorFlow
+  preprocessing runs.
+* XLA compiles one program per input shape and sampler. Rows (requests x
+  samples) are padded to a batch size from `batch_sizes` and to a total
+  length from `length_buckets`, so new requests of other lengths reuse the
+  programs already compiled (`Generator.traces` counts compilations).
+* Each sampler configuration keeps its own compiled function (the
+  temperature and k/p are baked into the program); the seed is not: it is
+  written into the sampler's `SeedGenerator` state before each batch, so the
+  same seed gives the same text without a recompile.
+* Generation stops on `<end_of_turn>` or `<eos>` (both passed as stop ids);
+  each sample is cut to `max_new_tokens`, the prompt is stripped
+  (`extract_response`) and TSKV escapes (a literal `\\n`) are decoded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+import kit  # noqa: F401
+from kit.data.prompt import END_OF_TURN, extract_response
+from kit.data.tskv import unescape
+from kit.errors import UserError
+from kit.request import Request
+
+SAMPLERS = ("greedy", "top_k", "top_p", "beam", "contrastive", "random")
+LENGTH_BUCKETS = (128, 256, 512, 1024, 2048, 4096)
+MISSING_MODEL_HINT = ("Make it with `make demo` (writes runs/tiny-base and runs/tiny-lora) or "
+                      "`kit finetune --config configs/tiny.toml`")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SamplerSpec:
+    """How to pick tokens (maps onto `keras_hub.samplers`).
+
+    Attributes:
+        name: One of `SAMPLERS`.
+        temperature: Softmax temperature (> 0) applied before sampling.
+        k: Candidates for `top_k` and `contrastive`; optional cap for `top_p` (0 = none).
+        p: Cumulative probability for `top_p`.
+        num_beams: Beams for `beam`.
+        alpha: Degeneration penalty for `contrastive`.
+        seed: Random seed for the sampling samplers (same seed -> same text).
+
+    Example:
+        >>> SamplerSpec(name="top_k", k=40, temperature=0.8).build().k
+        40
+    """
+
+    name: str = "greedy"
+    temperature: float = 1.0
+    k: int = 50
+    p: float = 0.9
+    num_beams: int = 4
+    alpha: float = 0.6
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.name not in SAMPLERS:
+            raise UserError(f"sampler must be one of {', '.join(SAMPLERS)}. Received: sampler={self.name!r}")
+        if not self.temperature > 0:
+            raise UserError(f"temperature must be > 0. Received: temperature={self.temperature}")
+        if self.k < 0 or (self.name in ("top_k", "contrastive") and self.k < 1):
+            raise UserError(f"k must be a positive integer for {self.name}. Received: k={self.k}")
+        if not 0 < self.p <= 1:
+            raise UserError(f"p must be in (0, 1]. Received: p={self.p}")
+        if self.num_beams < 1:
+            raise UserError(f"num_beams must be ≥ 1. Received: num_beams={self.num_beams}")
+        if not 0 <= self.alpha <= 1:
+            raise UserError(f"alpha must be in [0, 1]. Received: alpha={self.alpha}")
+        if self.seed < 0:
+            raise UserError(f"seed must be ≥ 0. Received: seed={self.seed}")
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether the seed matters (the sampler draws random numbers)."""
+        return self.name in ("top_k", "top_p", "random")
+
+    def key(self) -> tuple:
+        """What the compiled program depends on: everything but the seed."""
+        return (self.name, self.temperature, self.k, self.p, self.num_beams, self.alpha)
+
+    def build(self):
+        """A fresh `keras_hub.samplers.Sampler`."""
+        import keras_hub
+
+        s, t = keras_hub.samplers, self.temperature
+        if self.name == "greedy":
+            return s.GreedySampler(temperature=t)
+        if self.name == "top_k":
+            return s.TopKSampler(k=self.k, seed=self.seed, temperature=t)
+        if self.name == "top_p":
+            return s.TopPSampler(p=self.p, k=self.k or None, seed=self.seed, temperature=t)
+        if self.name == "beam":
+            return s.BeamSampler(num_beams=self.num_beams, temperature=t)
+        if self.name == "contrastive":
+            return s.ContrastiveSampler(k=self.k, alpha=self.alpha, temperature=t)
+        return s.RandomSampler(seed=self.seed, temperature=t)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    """One generated review.
+
+    Attributes:
+        text: The review (prompt stripped, escapes decoded).
+        new_tokens: Tokens generated, stop token excluded.
+        stopped: True if the model ended the review itself (a stop token), False if cut at the length limit.
+    """
+
+    text: str
+    new_tokens: int
+    stopped: bool
+
+
+class Generator:
+    """A loaded causal LM plus its compiled generate programs, reused across calls.
+
+    Args:
+        lm: A `keras_hub.models.GemmaCausalLM` (e.g. from `load_model`).
+        batch_size: Largest batch per call; smaller batches are padded up to a power of two.
+        length_buckets: Allowed total lengths (prompt + new tokens), ascending.
+
+    Example:
+        >>> gen = Generator(load_model("runs/tiny-lora"))  # doctest: +SKIP
+        >>> req = Request.create(rubrics="Кафе", rating=5, keywords="кофе")  # doctest: +SKIP
+        >>> gen.generate([req], SamplerSpec(name="top_p", seed=1), n=2)[0][0].text  # doctest: +SKIP
+        'Уютное кафе, вкусный кофе...'
+    """
+
+    def __init__(self, lm, *, batch_size: int = 8, length_buckets: Sequence[int] = LENGTH_BUCKETS):
+        from kit.batching import Encoder
+
+        if batch_size < 1:
+            raise UserError(f"batch_size must be ≥ 1. Received: batch_size={batch_size}")
+        self.lm = lm
+        self.encoder = Encoder(lm.preprocessor.tokenizer.proto)
+        self.stop_ids = self._stop_ids()
+        self.batch_size = batch_size
+        self.batch_sizes = sorted({min(2**i, batch_size) for i in range(batch_size.bit_length() + 1)})
+        self.length_buckets = tuple(sorted(length_buckets))
+        self.traces = 0
+        self._programs: dict[tuple, tuple] = {}
+        generate_step = lm.generate_step
+
+        def counted_generate_step(*args, **kwargs):
+            # Runs only while JAX traces (i.e. compiles) a new program.
+            self.traces += 1
+            return generate_step(*args, **kwargs)
+
+        lm.generate_step = counted_generate_step
+
+    def _stop_ids(self) -> tuple[int, ...]:
+        sp = self.encoder.sp
+        ids = [sp.eos_id()]
+        eot = sp.piece_to_id(END_OF_TURN)
+        if eot != sp.unk_id():  # a tokenizer without turn markers maps it to <unk>
+            ids.append(eot)
+        return tuple(ids)
+
+    def generate(self, requests: Sequence[Request], sampler: SamplerSpec = SamplerSpec(), *, n: int = 1,
+                 max_new_tokens: int = 160) -> list[list[Sample]]:
+        """`n` reviews for each request, all requests in as few batched calls as possible.
+
+        Returns:
+            One list of `n` `Sample`s per request, in request order.
+        """
+        return self.complete([r.prompt() for r in requests], sampler, n=n, max_new_tokens=max_new_tokens)
+
+    def complete(self, prompts: Sequence[str], sampler: SamplerSpec = SamplerSpec(), *, n: int = 1,
+                 max_new_tokens: int = 160) -> list[list[Sample]]:
+        """Like `generate`, for ready prompts (e.g. the `prompt` column of a prepared split)."""
+        if n < 1:
+            raise UserError(f"n (samples per request) must be ≥ 1. Received: n={n}")
+        if max_new_tokens < 1:
+            raise UserError(f"max_new_tokens must be ≥ 1. Received: max_new_tokens={max_new_tokens}")
+        encoded = [[self.encoder.bos_id, *self.encoder.sp.encode(p)] for p in prompts]
+        rows = [(i, ids) for i, ids in enumerate(encoded) for _ in range(n)]
+        out: list[list[Sample]] = [[] for _ in prompts]
+        for b, start in enumerate(range(0, len(rows), self.batch_size)):
+            chunk = rows[start:start + self.batch_size]
+            for (i, ids), generated in zip(chunk, self._run(chunk, sampler, b, max_new_tokens), strict=True):
+                out[i].append(self._decode(prompts[i], generated, len(ids), max_new_tokens))
+        return out
+
+    def _run(self, chunk, sampler: SamplerSpec, batch_index: int, max_new_tokens: int) -> np.ndarray:
+        longest = max(len(ids) for _, ids in chunk)
+        length = self.bucket_length(longest, max_new_tokens)
+        size = next(s for s in self.batch_sizes if s >= len(chunk))
+        token_ids = np.zeros((size, length), dtype=np.int32)
+        padding_mask = np.zeros((size, length), dtype=bool)
+        for r in range(size):
+            # Pad the batch with copies of the last real row: a real prompt keeps
+            # the first generated position (the shortest prompt) where it was.
+            ids = chunk[min(r, len(chunk) - 1)][1]
+            token_ids[r, :len(ids)] = ids
+            padding_mask[r, :len(ids)] = True
+        function = self._program(sampler)
+        for variable in self.lm.sampler.variables:  # SeedGenerator state: [seed, counter]
+            # One stream per batch: the counter advances by one per token, so
+            # batches start far apart instead of one token apart.
+            variable.assign(np.asarray([sampler.seed, batch_index << 20], dtype=variable.dtype))
+        outputs = function({"token_ids": token_ids, "padding_mask": padding_mask}, stop_token_ids=self.stop_ids)
+        return np.asarray(outputs["token_ids"])[:len(chunk)]
+
+    def bucket_length(self, prompt_tokens: int, max_new_tokens: int) -> int:
+        """The compiled total length for a batch whose longest prompt has `prompt_tokens` tokens."""
+        return pick_length(self.length_buckets, prompt_tokens, max_new_tokens)
+
+    def _program(self, sampler: SamplerSpec):
+        key = sampler.key()
+        if key not in self._programs:
+            self.lm.sampler = sampler.build()
+            self.lm.generate_function = None
+            self._programs[key] = (self.lm.sampler, self.lm.make_generate_function())
+        self.lm.sampler, function = self._programs[key]
+        self.lm.generate_function = function
+        return function
+
+    def _decode(self, prompt: str, row: np.ndarray, n_prompt: int, max_new_tokens: int) -> Sample:
+        new = [int(t) for t in row[n_prompt:n_prompt + max_new_tokens]]
+        stop = next((j for j, t in enumerate(new) if t in self.stop_ids), None)
+        if stop is not None:
+            new = new[:stop]
+        # Embedding tables may be padded past the tokenizer (the tiny base rounds
+        # to a multiple of 64); such ids have no text, so they are dropped.
+        size = self.encoder.sp.get_piece_size()
+        text = extract_response(prompt + self.encoder.sp.decode([t for t in new if t < size]))
+        # A byte-fallback piece cut from its neighbours decodes to U+FFFD: no text for a reader.
+        text = text.replace("\ufffd", "")
+        return Sample(text=unescape(text), new_tokens=len(new), stopped=stop is not None)
+
+
+def load_model(model: str, *, dtype: str | None = None):
+    """Load a run dir (base or base + adapter) or any preset as a `GemmaCausalLM`.
+
+    Args:
+        model: `runs/<name>`, a local preset dir, a built-in preset name, `kaggle://...` or `hf://...`.
+        dtype: Override the dtype (default: the run's, or `auto`).
+
+    Raises:
+        UserError: the model does not exist; the message names the command that makes it.
+
+    Example:
+        >>> load_model("runs/no-such-run")
+        Traceback (most recent call last):
+        ...
+        kit.errors.UserError: Model not found: runs/no-such-run. Make it with `make demo` (writes runs/tiny-base and runs/tiny-lora) or `kit finetune --config configs/tiny.toml`.
+    """
+    from kit.model import load_causal_lm, preset_kind
+    from kit.runs import RUN_JSON
+    from kit.train import load_run
+
+    path = Path(model)
+    if (path / RUN_JSON).is_file():
+        return load_run(path, dtype=dtype)
+    if preset_kind(model) == "unknown":
+        if "/" in model or path.exists() or model.startswith(("runs", "models")):
+            raise UserError(f"Model not found: {model}. {MISSING_MODEL_HINT}.")
+        raise UserError(f"Unknown model {model!r}: give a run dir (runs/<name>), a preset dir, a built-in "
+                        f"preset (e.g. gemma2_2b_en), kaggle://... or hf://.... {MISSING_MODEL_HINT}.")
+    return load_causal_lm(model, dtype=dtype or "auto")
+
+
+def default_data_dir(model: str) -> str:
+    """Where the rubric vocabulary lives: the run's `data.dir`, else `data/prepared`.
+
+    Example:
+        >>> default_data_dir("gemma2_2b_en")
+        'data/prepared'
+    """
+    from kit.runs import RUN_JSON, read_run
+
+    if (Path(model) / RUN_JSON).is_file():
+        return (read_run(model).get("config", {}).get("data", {}) or {}).get("dir") or "data/prepared"
+    return "data/prepared"
+
+
+def enable_compile_cache(path: str | None = None) -> str | None:
+    """Keep compiled XLA programs on disk so the next process skips compilation.
+
+    Model loading and each generate shape compile once per machine instead of
+    once per command (seconds each on a CPU, minutes for Gemma 2 2B on TPU).
+    `KIT_JAX_CACHE=off` disables it; `KIT_JAX_CACHE=DIR` moves it.
+
+    Example:
+        >>> enable_compile_cache("off") is None
+        True
+    """
+    import jax
+
+    path = path or os.environ.get("KIT_JAX_CACHE") or str(Path.home() / ".cache" / "geo-reviews-kit" / "jax")
+    if path.lower() in ("off", "0", "none", ""):
+        return None
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return path
+
+
+def pick_length(buckets: Sequence[int], prompt_tokens: int, max_new_tokens: int) -> int:
+    """The smallest bucket that fits prompt + new tokens (the largest if none does).
+
+    Example:
+        >>> pick_length((128, 256, 512), 60, 100), pick_length((128, 256), 60, 900)
+        (256, 256)
+    """
+    need = prompt_tokens + max_new_tokens
+    for length in buckets:
+        if length >= need:
+            return length
+    if prompt_tokens < buckets[-1]:
+        return buckets[-1]  # fewer new tokens than asked; the review may be cut at the limit
+    raise UserError(f"The prompt is {prompt_tokens} tokens, longer than the largest length bucket "
+                    f"{buckets[-1]}; shorten the name, address or keywords.")
