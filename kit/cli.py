@@ -178,21 +178,6 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
 # --------------------------------------------------------------------------- generate / export
 
 
-def _without_tensorflow() -> None:
-    """Keep TensorFlow out of this process (saves ~2.5 s of import; generation never needs it).
-
-    keras-hub imports TensorFlow when it is installed, only for its tf.data
-    paths; `kit generate` tokenises with SentencePiece and feeds numpy. A
-    `None` entry in `sys.modules` makes `import tensorflow` fail, which
-    keras-hub treats as "not installed". Skipped when something already
-    imported keras-hub/TensorFlow (tests, notebooks) or KIT_ALLOW_TENSORFLOW=1.
-    """
-    import os
-
-    if not os.environ.get("KIT_ALLOW_TENSORFLOW") and not {"keras_hub", "tensorflow"} & set(sys.modules):
-        sys.modules["tensorflow"] = None  # type: ignore[assignment]
-
-
 def _sampler_spec(args: argparse.Namespace):
     from kit.generate import SamplerSpec
 
@@ -230,7 +215,6 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     import json
     import time
 
-    _without_tensorflow()
     from kit.atomic import write_text
     from kit.data.prepare import load_rubrics
     from kit.generate import Generator, default_data_dir, enable_compile_cache, load_model

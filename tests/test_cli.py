@@ -48,3 +48,13 @@ def test_keras_backend_defaults_to_jax(monkeypatch):
     env = {k: v for k, v in __import__("os").environ.items() if k != "KERAS_BACKEND"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert proc.stdout.strip() == "jax", proc.stderr
+
+
+def test_kit_keeps_tensorflow_out_unless_asked():
+    code = "import sys, kit, keras_hub; print(sys.modules.get('tensorflow') is None)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == "True", proc.stderr[-2000:]
+    assert "cuInit" not in proc.stderr and "oneDNN" not in proc.stderr
+    env = {**__import__("os").environ, "KIT_ALLOW_TENSORFLOW": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.stdout.strip() == "False", proc.stderr[-2000:]
