@@ -79,9 +79,32 @@ def self_bleu(texts: Sequence[str], *, max_hypotheses: int | None = None, seed: 
     order = list(range(len(texts)))
     if max_hypotheses is not None and max_hypotheses < len(texts):
         order = sorted(random.Random(seed).sample(order, max_hypotheses))
-    bleu = _bleu(True)
-    scores = [bleu.sentence_score(texts[i], texts[:i] + texts[i + 1 :]).score for i in order]
+    scores = self_bleu_scores(texts, only=order)
     return sum(scores) / len(scores)
+
+
+def self_bleu_scores(texts: Sequence[str], *, only: Sequence[int] | None = None) -> list[float]:
+    """Per-text self-BLEU: sentence BLEU (0–100) of each text against all the others.
+
+    The mean is `self_bleu`; per-text values give bootstrap intervals and
+    paired win rates (the "others" stay the full set when requests are resampled).
+
+    Args:
+        texts: The generated texts of one model (at least 2).
+        only: Score only these indices (each still against all the others).
+
+    Example:
+        >>> [round(s, 1) for s in self_bleu_scores(["очень вкусный кофе", "очень вкусный кофе", "шум"])]
+        [100.0, 100.0, 0.0]
+    """
+    if isinstance(texts, str):
+        raise TypeError("Pass a list of texts, not a single string.")
+    texts = list(texts)
+    if len(texts) < 2:
+        raise ValueError(f"self-BLEU needs at least 2 texts. Received: {len(texts)}")
+    bleu = _bleu(True)
+    order = range(len(texts)) if only is None else only
+    return [bleu.sentence_score(texts[i], texts[:i] + texts[i + 1 :]).score for i in order]
 
 
 def length_ratio(hypothesis: str, reference: str) -> float:
