@@ -196,3 +196,10 @@ def test_committed_sample_prepares_byte_identically_twice(tmp_path, capsys):
     # the synthetic sample's negative reviews are longer, as in the real data
     assert stats["mean_chars_by_rating"]["1"] > stats["mean_chars_by_rating"]["5"]
     assert stats["keywords"]["mean_per_review"] > 2
+
+
+def test_an_empty_split_still_loads(raw, tmp_path):
+    prepare(str(raw), tmp_path / "p", options=PrepareOptions(test_share=0.0), progress=False)
+    ds = load_prepared(tmp_path / "p")
+    assert ds["test"].num_rows == 0 and ds["train"].num_rows > 0
+    assert ds["test"].column_names == ds["train"].column_names

@@ -219,7 +219,20 @@ def load_prepared(path: str | Path):
             f"Prepared dataset not found: {path}. Run "
             f"`kit data prepare --input data/sample/geo-reviews-sample.tskv --out {path}` first."
         )
-    return datasets.load_from_disk(str(path))
+    splits = json.loads((path / "dataset_dict.json").read_text(encoding="utf-8"))["splits"]
+    out = datasets.DatasetDict()
+    for split in splits:
+        state = json.loads((path / split / "state.json").read_text(encoding="utf-8"))
+        if state.get("_data_files"):
+            out[split] = datasets.load_from_disk(str(path / split))
+        else:
+            # `save_to_disk` writes no data file for a 0-row split (e.g. --test-share 0)
+            # and `load_from_disk` then fails; rebuild the empty split from its features.
+            info = datasets.DatasetInfo.from_directory(str(path / split))
+            out[split] = datasets.Dataset.from_dict(
+                {name: [] for name in info.features}, features=info.features, split=split
+            )
+    return out
 
 
 def load_rubrics(path: str | Path) -> dict[str, int]:
@@ -316,7 +329,7 @@ def _arrow_table(rows, schema, keyword_counter: Counter, chunk: int = 10_000):
         if len(buffer) == chunk:
             batches.append(pa.RecordBatch.from_pylist(buffer, schema=schema))
             buffer = []
-    if buffer:
+    if buffer or not batches:
         batches.append(pa.RecordBatch.from_pylist(buffer, schema=schema))
     return pa.Table.from_batches(batches, schema=schema)
 
