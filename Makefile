@@ -74,8 +74,13 @@ app:
 	@echo "make $@: not yet — the Streamlit app is still being built (see the open issues)." >&2
 	@exit 2
 
+# Results go to bench/results/*.json with the machine, versions and load average:
+# run on an otherwise idle machine.
 bench: $(STAMP)
+	@test -f runs/tiny-lora/run.json || $(MAKE) demo
 	$(BIN)/python bench/prepare_bench.py
+	$(BIN)/python bench/train_throughput.py
+	$(BIN)/python bench/generate_throughput.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,0 +1,124 @@
+"""The kit-vs-Hugging-Face benchmarks: flags, FLOPs maths, and that both sides build the same model.
+
+The timed runs themselves are `make bench`'s job; here only a seconds-long
+smoke run (marked slow) checks the whole pipeline on the micro model.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+sys.path.insert(0, str(BENCH))
+
+import flops  # noqa: E402
+import generate_throughput  # noqa: E402
+import train_throughput  # noqa: E402
+from hf_gemma2 import hf_config_from_backbone  # noqa: E402
+
+ALL = train_throughput.LORA_TARGETS["all"]
+
+
+def test_gemma2_2b_config_is_transformers_default():
+    """transformers' `Gemma2Config()` defaults are Gemma 2 2B: our mapping of the Keras config must equal them."""
+    transformers = pytest.importorskip("transformers")
+    ours = hf_config_from_backbone(flops.GEMMA2_2B)
+    ref = transformers.Gemma2Config()
+    for key in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                "num_key_value_heads", "head_dim", "query_pre_attn_scalar", "sliding_window",
+                "final_logit_softcapping", "attn_logit_softcapping", "hidden_activation", "layer_types"):
+        assert ours[key] == getattr(ref, key), key
+
+
+def test_2b_flops_figures():
+    n = flops.matmul_params(flops.GEMMA2_2B)
+    assert n == 26 * (2304 * 2048 * 2 + 2304 * 1024 * 2 + 3 * 2304 * 9216) + 256000 * 2304
+    per_token = flops.train_flops_per_token(flops.GEMMA2_2B, 512, 8, ("query", "value"))
+    assert per_token == 4 * n + 6 * flops.lora_macs(flops.GEMMA2_2B, 8, ("query", "value")) + 12 * 26 * 8 * 256 * 512
+    # An H100 at 40 % MFU would train ≈ 36.7k tokens/s of Gemma 2 2B LoRA at seq 512.
+    assert 36_000 < 0.4 * flops.peak_flops("NVIDIA H100 80GB HBM3") / per_token < 37_500
+    with pytest.raises(ValueError, match="Unknown LoRA target"):
+        flops.lora_params(flops.GEMMA2_2B, 8, ("q_proj",))
+
+
+def test_both_sides_build_the_same_architecture(tiny_preset):
+    """Same parameter count (tied embeddings counted once), same LoRA sizes as `flops` predicts."""
+    pytest.importorskip("peft")
+    import hf_gemma2 as hf
+    from sides import preset_backbone_config
+
+    from kit.model import enable_lora, load_causal_lm, parameter_counts
+
+    cfg = preset_backbone_config(tiny_preset)
+    lm = load_causal_lm(str(tiny_preset), dtype="float32")
+    total = parameter_counts(lm)["total"]
+    model = hf.build_model(cfg, dtype="float32", device="cpu")
+    assert sum(p.numel() for p in model.parameters()) == total
+    enable_lora(lm, rank=4, alpha=8.0, targets="all")
+    assert parameter_counts(lm)["trainable"] == flops.lora_params(cfg, 4, ALL, style="keras")
+    peft_model = hf.add_lora(model, rank=4, alpha=8.0, targets=ALL)
+    assert peft_model.get_nb_trainable_parameters()[0] == flops.lora_params(cfg, 4, ALL, style="peft")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--size", "2b"], "--size 2b needs --random-init"),
+    (["--padding", "nope"], "--padding takes"),
+    (["--sides", "tf"], "--sides takes"),
+    (["--steps", "0"], "--steps must be"),
+    (["--data", "synthetic", "--padding", "buckets"], "use --padding fixed"),
+])
+def test_train_flags_refused(argv, message, capsys):
+    assert train_throughput.main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--size", "2b"], "--size 2b needs --random-init"),
+    (["--batch-sizes", "1,x"], "--batch-sizes takes integers"),
+    (["--batch-sizes", "0"], "--batch-sizes must be"),
+    (["--run", "runs/no-such-run", "--data", "no/such/data"], "make demo"),
+])
+def test_generate_flags_refused(argv, message, capsys):
+    assert generate_throughput.main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_gpu_mode_defaults():
+    a = train_throughput.resolve(train_throughput.parse_args(["--device", "gpu", "--size", "2b", "--random-init"]))
+    assert (a.batch_size, a.max_length, a.targets, a.dtype, a.data, a.padding) == (8, 512, "qv", "bfloat16", "synthetic", ("fixed",))
+    assert a.out.endswith("train_throughput_gpu_2b.json")
+    g = generate_throughput.resolve(generate_throughput.parse_args(["--device", "gpu", "--size", "2b", "--random-init"]))
+    assert g.out.endswith("generate_throughput_gpu_2b.json") and g.dtype == "bfloat16"
+
+
+def test_gpu_mode_without_a_gpu_fails_in_one_line(tmp_path, capsys):
+    jax = pytest.importorskip("jax")
+    if jax.default_backend() == "gpu":
+        pytest.skip("a GPU is present")
+    out = tmp_path / "r.json"
+    argv = ["--device", "gpu", "--size", "2b", "--random-init", "--sides", "kit", "--out", str(out)]
+    assert train_throughput.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "JAX sees no GPU" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_train_smoke_on_the_micro_model(tiny_preset, tiny_prepared, tmp_path):
+    pytest.importorskip("peft")
+    out = tmp_path / "train.json"
+    argv = ["--preset", str(tiny_preset), "--data", str(tiny_prepared), "--steps", "2", "--batch-size", "4",
+            "--max-length", "128", "--auto-buckets", "2", "--hf-weights", "random", "--threads", "1",
+            "--padding", "buckets,dynamic", "--out", str(out)]
+    assert train_throughput.main(argv) == 0
+    r = json.loads(out.read_text())
+    assert set(r["sides"]) == {"kit", "hf"}
+    kit, hf = r["sides"]["kit"]["modes"]["buckets"], r["sides"]["hf"]["modes"]["buckets"]
+    assert kit["tokens"] == hf["tokens"] and kit["real_tokens"] == hf["real_tokens"]  # the same batches
+    assert kit["recompiles_while_timed"] == 0
+    assert "dynamic" in r["sides"]["hf"]["modes"] and "dynamic" not in r["sides"]["kit"]["modes"]
+    assert r["ratio_kit_over_hf"]["buckets"] > 0 and r["machine"]["packages"]["torch"]
