@@ -14,7 +14,7 @@ PREPARED ?= data/prepared
 CONFIG   ?= configs/tiny.toml
 PYTEST_ARGS ?=
 
-.PHONY: install demo test data tiny finetune evaluate app bench lint clean help
+.PHONY: install demo test data tiny finetune evaluate app screenshots bench lint clean help
 
 help:
 	@echo "make demo      install, then the whole pipeline on the bundled SYNTHETIC sample"
@@ -24,6 +24,7 @@ help:
 	@echo "make finetune  LoRA fine-tune with CONFIG=$(CONFIG)"
 	@echo "make evaluate  compare runs on the test split (report in reports/)"
 	@echo "make app       start the Streamlit evaluator"
+	@echo "make screenshots  regenerate docs/screenshots/*.png of the app (after make demo)"
 	@echo "make bench     run the benchmarks in bench/ (results in bench/results/)"
 	@echo "make lint      ruff"
 	@echo "make clean     remove generated data, models, runs and reports"
@@ -70,9 +71,14 @@ EVAL_ARGS ?= --split test --limit 150 --seed 0
 evaluate: $(STAMP)
 	$(KIT) evaluate --models runs/tiny-base runs/tiny-lora --data $(PREPARED) --out reports/demo $(EVAL_ARGS)
 
-app:
-	@echo "make $@: not yet — the Streamlit app is still being built (see the open issues)." >&2
-	@exit 2
+# Extra args after `--` go to the app, e.g. make app APP_ARGS="--runs runs --reports reports --data data/prepared"
+APP_ARGS ?=
+app: $(STAMP)
+	$(BIN)/streamlit run streamlit_app/app.py -- $(APP_ARGS)
+
+# One PNG per app page under docs/screenshots/ (needs `make demo` first, chromium and playwright).
+screenshots: $(STAMP)
+	$(BIN)/python docs/screenshots.py
 
 # Results go to bench/results/*.json with the machine, versions and load average:
 # run on an otherwise idle machine.
@@ -81,6 +87,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/prepare_bench.py
 	$(BIN)/python bench/train_throughput.py
 	$(BIN)/python bench/generate_throughput.py
+
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

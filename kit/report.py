@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import json
 import math
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -256,14 +258,120 @@ def write_report(out: str | Path, result: Mapping) -> Path:
 
 
 def read_metrics(report_dir: str | Path) -> dict:
-    """The `metrics.json` of a report dir (for the app and `make demo`'s table)."""
+    """The `metrics.json` of a report dir (for the app and `make demo`'s table).
+
+    Raises:
+        UserError: the file is missing, not JSON, or not a `kit evaluate` report.
+    """
     from kit.errors import UserError
 
     file = Path(report_dir) / METRICS_JSON
     if not file.is_file():
         raise UserError(f"Report not found: {file}. Run `kit evaluate --models ... --out {report_dir}` first.")
-    return json.loads(file.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{file} is not valid JSON ({e}); re-run `kit evaluate --out {report_dir}`.") from None
+    if not isinstance(data, dict) or not isinstance(data.get("metrics"), dict) or "columns_order" not in data:
+        raise UserError(f"{file} is not a `kit evaluate` report (no metrics / columns_order); "
+                        f"re-run `kit evaluate --out {report_dir}`.")
+    return data
 
 
-__all__ = ["METRICS", "SCHEMA", "comparator_export", "headline_table", "read_metrics", "render_markdown",
-           "sample_rows", "write_report"]
+def list_reports(root: str | Path = "reports") -> list[Path]:
+    """Report dirs directly under `root` (those with a `metrics.json`), sorted by name.
+
+    Example:
+        >>> list_reports("no/such/dir")
+        []
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                  and (p / METRICS_JSON).is_file())
+
+
+def read_samples(report_dir: str | Path) -> list[dict]:
+    """The `samples.jsonl` rows of a report dir.
+
+    Raises:
+        UserError: the file is missing or a line is not a sample row (the message names the line).
+
+    Example:
+        >>> read_samples("no/such/report")
+        Traceback (most recent call last):
+        ...
+        kit.errors.UserError: Samples not found: no/such/report/samples.jsonl. Run `kit evaluate --models ... --out no/such/report` first.
+    """
+    from kit.errors import UserError
+
+    file = Path(report_dir) / SAMPLES_JSONL
+    if not file.is_file():
+        raise UserError(f"Samples not found: {file}. Run `kit evaluate --models ... --out {report_dir}` first.")
+    rows = []
+    with open(file, encoding="utf-8", errors="replace") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UserError(f"{file}:{n} is not valid JSON ({e.msg}); re-run `kit evaluate --out {report_dir}`.") from None
+            if not isinstance(row, dict) or not {"id", "request", "reference", "outputs", "scores"} <= set(row):
+                raise UserError(f"{file}:{n} is not a sample row (needs id, request, reference, outputs, scores); "
+                                f"re-run `kit evaluate --out {report_dir}`.")
+            rows.append(row)
+    return rows
+
+
+VOTES_JSON = "votes.json"
+VOTE_CHOICES = ("A", "B", "tie", "both bad")
+_VOTES_LOCK = threading.Lock()
+
+
+def read_votes(report_dir: str | Path) -> dict[str, dict]:
+    """Human preference votes saved in a report dir, keyed `"<sample id>|<model A>|<model B>"` (empty if none)."""
+    file = Path(report_dir) / VOTES_JSON
+    if not file.is_file():
+        return {}
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return data.get("votes", {}) if isinstance(data, dict) else {}
+
+
+def save_vote(report_dir: str | Path, sample_id: int, a: str, b: str, choice: str | None) -> dict[str, dict]:
+    """Record (or with `choice=None` clear) a preference between columns `a` and `b` on one sample.
+
+    The whole `votes.json` is rewritten atomically under a process-wide lock,
+    so concurrent voters never lose each other's votes or leave half a file.
+
+    Example:
+        >>> import tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> save_vote(d, 3, "base", "lora", "B")["3|base|lora"]["choice"]
+        'B'
+        >>> read_votes(d)["3|base|lora"]["choice"], save_vote(d, 3, "base", "lora", None)
+        ('B', {})
+    """
+    from kit.errors import UserError
+
+    if choice is not None and choice not in VOTE_CHOICES:
+        raise UserError(f"A vote must be one of {', '.join(VOTE_CHOICES)}. Received: choice={choice!r}")
+    key = f"{int(sample_id)}|{a}|{b}"
+    with _VOTES_LOCK:
+        votes = read_votes(report_dir)
+        if choice is None:
+            votes.pop(key, None)
+        else:
+            votes[key] = {"id": int(sample_id), "a": a, "b": b, "choice": choice,
+                          "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        write_json(Path(report_dir) / VOTES_JSON, {"schema": "kit.votes/1", "votes": votes})
+    return votes
+
+
+__all__ = ["METRICS", "SCHEMA", "VOTE_CHOICES", "comparator_export", "headline_table", "list_reports",
+           "read_metrics", "read_samples", "read_votes", "render_markdown", "sample_rows", "save_vote",
+           "write_report"]

@@ -121,6 +121,29 @@ def read_run(path: str | Path) -> dict:
         raise UserError(f"{file} is not valid JSON ({e}); re-run the fine-tune that wrote it.") from None
 
 
+def resolve_run(out_dir: str | Path, name: str) -> Path:
+    """The run dir `<out_dir>/<name>`, refusing anything that is not a run directly inside `out_dir`.
+
+    For callers that take a run name from a user (the app): `..`, absolute
+    paths and symlinks that leave `out_dir` are refused, so only configured
+    runs can be opened.
+
+    Raises:
+        UserError: `name` escapes `out_dir` or is not a run there.
+
+    Example:
+        >>> resolve_run("runs", "../etc")
+        Traceback (most recent call last):
+        ...
+        kit.errors.UserError: Run '../etc' is not a run inside runs; pick one of the runs listed there.
+    """
+    root = Path(out_dir).resolve()
+    path = (root / name).resolve()
+    if not name or path.parent != root or not (path / RUN_JSON).is_file():
+        raise UserError(f"Run {name!r} is not a run inside {out_dir}; pick one of the runs listed there.")
+    return path
+
+
 def list_runs(out_dir: str | Path = "runs") -> list[dict]:
     """Summaries of every run under `out_dir` (name, path, preset, adapter?, status, val loss).
 

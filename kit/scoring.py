@@ -144,6 +144,36 @@ def sample_scores(
     return out
 
 
+def control_scores(texts: Sequence[str], request: Mapping, *, rating_judge, rubric_judge) -> list[dict]:
+    """The control scores of reviews written for one request (what the app shows next to an output).
+
+    Args:
+        texts: Reviews for the same request.
+        request: `rating`, `rubrics`, `keywords` (e.g. `kit.request.Request.to_dict()`).
+        rating_judge: A fitted `RatingClassifier`.
+        rubric_judge: A fitted `RubricClassifier`.
+
+    Returns:
+        Per text: `rating_predicted` (1–5), `rating_accuracy` (0/1), `rubric_top3`
+        (0/1, None if the judge knows no requested rubric) and `keyword_coverage`
+        (0–1, None when no keywords were requested) — the same scores as in `samples.jsonl`.
+
+    Example:
+        >>> control_scores(["Вкусный кофе"], {"rating": 5, "rubrics": ["Кафе"], "keywords": ["кофе"]},
+        ...                rating_judge=rating, rubric_judge=rubric)  # doctest: +SKIP
+        [{'rating_predicted': 5, 'rating_accuracy': 1.0, 'rubric_top3': 1.0, 'keyword_coverage': 1.0}]
+    """
+    texts = list(texts)
+    if not texts:
+        return []
+    rating = rating_judge.per_sample(texts, [int(request["rating"])] * len(texts))
+    rubric = rubric_judge.hits(texts, [list(request["rubrics"])] * len(texts), k=3)
+    keywords = list(request.get("keywords") or [])
+    return [{"rating_predicted": int(rating["predicted"][i]), "rating_accuracy": float(rating["correct"][i]),
+             "rubric_top3": rubric[i], "keyword_coverage": keyword_coverage(t, keywords)}
+            for i, t in enumerate(texts)]
+
+
 def _floats(values) -> np.ndarray:
     return np.asarray([np.nan if v is None else float(v) for v in values], dtype=np.float64)
 

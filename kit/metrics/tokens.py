@@ -47,6 +47,27 @@ def lemmas(text: str) -> list[str]:
     return out
 
 
+def lemma_spans(text: str, wanted: set[str] | Sequence[str]) -> list[tuple[int, int]]:
+    """Character spans `(start, end)` of the words of `text` whose lemma is in `wanted`.
+
+    For marking requested keywords (lemmas of `kit.metrics.keyword_coverage`)
+    or words shared with a reference (`set(lemmas(reference))`) in a text.
+
+    Example:
+        >>> text = "Номера чистые, завтрак так себе"
+        >>> [text[a:b] for a, b in lemma_spans(text, {"номер", "завтрак"})]
+        ['Номера', 'завтрак']
+    """
+    wanted = set(wanted)
+    out = []
+    for m in _WORD_RE.finditer(text):
+        token = m.group(0).lower().replace("ё", "е")
+        lemma = lemmatize(token)
+        if (lemma[0] if len(lemma) == 1 else token) in wanted:
+            out.append(m.span())
+    return out
+
+
 def ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
     """The contiguous `n`-grams of `tokens`, in order (empty when there are fewer than `n`).
 

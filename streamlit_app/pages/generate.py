@@ -1,0 +1,56 @@
+"""Generate: one request to one model, reviews with their control scores and the time taken."""
+
+from __future__ import annotations
+
+import streamlit as st
+from shared import (
+    config,
+    generate,
+    is_synthetic,
+    need_runs,
+    need_vocabulary,
+    parse_form,
+    request_fields,
+    scores_for,
+    show_scores,
+    show_text,
+)
+
+from kit.errors import UserError
+
+DIRS = config()
+st.title("Generate a review")
+names = need_runs()
+vocab = need_vocabulary()
+default = names.index("tiny-lora") if "tiny-lora" in names else len(names) - 1
+model = st.selectbox("Model (a run in the runs dir)", names, index=default, key="gen_model")
+
+with st.form("gen_form"):
+    values = request_fields("gen", vocab)
+    submitted = st.form_submit_button("Generate", type="primary")
+
+if submitted:
+    try:
+        request, sampler = parse_form(values, vocab)
+        samples, seconds = generate(model, request, sampler, n=int(values["n"]),
+                                    max_new_tokens=int(values["max_new_tokens"]))
+        scores = scores_for([s.text for s in samples], request)
+    except UserError as e:
+        st.error(str(e))
+    except Exception as e:  # noqa: BLE001  (no traceback reaches the user)
+        st.error(f"Generation failed: {type(e).__name__}: {e}")
+    else:
+        st.session_state["gen_result"] = (model, request, samples, scores, seconds)
+
+result = st.session_state.get("gen_result")
+if result:
+    model, request, samples, scores, seconds = result
+    st.subheader(f"{model}: {len(samples)} review(s) in {seconds:.2f} s")
+    st.caption("Requested keywords are highlighted. Control scores come from the judges `kit evaluate` uses"
+               + (" (fitted on SYNTHETIC data)." if is_synthetic(str(DIRS.data)) else "."))
+    for i, (sample, s) in enumerate(zip(samples, scores, strict=True), 1):
+        with st.container(border=True):
+            st.markdown(f"**Review {i}** · {sample.new_tokens} tokens"
+                        + ("" if sample.stopped else " · cut at the token limit"))
+            show_text(sample.text, request.keywords)
+            show_scores(s, requested_rating=request.rating)

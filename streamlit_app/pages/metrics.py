@@ -1,0 +1,95 @@
+"""Metrics: a report's side-by-side table with 95 % intervals, charts, slices and win rates."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+from shared import DEMO_HINT, config, synthetic_banner
+
+from kit.errors import UserError
+from kit.report import list_reports, read_metrics
+from kit.scoring import BY_KEY, METRICS
+
+DIRS = config()
+st.title("Metrics")
+reports = list_reports(DIRS.reports)
+if not reports:
+    st.info(f"No reports found in `{DIRS.reports}`. {DEMO_HINT} Or `kit evaluate --models runs/A runs/B "
+            f"--out {DIRS.reports}/NAME`.")
+    st.stop()
+name = st.selectbox("Report", [p.name for p in reports], key="met_report")
+try:
+    result = read_metrics(DIRS.reports / name)
+    order = list(result["columns_order"])
+    cols = result["metrics"]["columns"]
+except (UserError, KeyError, TypeError) as e:
+    st.error(str(e) if isinstance(e, UserError) else f"{DIRS.reports / name}: broken report ({e!r}).")
+    st.stop()
+
+synthetic_banner(bool(result.get("synthetic")), "data: the requests and human reviews of this report are")
+req = result.get("requests", {})
+st.caption(f"{req.get('n', '?')} requests ({req.get('mode', '?')}, ratings {req.get('ratings', {})}); "
+           f"sampler {result.get('sampler', {}).get('name', '?')}. Values: estimate [95 % bootstrap interval]; "
+           "`human` is the reference review itself.")
+
+
+def cell(key: str, ci) -> str:
+    if not isinstance(ci, dict) or ci.get("value") is None:
+        return "—"
+    f = BY_KEY[key].fmt if key in BY_KEY else "{:.3f}"
+    return f"{f.format(ci['value'])} [{f.format(ci['low'])}, {f.format(ci['high'])}]"
+
+
+arrow = {True: " ↑", False: " ↓", None: ""}
+keys = [m.key for m in METRICS if any(m.key in cols.get(c, {}) for c in order)]
+table = pd.DataFrame({c: [cell(k, cols.get(c, {}).get(k)) for k in keys] for c in order},
+                     index=[BY_KEY[k].label + arrow[BY_KEY[k].higher_is_better] for k in keys])
+st.dataframe(table, width="stretch")
+
+
+def interval_chart(rows: list[dict], x: str) -> alt.Chart:
+    df = pd.DataFrame(rows)
+    base = alt.Chart(df).encode(x=alt.X(f"{x}:N", sort=None, title=None))
+    return (base.mark_bar(opacity=0.6).encode(y=alt.Y("value:Q", title=None), color=alt.Color("column:N"),
+                                              xOffset="column:N" if x != "column" else alt.Undefined)
+            + base.mark_rule().encode(y="low:Q", y2="high:Q", xOffset="column:N" if x != "column" else alt.Undefined))
+
+
+st.subheader("Per metric")
+chart_keys = st.multiselect("Metrics to chart", keys, default=[k for k in keys if k in (
+    "rating_accuracy", "keyword_coverage", "chrf", "distinct_2")][:4], format_func=lambda k: BY_KEY[k].label,
+    key="met_charts")
+chart_cols = st.columns(2)
+for i, key in enumerate(chart_keys):
+    rows = [{"column": c, **cols[c][key]} for c in order if isinstance(cols.get(c, {}).get(key), dict)
+            and cols[c][key].get("value") is not None]
+    with chart_cols[i % 2]:
+        st.markdown(f"**{BY_KEY[key].label}**{arrow[BY_KEY[key].higher_is_better]}")
+        if rows:
+            st.altair_chart(interval_chart(rows, "column"), width="stretch")
+
+st.subheader("Slices")
+slices = result["metrics"].get("slices", {})
+if slices:
+    c1, c2 = st.columns(2)
+    kind = c1.radio("By", list(slices), horizontal=True, key="met_slice_kind")
+    key = c2.selectbox("Metric", keys, format_func=lambda k: BY_KEY[k].label, key="met_slice_metric")
+    groups = slices.get(kind, {})
+    st.dataframe(pd.DataFrame(
+        [{kind: v, "n": s.get("n"), **{c: cell(key, s.get("columns", {}).get(c, {}).get(key)) for c in order}}
+         for v, s in groups.items()]), hide_index=True, width="stretch")
+    rows = [{kind: v, "column": c, **s["columns"][c][key]} for v, s in groups.items() for c in order
+            if isinstance(s.get("columns", {}).get(c, {}).get(key), dict) and s["columns"][c][key].get("value") is not None]
+    if rows:
+        st.altair_chart(interval_chart(rows, kind), width="stretch")
+
+st.subheader("Pairwise win rates (per request; ties count half)")
+wins = result["metrics"].get("win_rates", {})
+rows = [{"pair": pair, "metric": BY_KEY[k].label if k in BY_KEY else k, "A wins": w.get("wins"),
+         "B wins": w.get("losses"), "ties": w.get("ties"), "win rate of A": w.get("win_rate"), "n": w.get("n")}
+        for pair, by in wins.items() for k, w in by.items()]
+if rows:
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+else:
+    st.caption("No win rates in this report.")
