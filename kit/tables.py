@@ -1,0 +1,70 @@
+"""Evaluation results as small pandas tables (for notebooks; the report dir holds the full detail).
+
+Example:
+    >>> result = {"columns_order": ["base", "human"], "metrics": {"columns": {
+    ...     "base": {"chrf": {"value": 20.0, "low": 18.0, "high": 22.0}},
+    ...     "human": {"chrf": {"value": 100.0, "low": 100.0, "high": 100.0}}}}}
+    >>> metrics_table(result, ["chrf"]).loc["chrf"].tolist()
+    [20.0, 100.0]
+    >>> metrics_table(result, ["chrf"], intervals=True).loc["chrf", "base"]
+    '20 [18, 22]'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+
+# The figures a reader looks at first: control, overlap with the human review, fluency, diversity.
+HEADLINE = ("rating_accuracy", "rating_mae", "rubric_top3", "keyword_coverage", "chrf", "rouge_l",
+            "perplexity", "distinct_2", "self_bleu", "length_ratio")
+
+
+def metrics_table(result: Mapping, metrics: Sequence[str] = HEADLINE, *, intervals: bool = False) -> pd.DataFrame:
+    """Metric (rows) x model column (columns) from an `evaluate_models` result or a `metrics.json`.
+
+    Args:
+        result: What `kit.evaluate.evaluate_models` returns (or `metrics.json` loaded).
+        metrics: Metrics to show, in order; those a column lacks are left empty.
+        intervals: Cells as `"value [low, high]"` strings (95 % bootstrap) instead of numbers.
+    """
+    columns = result["metrics"]["columns"]
+    table = {}
+    for name in result["columns_order"]:
+        cells = {}
+        for metric in metrics:
+            m = columns[name].get(metric)
+            if m is None or m.get("value") is None:
+                cells[metric] = None
+            elif intervals:
+                cells[metric] = f"{m['value']:.3g} [{m['low']:.3g}, {m['high']:.3g}]"
+            else:
+                cells[metric] = round(float(m["value"]), 4)
+        table[name] = cells
+    frame = pd.DataFrame(table).reindex(list(metrics)).dropna(how="all")
+    frame.index.name, frame.columns.name = "metric", "column"
+    return frame
+
+
+def samples_table(result: Mapping, n: int = 3, *, chars: int = 200) -> pd.DataFrame:
+    """The first `n` requests side by side: request fields, the human review and each model's output.
+
+    Example:
+        >>> samples_table({"samples": [{"request": {"rubrics": ["Кафе"], "rating": 5, "keywords": ["кофе"]},
+        ...                              "reference": "Вкусно.", "outputs": {"lora": "Отлично!"}}]}).columns.tolist()
+        ['rubrics', 'rating', 'keywords', 'human', 'lora']
+    """
+    rows = []
+    for sample in result["samples"][:n]:
+        req = sample["request"]
+        row = {"rubrics": "; ".join(req["rubrics"]), "rating": req["rating"], "keywords": ", ".join(req["keywords"]),
+               "human": _clip(sample["reference"], chars)}
+        row.update({name: _clip(text, chars) for name, text in sample["outputs"].items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _clip(text: str, chars: int) -> str:
+    text = text.replace("\n", " ⏎ ")
+    return text if len(text) <= chars else text[: chars - 1] + "…"
