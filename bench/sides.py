@@ -77,10 +77,14 @@ def emit(result: dict) -> None:
 
 
 def write_result(path: str | Path, result: dict) -> None:
+    """Write a result atomically, with paths inside the repo written relative to it
+    (results are committed; the directory a run happened in is not a result)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    root = str(Path(__file__).resolve().parents[1])
+    text = json.dumps(result, ensure_ascii=False, indent=2).replace(root + "/", "").replace(root, ".")
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    tmp.write_text(text + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
 
