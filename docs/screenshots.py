@@ -58,6 +58,9 @@ def main() -> int:
             page.screenshot(path=str(OUT / "generate.png"), full_page=True)
             page.goto(url + "/compare")
             page.get_by_role("button", name="Random test request").click()
+            # Wait for that rerun to finish: a click during a rerun can be dropped.
+            page.get_by_text("human review").first.wait_for()
+            page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden")
             page.get_by_role("button", name="Generate with each model").click()
             page.locator('div.review, [data-testid="stAlert"]').nth(2).wait_for(timeout=300_000)
             page.wait_for_timeout(1500)

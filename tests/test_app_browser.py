@@ -107,8 +107,11 @@ def test_generate_compare_samples_in_chromium(server, playwright_browser):
 
     page.goto(server + "/compare")
     page.get_by_role("button", name="Random test request").click()
-    page.get_by_role("button", name="Generate with each model").click()
+    # Each click reruns the script; a click that lands while the previous rerun
+    # is still going can be dropped, so wait for its result and for the app to idle.
     page.get_by_text("human review").first.wait_for()
+    _wait_idle(page)
+    page.get_by_role("button", name="Generate with each model").click()
     page.locator("div.review").nth(2).wait_for()
     page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
 
@@ -118,3 +121,8 @@ def test_generate_compare_samples_in_chromium(server, playwright_browser):
     page.screenshot(path=str(ARTIFACTS / "samples.png"), full_page=True)
     assert not page.get_by_text("Traceback").count()
     page.close()
+
+
+def _wait_idle(page) -> None:
+    """Wait until Streamlit's "running" status widget is gone (absent counts as idle)."""
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden")
