@@ -39,3 +39,35 @@ def as_list(values) -> list:
         ['a', 'b']
     """
     return list(values)
+
+
+def text_pair_info(*, description: str, inputs: str):
+    """`metric_info` for a metric of generated texts against one reference text each.
+
+    Example:
+        >>> list(text_pair_info(description="d", inputs="i").features)
+        ['predictions', 'references']
+    """
+    import datasets
+
+    string = datasets.Value("string")
+    return metric_info(description=description, inputs=inputs,
+                       features={"predictions": string, "references": string})
+
+
+def corpus_and_per_sample(predictions, references, *, key: str, corpus, per_sample_key: str,
+                          per_sample, return_per_sample: bool) -> dict:
+    """`{key: corpus(predictions, references)}`, plus per-pair scores under
+    `per_sample_key` when `return_per_sample` — the shape every text-pair module returns.
+
+    Example:
+        >>> corpus_and_per_sample(["a"], ["a"], key="m", corpus=lambda p, r: 1.0,
+        ...                       per_sample_key="m_each", per_sample=lambda p, r: 1.0,
+        ...                       return_per_sample=True)
+        {'m': 1.0, 'm_each': [1.0]}
+    """
+    predictions, references = as_list(predictions), as_list(references)
+    out = {key: corpus(predictions, references)}
+    if return_per_sample:
+        out[per_sample_key] = [per_sample(p, r) for p, r in zip(predictions, references, strict=True)]
+    return out

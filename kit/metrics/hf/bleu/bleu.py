@@ -1,9 +1,8 @@
 """BLEU against the human review, as an `evaluate` module (wraps `kit.metrics.overlap`)."""
 
-import datasets
 import evaluate
 
-from kit.metrics.hf.common import as_list, metric_info
+from kit.metrics.hf.common import corpus_and_per_sample, text_pair_info
 from kit.metrics.overlap import corpus_bleu, sentence_bleu
 
 _DESCRIPTION = """BLEU (Papineni et al., 2002) computed by sacrebleu with its defaults (13a tokens,
@@ -32,20 +31,9 @@ class Bleu(evaluate.Metric):
     """
 
     def _info(self):
-        return metric_info(
-            description=_DESCRIPTION,
-            inputs=_INPUTS,
-            features={
-                "predictions": datasets.Value("string"),
-                "references": datasets.Value("string"),
-            },
-        )
+        return text_pair_info(description=_DESCRIPTION, inputs=_INPUTS)
 
     def _compute(self, predictions, references, return_per_sample=False):
-        predictions, references = as_list(predictions), as_list(references)
-        out = {"bleu": corpus_bleu(predictions, references)}
-        if return_per_sample:
-            out["sentence_bleu"] = [
-                sentence_bleu(p, r) for p, r in zip(predictions, references, strict=True)
-            ]
-        return out
+        return corpus_and_per_sample(predictions, references, key="bleu", corpus=corpus_bleu,
+                                     per_sample_key="sentence_bleu", per_sample=sentence_bleu,
+                                     return_per_sample=return_per_sample)

@@ -1,9 +1,8 @@
 """chrF++ against the human review, as an `evaluate` module (wraps `kit.metrics.overlap`)."""
 
-import datasets
 import evaluate
 
-from kit.metrics.hf.common import as_list, metric_info
+from kit.metrics.hf.common import corpus_and_per_sample, text_pair_info
 from kit.metrics.overlap import corpus_chrf, sentence_chrf
 
 _DESCRIPTION = """chrF++ (Popović, 2017) computed by sacrebleu: character 6-gram and word
@@ -31,20 +30,9 @@ class Chrf(evaluate.Metric):
     """
 
     def _info(self):
-        return metric_info(
-            description=_DESCRIPTION,
-            inputs=_INPUTS,
-            features={
-                "predictions": datasets.Value("string"),
-                "references": datasets.Value("string"),
-            },
-        )
+        return text_pair_info(description=_DESCRIPTION, inputs=_INPUTS)
 
     def _compute(self, predictions, references, return_per_sample=False):
-        predictions, references = as_list(predictions), as_list(references)
-        out = {"chrf": corpus_chrf(predictions, references)}
-        if return_per_sample:
-            out["sentence_chrf"] = [
-                sentence_chrf(p, r) for p, r in zip(predictions, references, strict=True)
-            ]
-        return out
+        return corpus_and_per_sample(predictions, references, key="chrf", corpus=corpus_chrf,
+                                     per_sample_key="sentence_chrf", per_sample=sentence_chrf,
+                                     return_per_sample=return_per_sample)

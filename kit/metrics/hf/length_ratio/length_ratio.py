@@ -1,10 +1,9 @@
 """Length of the outputs relative to the human reviews, as an `evaluate` module."""
 
-import datasets
 import evaluate
 
 from kit.metrics.diversity import corpus_length_ratio, length_ratio
-from kit.metrics.hf.common import as_list, metric_info
+from kit.metrics.hf.common import corpus_and_per_sample, text_pair_info
 
 _DESCRIPTION = """Words in the generated texts / words in the human reviews (lower-case word
 tokens, Cyrillic kept). 1.0 means as long as a human; the corpus ratio sums words first."""
@@ -30,20 +29,9 @@ class LengthRatio(evaluate.Metric):
     """
 
     def _info(self):
-        return metric_info(
-            description=_DESCRIPTION,
-            inputs=_INPUTS,
-            features={
-                "predictions": datasets.Value("string"),
-                "references": datasets.Value("string"),
-            },
-        )
+        return text_pair_info(description=_DESCRIPTION, inputs=_INPUTS)
 
     def _compute(self, predictions, references, return_per_sample=False):
-        predictions, references = as_list(predictions), as_list(references)
-        out = {"length_ratio": corpus_length_ratio(predictions, references)}
-        if return_per_sample:
-            out["length_ratio_per_sample"] = [
-                length_ratio(p, r) for p, r in zip(predictions, references, strict=True)
-            ]
-        return out
+        return corpus_and_per_sample(predictions, references, key="length_ratio", corpus=corpus_length_ratio,
+                                     per_sample_key="length_ratio_per_sample", per_sample=length_ratio,
+                                     return_per_sample=return_per_sample)

@@ -5,10 +5,9 @@ every non-[a-z0-9] character and so scores any two Russian texts 0.0. This one
 wraps `kit.metrics.overlap.rouge_l`, whose tokenizer keeps Cyrillic.
 """
 
-import datasets
 import evaluate
 
-from kit.metrics.hf.common import as_list, metric_info
+from kit.metrics.hf.common import as_list, text_pair_info
 from kit.metrics.overlap import rouge_l
 
 _DESCRIPTION = """ROUGE-L F-measure (Lin, 2004; rouge_score) over lower-case word tokens with
@@ -37,14 +36,7 @@ class RougeLRu(evaluate.Metric):
     """
 
     def _info(self):
-        return metric_info(
-            description=_DESCRIPTION,
-            inputs=_INPUTS,
-            features={
-                "predictions": datasets.Value("string"),
-                "references": datasets.Value("string"),
-            },
-        )
+        return text_pair_info(description=_DESCRIPTION, inputs=_INPUTS)
 
     def _compute(self, predictions, references, use_lemmas=False, return_per_sample=False):
         pairs = zip(as_list(predictions), as_list(references), strict=True)
