@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -120,6 +121,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             params[name.strip()] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
             params[name.strip()] = value
+    missing = [nb for nb in args.notebooks if not Path(nb).is_file()]
+    if missing:
+        print(f"error: notebook not found: {missing[0]}. Give paths like notebooks/1_eda.ipynb.", file=sys.stderr)
+        return 2
     for nb in args.notebooks:
         t = time.perf_counter()
         execute_notebook(nb, parameters=params, out=nb if args.inplace else None, timeout=args.timeout)

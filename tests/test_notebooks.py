@@ -95,3 +95,11 @@ def test_saved_notebooks_carry_no_path_of_the_machine_that_ran_them():
     root = str(Path(__file__).resolve().parents[1])
     for nb in sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb")):
         assert root not in nb.read_text(encoding="utf-8"), nb.name
+
+
+def test_missing_notebook_is_one_line_exit_2(capsys):
+    from kit.notebooks import main
+
+    assert main(["no/such.ipynb"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: notebook not found: no/such.ipynb. Give paths like notebooks/1_eda.ipynb."
