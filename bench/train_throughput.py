@@ -19,7 +19,7 @@ peak memory.
 
 Padding modes (timed on both sides unless noted):
 - `buckets`: the kit's lengths from `choose_buckets` (as `kit finetune` with
-  `data.auto_buckets = 6`), one compiled program per length.
+  `data.auto_buckets = 8`), one compiled program per length.
 - `fixed`: every batch padded to the single max length.
 - `dynamic` (HF only): random batches padded to their longest row, what a
   transformers data collator does; the kit cannot do this without
@@ -99,11 +99,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="run exported with `kit export --to hf` so the HF side holds the same base weights (tiny)")
     p.add_argument("--batch-size", type=int, default=None, help="rows per step (tiny 16, 2b 8)")
     p.add_argument("--max-length", type=int, default=None, help="largest sequence length (tiny 256, 2b 512)")
-    p.add_argument("--auto-buckets", type=int, default=6, help="bucket lengths chosen by kit.batching.choose_buckets")
+    p.add_argument("--auto-buckets", type=int, default=8, help="bucket lengths chosen by kit.batching.choose_buckets")
     p.add_argument("--padding", default=None,
                    help="comma-separated modes: buckets, fixed, dynamic (HF only); default all three for sample "
                    "data, fixed for synthetic")
-    p.add_argument("--steps", type=int, default=None, help="timed optimizer steps per mode (cpu 30, gpu 20)")
+    p.add_argument("--steps", type=int, default=None, help="timed optimizer steps per mode (cpu 80: 30 varied by ±10 % between runs; gpu 20)")
     p.add_argument("--warmup-rounds", type=int, default=None,
                    help="untimed steps per distinct shape before timing (cpu 1, gpu 2)")
     p.add_argument("--rank", type=int, default=8, help="LoRA rank")
@@ -139,7 +139,7 @@ def resolve(a: argparse.Namespace) -> argparse.Namespace:
     a.batch_size = (8 if big else 16) if a.batch_size is None else a.batch_size
     a.max_length = (512 if big else 256) if a.max_length is None else a.max_length
     a.targets = a.targets or ("qv" if big else "all")
-    a.steps = (20 if gpu else 30) if a.steps is None else a.steps
+    a.steps = (20 if gpu else 80) if a.steps is None else a.steps
     a.warmup_rounds = (2 if gpu else 1) if a.warmup_rounds is None else a.warmup_rounds
     a.dtype = a.dtype if a.dtype != "auto" else ("bfloat16" if gpu else "float32")
     synthetic = a.data == "synthetic"
