@@ -32,6 +32,7 @@ from kit.errors import UserError
 from kit.model import enable_lora, load_causal_lm, parameter_counts, resolve_dtype
 from kit.optim import make_optimizer
 from kit.runs import RunPaths, read_run, run_dir
+from kit.sampling import mix_by_rating, rating_shares
 from kit.tblog import ScalarWriter
 
 HISTORY_COLUMNS = ("step", "epoch", "lr", "train_loss", "grad_norm", "val_loss", "val_ppl", "tokens", "elapsed_s")
@@ -197,10 +198,19 @@ def finetune(cfg: Config, *, resume: bool = False, overwrite: bool = False, prog
     train = encoder.encode_pairs(train_ds["prompt"], train_ds["target"])
     n_all = len(train)
     # A prompt longer than the largest bucket leaves no review token to learn from.
-    train = [e for e in train if has_target(e, longest)]
+    keep = [i for i, e in enumerate(train) if has_target(e, longest)]
+    train = [train[i] for i in keep]
     if not train:
         raise UserError(f"No train example has review tokens within data.buckets max {longest}: prompts are "
                         "longer. Raise the largest value in data.buckets.")
+    mix = None
+    if cfg.data.rating_power != 1.0:
+        if "rating" not in train_ds.column_names:
+            raise UserError(f"data.rating_power needs a 'rating' column in {cfg.data.dir}; re-run `kit data prepare`.")
+        all_ratings = train_ds["rating"]
+        ratings = [int(all_ratings[i]) for i in keep]
+        train = [train[i] for i in mix_by_rating(ratings, cfg.data.rating_power, seed=cfg.run.seed)]
+        mix = {str(r): round(s, 4) for r, s in rating_shares(ratings, cfg.data.rating_power).items()}
     buckets, bs = cfg.data.buckets, cfg.train.batch_size
     if cfg.data.auto_buckets:
         # A pure function of the train split, so a resumed run gets the same shapes.
@@ -212,7 +222,8 @@ def finetune(cfg: Config, *, resume: bool = False, overwrite: bool = False, prog
         "padding_share": round(plan.padding_share(train, bs), 4),
         "micro_batches_per_epoch": len(plan),
         "optimizer_steps": steps,
-        "dropped_prompt_too_long": n_all - len(train),
+        "dropped_prompt_too_long": n_all - len(keep),
+        "rating_shares": mix,
         **length_report(train, buckets),
     }
     t_tok = time.perf_counter() - t1

@@ -179,3 +179,51 @@ def test_auto_buckets_are_chosen_from_the_data_and_recorded(tmp_path, tiny_prese
     assert info["batching"]["buckets"] == list(expected)
     assert expected[-1] == 128 and len(expected) == 3
     assert read_run(tmp_path / "runs" / "auto")["batching"]["buckets"] == list(expected)
+
+
+def test_rating_power_redraws_the_train_examples_and_records_the_shares(tmp_path, tiny_preset, tiny_prepared, monkeypatch):
+    import kit.train as train_mod
+    from kit.batching import Encoder
+    from kit.data.prepare import load_prepared
+    from kit.sampling import mix_by_rating, rating_shares
+
+    seen = []
+    real_plan = train_mod.plan_batches
+
+    def spy(examples, *args, **kwargs):
+        seen.append(list(examples))
+        return real_plan(examples, *args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "plan_batches", spy)
+    overrides = micro_overrides(tmp_path, tiny_preset, tiny_prepared, name="mix", **{
+        "data.rating_power": 0.0, "train.steps": 1, "train.eval_every": 0, "train.checkpoint_every": 0,
+    })
+    info = finetune(load_config(None, overrides), progress=False)
+    train = load_prepared(tiny_prepared)["train"]
+    encoder = Encoder((tiny_preset / "assets" / "tokenizer" / "vocabulary.spm").read_bytes())
+    examples = encoder.encode_pairs(train["prompt"], train["target"])
+    ratings = [int(r) for r in train["rating"]]
+    expected = [examples[i].ids.tolist() for i in mix_by_rating(ratings, 0.0, seed=0)]
+    assert [e.ids.tolist() for e in seen[0]] == expected
+    assert len(set(ratings)) > 1
+    assert info["batching"]["rating_shares"] == {str(r): round(s, 4) for r, s in rating_shares(ratings, 0.0).items()}
+    # The natural mix (the default) leaves the split alone and records no shares.
+    seen.clear()
+    overrides = micro_overrides(tmp_path, tiny_preset, tiny_prepared, name="natural", **{
+        "train.steps": 1, "train.eval_every": 0, "train.checkpoint_every": 0,
+    })
+    info = finetune(load_config(None, overrides), progress=False)
+    assert [e.ids.tolist() for e in seen[0]] == [e.ids.tolist() for e in examples]
+    assert info["batching"]["rating_shares"] is None
+
+
+def test_rating_power_without_a_rating_column_is_a_user_error(tmp_path, tiny_preset, tiny_prepared):
+    from kit.data.prepare import load_prepared
+
+    dd = load_prepared(tiny_prepared)
+    bare = {split: dd[split].remove_columns("rating") for split in ("train", "validation")}
+    overrides = micro_overrides(tmp_path, tiny_preset, tiny_prepared, name="norating", **{
+        "data.rating_power": 0.5, "train.steps": 1,
+    })
+    with pytest.raises(UserError, match="data.rating_power needs a 'rating' column"):
+        finetune(load_config(None, overrides), progress=False, dataset=bare)
