@@ -7,8 +7,12 @@
 2. A small `GemmaBackbone` with every Gemma 2 feature (query-head-dim
    normalisation, post-attention/post-FFW norms, logit soft caps, alternating
    sliding-window attention) is pretrained as a plain language model on the
-   review texts only - never on prompts, so following a request is exactly
-   what LoRA fine-tuning has to teach, as with the real Gemma 2 2B.
+   train review texts. Never on prompts, the instruction or the chat template,
+   so following a request is exactly what LoRA fine-tuning has to teach, as
+   with the real Gemma 2 2B. `documents="pages"` (`kit tiny --documents
+   pages`) lays the same reviews out as web pages instead (`kit.data.pages`:
+   organisation pages with star lines, review listings), the way Gemma 2 saw
+   reviews: the base then reads a rating before a review, at ~2.4x the time.
 3. It is saved with `save_to_preset`, so `GemmaCausalLM.from_preset(dir)` and
    every other stage load it like any KerasHub preset.
 """
@@ -28,6 +32,7 @@ import numpy as np
 import kit  # noqa: F401
 from kit.atomic import atomic_dir, write_json
 from kit.batching import Encoder, plan_batches
+from kit.data.pages import pretraining_documents
 from kit.data.prompt import END_OF_TURN, START_OF_TURN
 from kit.engine import Engine, LoopOptions
 from kit.errors import UserError
@@ -57,6 +62,9 @@ class TinySpec:
         learning_rate: Peak AdamW learning rate.
         warmup_steps: Linear warm-up steps.
         seed: Initialisation and data-order seed.
+        documents: `reviews` (each bare review text is a document) or `pages`
+            (the web-page layout of `kit.data.pages`).
+        listing_share: With `pages`, the share of documents that are review listings.
     """
 
     vocab_size: int = 4096
@@ -74,6 +82,8 @@ class TinySpec:
     learning_rate: float = 3e-3
     warmup_steps: int = 20
     seed: int = 0
+    documents: str = "reviews"
+    listing_share: float = 0.5
 
 
 def train_tokenizer(texts: Sequence[str], *, vocab_size: int = 4096) -> bytes:
@@ -192,6 +202,26 @@ def pretrain(
     }
 
 
+def pretraining_texts(split, spec: TinySpec = TinySpec()) -> list[str]:
+    """The pretraining documents of one prepared split, as `spec.documents` says.
+
+    Example:
+        >>> rows = {"org_id": ["a"], "name_ru": ["Кафе Ромашка"], "address": [""], "rubrics": [["Кафе"]],
+        ...         "rating": [5], "text": ["Вкусно."]}
+        >>> pretraining_texts(rows)
+        ['Вкусно.']
+        >>> pretraining_texts(rows, TinySpec(documents="pages", listing_share=0.0))
+        ['Кафе Ромашка\\nКафе\\n\\nОценка 5 из 5\\nВкусно.']
+    """
+    if spec.documents == "reviews":
+        return list(split["text"])
+    if spec.documents != "pages":
+        raise UserError(f"TinySpec.documents must be 'pages' or 'reviews'. Received: {spec.documents!r}")
+    columns = ("org_id", "name_ru", "address", "rubrics", "rating", "text")
+    rows = {c: list(split[c]) for c in columns}
+    return pretraining_documents(rows, listing_share=spec.listing_share, seed=spec.seed)
+
+
 def make_tiny_base(data_dir: str | Path, out: str | Path, spec: TinySpec = TinySpec(), *, progress: bool = True) -> dict:
     """The `kit tiny` stage: prepared dataset -> tokenizer -> pretrained tiny Gemma 2 preset at `out`.
 
@@ -212,11 +242,13 @@ def make_tiny_base(data_dir: str | Path, out: str | Path, spec: TinySpec = TinyS
     start = time.perf_counter()
     dd = load_prepared(data_dir)
     train_texts = list(dd["train"]["text"])
-    val_texts = list(dd["validation"]["text"]) if "validation" in dd else []
     # Prompts only shape the vocabulary; the model never trains on them.
     proto = train_tokenizer(train_texts + list(dd["train"]["prompt"]), vocab_size=spec.vocab_size)
     lm = build_tiny_lm(proto, spec)
-    stats = pretrain(lm, train_texts, val_texts, spec, progress=progress)
+    train_docs = pretraining_texts(dd["train"], spec)
+    val_docs = pretraining_texts(dd["validation"], spec) if "validation" in dd else []
+    stats = pretrain(lm, train_docs, val_docs, spec, progress=progress)
+    stats["documents"] = {"kind": spec.documents, "train": len(train_docs), "validation": len(val_docs)}
     counts = parameter_counts(lm)
     info = {
         "kind": "kit tiny base (synthetic-data pretraining, for offline demos and tests)",

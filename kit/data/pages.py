@@ -1,0 +1,128 @@
+"""Pretraining documents for the tiny base: reviews as they appear on the web.
+
+Gemma 2 2B learned from web pages, where a review sits under its place's name,
+rubric and address and after its star rating, so it arrives at fine-tuning
+already able to read a rating or a rubric earlier in the text. A tiny base
+pretrained on bare review texts cannot: the rating changes only the first few
+of ~100 review tokens, too sparse a signal for a ~1 M-parameter model in a few
+minutes (measured in the #5 notes of the README). So `kit tiny` pretrains on
+two kinds of page, built from the train split only and never in the chat
+template or with the instruction, so following a request stays LoRA's job:
+
+* organisation pages: name, rubrics and address, then that place's reviews,
+  each under a line `Оценка N из 5` (how Yandex Maps labels its stars);
+* review listings: short previews (place, stars, the review's first
+  sentence) of reviews drawn with every rating equally likely, as a feed of
+  recent reviews shows them. They put many rating-to-opening examples in each
+  sequence, and they give rare 1–4-star openings as much weight as five-star ones.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+
+RATING_LINE = "Оценка {rating} из 5"
+_FIRST_SENTENCE = re.compile(r"(.+?[.!?…])(?:\s|$)", re.S)
+
+
+def first_sentence(text: str) -> str:
+    """The text up to its first sentence end (all of it when there is none).
+
+    Example:
+        >>> first_sentence("Очень вкусно! Вернёмся ещё.")
+        'Очень вкусно!'
+        >>> first_sentence("Без точки")
+        'Без точки'
+    """
+    m = _FIRST_SENTENCE.match(text)
+    return m.group(1) if m else text
+
+
+def organisation_pages(rows: Mapping[str, Sequence], *, per_page: int = 3) -> list[str]:
+    """One document per `per_page` reviews of an organisation, under its header.
+
+    Args:
+        rows: Columns `org_id`, `name_ru`, `address`, `rubrics`, `rating`, `text`
+            (a prepared split, or a dict of lists).
+        per_page: Reviews per document (longer pages are cut at the sequence length).
+
+    Example:
+        >>> rows = {"org_id": ["a", "a"], "name_ru": ["Кафе Ромашка"] * 2, "address": ["Москва, Тверская улица, 1"] * 2,
+        ...         "rubrics": [["Кафе"]] * 2, "rating": [5, 1], "text": ["Вкусно.", "Грязно."]}
+        >>> print(organisation_pages(rows)[0])
+        Кафе Ромашка
+        Кафе
+        Москва, Тверская улица, 1
+        <BLANKLINE>
+        Оценка 5 из 5
+        Вкусно.
+        <BLANKLINE>
+        Оценка 1 из 5
+        Грязно.
+    """
+    by_org: dict[str, list[int]] = defaultdict(list)
+    for i, org in enumerate(rows["org_id"]):
+        by_org[org].append(i)
+    docs = []
+    for org in sorted(by_org):
+        idx = by_org[org]
+        for start in range(0, len(idx), per_page):
+            chunk = idx[start : start + per_page]
+            first = chunk[0]
+            header = [x for x in (rows["name_ru"][first], ", ".join(rows["rubrics"][first]), rows["address"][first]) if x]
+            reviews = [f"{RATING_LINE.format(rating=rows['rating'][i])}\n{rows['text'][i]}" for i in chunk]
+            docs.append("\n".join(header) + "\n\n" + "\n\n".join(reviews))
+    return docs
+
+
+def review_listings(rows: Mapping[str, Sequence], *, documents: int, per_page: int = 4, seed: int = 0) -> list[str]:
+    """`documents` feeds of `per_page` review previews, every rating equally likely.
+
+    Example:
+        >>> rows = {"name_ru": ["Кафе Ромашка", None], "rubrics": [["Кафе"], ["Аптека"]], "rating": [5, 1],
+        ...         "text": ["Вкусно. Вернёмся.", "Грязно. Не советую."]}
+        >>> doc = review_listings(rows, documents=1, per_page=2, seed=1)[0]
+        >>> sorted(doc.split("\\n\\n"))[0]
+        'Аптека\\nОценка 1 из 5\\nГрязно.'
+    """
+    by_rating: dict[int, list[int]] = defaultdict(list)
+    for i, r in enumerate(rows["rating"]):
+        by_rating[int(r)].append(i)
+    ratings = sorted(by_rating)
+    if not ratings:
+        return []
+    rng = random.Random(f"kit.pages:{seed}")
+    docs = []
+    for _ in range(documents):
+        items = []
+        for _ in range(per_page):
+            i = rng.choice(by_rating[rng.choice(ratings)])
+            rubrics = ", ".join(rows["rubrics"][i])
+            name = rows["name_ru"][i]
+            place = f"{name} · {rubrics}" if name else rubrics
+            items.append(f"{place}\n{RATING_LINE.format(rating=rows['rating'][i])}\n{first_sentence(rows['text'][i])}")
+        docs.append("\n\n".join(items))
+    return docs
+
+
+def pretraining_documents(rows: Mapping[str, Sequence], *, listing_share: float = 0.5, seed: int = 0) -> list[str]:
+    """Organisation pages plus review listings (`listing_share` of all documents), shuffled.
+
+    Example:
+        >>> rows = {"org_id": ["a", "b"], "name_ru": ["Кафе Ромашка", "Аптека 36,6"],
+        ...         "address": ["Москва, Тверская улица, 1", ""], "rubrics": [["Кафе"], ["Аптека"]],
+        ...         "rating": [5, 1], "text": ["Вкусно.", "Грязно."]}
+        >>> docs = pretraining_documents(rows, listing_share=0.5)
+        >>> len(docs), sum("·" in d for d in docs)
+        (4, 2)
+    """
+    if not 0.0 <= listing_share < 1.0:
+        raise ValueError(f"listing_share must be in [0, 1). Received: {listing_share}")
+    pages = organisation_pages(rows)
+    n_listings = round(len(pages) * listing_share / (1.0 - listing_share))
+    docs = pages + review_listings(rows, documents=n_listings, seed=seed)
+    random.Random(f"kit.pages:{seed}:order").shuffle(docs)
+    return docs

@@ -1,0 +1,82 @@
+"""The tiny base's pretraining documents (`kit.data.pages`, `kit.tiny.pretraining_texts`)."""
+
+from collections import Counter
+
+import pytest
+
+from kit.data.pages import (
+    first_sentence,
+    organisation_pages,
+    pretraining_documents,
+    review_listings,
+)
+from kit.data.prompt import END_OF_TURN, INSTRUCTION, START_OF_TURN
+from kit.errors import UserError
+from kit.tiny import TinySpec, pretraining_texts
+
+
+def _rows(n_orgs=6, per_org=4):
+    rows = {"org_id": [], "name_ru": [], "address": [], "rubrics": [], "rating": [], "text": []}
+    for o in range(n_orgs):
+        for k in range(per_org):
+            rows["org_id"].append(f"org{o}")
+            rows["name_ru"].append(f"Кафе №{o}" if o % 3 else None)
+            rows["address"].append(f"Москва, улица Ленина, {o}")
+            rows["rubrics"].append(["Кафе", "Ресторан"] if o % 2 else ["Кафе"])
+            rating = 5 if k % 4 else 1 + o % 4
+            rows["rating"].append(rating)
+            rows["text"].append(f"Отзыв {o}-{k} на {rating}. Второе предложение.")
+    return rows
+
+
+def test_first_sentence():
+    assert first_sentence("Были вчера… Понравилось.") == "Были вчера…"
+    assert first_sentence("Отлично!\nВернёмся.") == "Отлично!"
+    assert first_sentence("Нет конца") == "Нет конца"
+
+
+def test_pages_hold_every_review_once_under_its_own_header_and_stars():
+    rows = _rows()
+    pages = organisation_pages(rows, per_page=3)
+    assert len(pages) == 6 * 2  # 4 reviews per organisation: pages of 3 + 1
+    for i, text in enumerate(rows["text"]):
+        holding = [p for p in pages if text in p]
+        assert len(holding) == 1
+        page = holding[0]
+        assert f"Оценка {rows['rating'][i]} из 5\n{text}" in page
+        assert page.startswith(rows["name_ru"][i] or "Кафе")
+        assert rows["address"][i] in page.split("\n\n")[0]
+
+
+def test_listings_draw_every_rating_equally_and_show_only_first_sentences():
+    rows = _rows(n_orgs=8)
+    docs = review_listings(rows, documents=400, per_page=4, seed=0)
+    stars = Counter(int(line.split()[1]) for d in docs for line in d.splitlines() if line.startswith("Оценка"))
+    assert sum(stars.values()) == 1600
+    for rating in (1, 2, 3, 4, 5):
+        assert 1600 / 5 * 0.8 < stars[rating] < 1600 / 5 * 1.2, stars
+    assert "Второе предложение" not in "".join(docs)
+    assert review_listings(rows, documents=3, seed=1) == review_listings(rows, documents=3, seed=1)
+
+
+def test_documents_never_contain_the_prompt_format():
+    rows = _rows()
+    docs = pretraining_documents(rows, listing_share=0.5, seed=0)
+    pages = organisation_pages(rows)
+    assert len(docs) == 2 * len(pages)
+    joined = "\n".join(docs)
+    for marker in (START_OF_TURN, END_OF_TURN, INSTRUCTION, "Оценка:", "Рубрики:", "Ключевые слова"):
+        assert marker not in joined
+    assert pretraining_documents(rows, listing_share=0.0) != pretraining_documents(rows, listing_share=0.0, seed=1)
+    with pytest.raises(ValueError, match="listing_share"):
+        pretraining_documents(rows, listing_share=1.0)
+
+
+def test_tiny_spec_chooses_the_documents():
+    rows = _rows(n_orgs=2, per_org=1)
+    assert pretraining_texts(rows, TinySpec(documents="reviews")) == rows["text"]
+    assert pretraining_texts(rows) == rows["text"]  # the default keeps #3's bare review texts
+    pages = pretraining_texts(rows, TinySpec(documents="pages", listing_share=0.0))
+    assert len(pages) == 2 and all(d.count("Оценка") == 1 for d in pages)
+    with pytest.raises(UserError, match="documents"):
+        pretraining_texts(rows, TinySpec(documents="prompts"))
