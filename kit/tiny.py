@@ -217,8 +217,9 @@ def pretraining_texts(split, spec: TinySpec = TinySpec()) -> list[str]:
         return list(split["text"])
     if spec.documents != "pages":
         raise UserError(f"TinySpec.documents must be 'pages' or 'reviews'. Received: {spec.documents!r}")
-    columns = ("org_id", "name_ru", "address", "rubrics", "rating", "text")
-    rows = {c: list(split[c]) for c in columns}
+    columns = ("org_id", "name_ru", "address", "rubrics", "rating", "text", "keywords")
+    present = split.column_names if hasattr(split, "column_names") else list(split)
+    rows = {c: list(split[c]) for c in columns if c in present}
     return pretraining_documents(rows, listing_share=spec.listing_share, seed=spec.seed)
 
 

@@ -80,3 +80,22 @@ def test_tiny_spec_chooses_the_documents():
     assert len(pages) == 2 and all(d.count("Оценка") == 1 for d in pages)
     with pytest.raises(UserError, match="documents"):
         pretraining_texts(rows, TinySpec(documents="prompts"))
+
+
+def test_pages_list_the_words_their_reviews_mention():
+    rows = _rows(n_orgs=1, per_org=2)
+    rows["keywords"] = [["кофе", "десерт"], ["десерт", "терраса"]]
+    page = organisation_pages(rows)[0]
+    assert "\nВ отзывах упоминают: кофе, десерт, терраса\n\n" in page
+    rows["keywords"] = [[], []]
+    assert "упоминают" not in organisation_pages(rows)[0]
+
+
+def test_pretraining_texts_read_a_prepared_split(tiny_prepared):
+    from kit.data.prepare import load_prepared
+
+    train = load_prepared(tiny_prepared)["train"]
+    docs = pretraining_texts(train, TinySpec(documents="pages", listing_share=0.0))
+    joined = "\n".join(docs)
+    assert all(t in joined for t in train["text"])
+    assert "В отзывах упоминают: " in joined

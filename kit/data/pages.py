@@ -9,8 +9,10 @@ minutes (measured in the #5 notes of the README). So `kit tiny` pretrains on
 two kinds of page, built from the train split only and never in the chat
 template or with the instruction, so following a request stays LoRA's job:
 
-* organisation pages: name, rubrics and address, then that place's reviews,
-  each under a line `Оценка N из 5` (how Yandex Maps labels its stars);
+* organisation pages: name, rubrics and address, the words its reviews
+  mention (`В отзывах упоминают: …`, like the map's review-topic chips; from
+  the prepared `keywords` column when there is one), then the reviews, each
+  under a line `Оценка N из 5` (how Yandex Maps labels its stars);
 * review listings: short previews (place, stars, the review's first
   sentence) of reviews drawn with every rating equally likely, as a feed of
   recent reviews shows them. They put many rating-to-opening examples in each
@@ -25,6 +27,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
 RATING_LINE = "Оценка {rating} из 5"
+MENTIONED = "В отзывах упоминают"
 _FIRST_SENTENCE = re.compile(r"(.+?[.!?…])(?:\s|$)", re.S)
 
 
@@ -46,7 +49,7 @@ def organisation_pages(rows: Mapping[str, Sequence], *, per_page: int = 3) -> li
 
     Args:
         rows: Columns `org_id`, `name_ru`, `address`, `rubrics`, `rating`, `text`
-            (a prepared split, or a dict of lists).
+            and optionally `keywords` (a prepared split, or a dict of lists).
         per_page: Reviews per document (longer pages are cut at the sequence length).
 
     Example:
@@ -73,6 +76,10 @@ def organisation_pages(rows: Mapping[str, Sequence], *, per_page: int = 3) -> li
             chunk = idx[start : start + per_page]
             first = chunk[0]
             header = [x for x in (rows["name_ru"][first], ", ".join(rows["rubrics"][first]), rows["address"][first]) if x]
+            if "keywords" in rows:
+                words = list(dict.fromkeys(w for i in chunk for w in rows["keywords"][i]))
+                if words:
+                    header.append(f"{MENTIONED}: {', '.join(words)}")
             reviews = [f"{RATING_LINE.format(rating=rows['rating'][i])}\n{rows['text'][i]}" for i in chunk]
             docs.append("\n".join(header) + "\n\n" + "\n\n".join(reviews))
     return docs
