@@ -346,7 +346,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="report dir to write, e.g. reports/demo (replaced atomically)")
     p.add_argument("--sampler", default="top_k", help="top_k, top_p, greedy, beam, contrastive or random")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
-    p.add_argument("--top-k", type=_positive_int, default=50, help="k of top_k sampling (default 50)")
+    p.add_argument("--top-k", type=_positive_int, default=5,
+                   help="k of top_k sampling (default 5, KerasHub's own default for CausalLM.generate)")
     p.add_argument("--top-p", type=float, default=0.9, help="p of top_p sampling (default 0.9)")
     p.add_argument("--max-new-tokens", type=_positive_int, default=192, help="longest review in tokens (default 192)")
     p.add_argument("--batch-size", type=_positive_int, default=16, help="requests per batch (default 16)")

@@ -55,6 +55,8 @@ class EvalOptions:
             a model that always writes a 5-star review scores ~0.8 "accuracy";
             the natural mix is one flag away for overlap-style comparisons.
         sampler: A `kit.generate.SamplerSpec` name (`top_k`, `top_p`, `greedy`, ...).
+            The default, top-k with k 5 at temperature 1, is what KerasHub's
+            `CausalLM.generate` samples with unless compiled otherwise.
         temperature: Sampling temperature.
         top_k: k of `top_k` (and the cap of `top_p`).
         top_p: p of `top_p`.
@@ -72,7 +74,7 @@ class EvalOptions:
     requests: str = "balanced"
     sampler: str = "top_k"
     temperature: float = 1.0
-    top_k: int = 50
+    top_k: int = 5
     top_p: float = 0.9
     max_new_tokens: int = 192
     batch_size: int = 16

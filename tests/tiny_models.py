@@ -31,7 +31,8 @@ def micro_overrides(tmp_path, preset, data, name="micro", **extra):
     """`--set` overrides that turn configs/tiny.toml into a seconds-long run of the micro model."""
     values = {
         "run.name": name, "run.out_dir": str(tmp_path / "runs"), "model.preset": str(preset),
-        "data.dir": str(data), "data.buckets": "[64, 128]", "data.auto_buckets": 0, "lora.rank": 4, "lora.targets": "all",
+        "data.dir": str(data), "data.buckets": "[64, 128]", "data.auto_buckets": 0, "data.rating_power": 1.0,
+        "lora.rank": 4, "lora.targets": "all",
         "train.batch_size": 8, "train.grad_accum": 2, "train.steps": 8, "train.learning_rate": 1e-2,
         "train.warmup_steps": 2, "train.eval_every": 4, "train.checkpoint_every": 3, "train.keep_last": 2,
         "train.log_every": 1, **extra,
