@@ -164,7 +164,7 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=_nonneg_int, default=None, help="initialisation/data-order seed")
     p.add_argument("--documents", choices=("reviews", "pages"), default=None,
                    help="pretrain on bare review texts (default) or on them laid out as web pages "
-                   "(place header, star lines, review listings: the base learns to read a rating; ~2.4x slower)")
+                   "(place header, star lines, review listings: the base learns to read a rating; ~2.2x slower)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_tiny)
 

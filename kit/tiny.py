@@ -12,7 +12,7 @@
    with the real Gemma 2 2B. `documents="pages"` (`kit tiny --documents
    pages`) lays the same reviews out as web pages instead (`kit.data.pages`:
    organisation pages with star lines, review listings), the way Gemma 2 saw
-   reviews: the base then reads a rating before a review, at ~2.4x the time.
+   reviews: the base then reads a rating before a review, at ~2.2x the time.
 3. It is saved with `save_to_preset`, so `GemmaCausalLM.from_preset(dir)` and
    every other stage load it like any KerasHub preset.
 """
