@@ -8,7 +8,9 @@ from kit.data.pages import (
     first_sentence,
     organisation_pages,
     pretraining_documents,
+    quotes,
     review_listings,
+    sentences,
 )
 from kit.data.prompt import END_OF_TURN, INSTRUCTION, START_OF_TURN
 from kit.errors import UserError
@@ -82,13 +84,41 @@ def test_tiny_spec_chooses_the_documents():
         pretraining_texts(rows, TinySpec(documents="prompts"))
 
 
-def test_pages_list_the_words_their_reviews_mention():
+def test_pages_list_the_words_their_reviews_mention_with_a_quote_each():
     rows = _rows(n_orgs=1, per_org=2)
+    rows["text"] = ["Кофе варят отлично. Десерты свежие!", "Сидели на террасе, десерт так себе."]
     rows["keywords"] = [["кофе", "десерт"], ["десерт", "терраса"]]
     page = organisation_pages(rows)[0]
-    assert "\nВ отзывах упоминают: кофе, десерт, терраса\n\n" in page
+    header = (
+        "\nВ отзывах упоминают: кофе, десерт, терраса\n"
+        "— кофе: «Кофе варят отлично.»\n"
+        "— десерт: «Десерты свежие!»\n"
+        "— терраса: «Сидели на террасе, десерт так себе.»\n\n"
+    )
+    assert header in page
+    # each review under its star line and its own topic words, then its text
+    assert "Оценка 1 из 5\nО чём отзыв: кофе, десерт\nКофе варят отлично. Десерты свежие!" in page
+    assert "Оценка 5 из 5\nО чём отзыв: десерт, терраса\nСидели на террасе" in page
+    rows["keywords"] = [[], ["терраса"]]
+    page = organisation_pages(rows)[0]
+    assert "упоминают: терраса\n— терраса: «Сидели" in page
+    assert page.count("О чём отзыв") == 1 and "Оценка 1 из 5\nКофе" in page
     rows["keywords"] = [[], []]
-    assert "упоминают" not in organisation_pages(rows)[0]
+    assert "упоминают" not in organisation_pages(rows)[0] and "«" not in organisation_pages(rows)[0]
+
+
+def test_quotes_match_inflected_forms_and_skip_unused_words():
+    texts = ["Заселили быстро. Завтраки вкусные: творог со сметаной.", "Творог кислый."]
+    assert quotes(["сметана", "творог", "бассейн"], texts) == [
+        "— сметана: «Завтраки вкусные: творог со сметаной.»",
+        "— творог: «Завтраки вкусные: творог со сметаной.»",
+    ]
+    assert quotes([], texts) == [] and quotes(["творог"], []) == []
+
+
+def test_sentences():
+    assert sentences("Раз. Два!! Три?\n\nЧетыре") == ["Раз.", "Два!!", "Три?", "Четыре"]
+    assert sentences("  ") == []
 
 
 def test_pretraining_texts_read_a_prepared_split(tiny_prepared):
@@ -98,4 +128,4 @@ def test_pretraining_texts_read_a_prepared_split(tiny_prepared):
     docs = pretraining_texts(train, TinySpec(documents="pages", listing_share=0.0))
     joined = "\n".join(docs)
     assert all(t in joined for t in train["text"])
-    assert "В отзывах упоминают: " in joined
+    assert "В отзывах упоминают: " in joined and "\n— " in joined and "\nО чём отзыв: " in joined

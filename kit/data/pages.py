@@ -9,14 +9,23 @@ minutes (measured in the #5 notes of the README). So `kit tiny` pretrains on
 two kinds of page, built from the train split only and never in the chat
 template or with the instruction, so following a request stays LoRA's job:
 
-* organisation pages: name, rubrics and address, the words its reviews
+* organisation pages: name, rubrics and address; the words its reviews
   mention (`В отзывах упоминают: …`, like the map's review-topic chips; from
-  the prepared `keywords` column when there is one), then the reviews, each
-  under a line `Оценка N из 5` (how Yandex Maps labels its stars);
+  the prepared `keywords` column when there is one), each with the first
+  sentence that uses it as a quote (`— кофе: «Кофе варят отлично.»`, the
+  highlights a place page shows under a chip); then the reviews, each under
+  a line `Оценка N из 5` (how Yandex Maps labels its stars) and, when it has
+  keywords, a line `О чём отзыв: …` (the topic tags review sites print);
 * review listings: short previews (place, stars, the review's first
   sentence) of reviews drawn with every rating equally likely, as a feed of
   recent reviews shows them. They put many rating-to-opening examples in each
   sequence, and they give rare 1–4-star openings as much weight as five-star ones.
+
+The quotes and topic lines are there so the base learns to carry a word it
+was given into the text it writes (measured in #5: without them a base
+pretrained for ~5 minutes ignores the words it is given, and so does its
+LoRA; with them the fine-tuned model's loss drops by 0.03–0.04 nats per
+review token when its request's keywords are the true ones).
 """
 
 from __future__ import annotations
@@ -28,7 +37,10 @@ from collections.abc import Mapping, Sequence
 
 RATING_LINE = "Оценка {rating} из 5"
 MENTIONED = "В отзывах упоминают"
+QUOTE_LINE = "— {word}: «{sentence}»"
+TOPICS_LINE = "О чём отзыв: {words}"
 _FIRST_SENTENCE = re.compile(r"(.+?[.!?…])(?:\s|$)", re.S)
+_SENTENCE = re.compile(r"[^.!?…\n]+[.!?…]*")
 
 
 def first_sentence(text: str) -> str:
@@ -44,12 +56,43 @@ def first_sentence(text: str) -> str:
     return m.group(1) if m else text
 
 
+def sentences(text: str) -> list[str]:
+    """The sentences of `text` (split after `.`, `!`, `?`, `…` and at line breaks).
+
+    Example:
+        >>> sentences("Вкусно! Кофе хороший…\\nВернёмся.")
+        ['Вкусно!', 'Кофе хороший…', 'Вернёмся.']
+    """
+    return [s for s in (m.group(0).strip() for m in _SENTENCE.finditer(text)) if s]
+
+
+def quotes(words: Sequence[str], texts: Sequence[str]) -> list[str]:
+    """A quote line per word: the first sentence of `texts` holding one of its forms.
+
+    Words are lemmas (as the prepared `keywords` are) and match any inflected
+    form; a word no sentence uses gets no line.
+
+    Example:
+        >>> quotes(["круассан", "терраса"], ["Брали кофе и круассаны. Всё свежее."])
+        ['— круассан: «Брали кофе и круассаны.»']
+    """
+    from kit.data.keywords import lemmatize
+
+    found = [(s, set(lemmatize(s))) for text in texts for s in sentences(text)]
+    lines = []
+    for word in words:
+        hit = next((s for s, lemmas in found if word in lemmas), None)
+        if hit:
+            lines.append(QUOTE_LINE.format(word=word, sentence=hit))
+    return lines
+
+
 def organisation_pages(rows: Mapping[str, Sequence], *, per_page: int = 3) -> list[str]:
     """One document per `per_page` reviews of an organisation, under its header.
 
     Args:
         rows: Columns `org_id`, `name_ru`, `address`, `rubrics`, `rating`, `text`
-            and optionally `keywords` (a prepared split, or a dict of lists).
+            and optionally `keywords` (lemmas; a prepared split, or a dict of lists).
         per_page: Reviews per document (longer pages are cut at the sequence length).
 
     Example:
@@ -76,11 +119,17 @@ def organisation_pages(rows: Mapping[str, Sequence], *, per_page: int = 3) -> li
             chunk = idx[start : start + per_page]
             first = chunk[0]
             header = [x for x in (rows["name_ru"][first], ", ".join(rows["rubrics"][first]), rows["address"][first]) if x]
-            if "keywords" in rows:
-                words = list(dict.fromkeys(w for i in chunk for w in rows["keywords"][i]))
-                if words:
-                    header.append(f"{MENTIONED}: {', '.join(words)}")
-            reviews = [f"{RATING_LINE.format(rating=rows['rating'][i])}\n{rows['text'][i]}" for i in chunk]
+            keywords = {i: list(rows["keywords"][i]) if "keywords" in rows else [] for i in chunk}
+            words = list(dict.fromkeys(w for i in chunk for w in keywords[i]))
+            if words:
+                header.append(f"{MENTIONED}: {', '.join(words)}")
+                header += quotes(words, [rows["text"][i] for i in chunk])
+            reviews = []
+            for i in chunk:
+                lines = [RATING_LINE.format(rating=rows["rating"][i])]
+                if keywords[i]:
+                    lines.append(TOPICS_LINE.format(words=", ".join(keywords[i])))
+                reviews.append("\n".join([*lines, rows["text"][i]]))
             docs.append("\n".join(header) + "\n\n" + "\n\n".join(reviews))
     return docs
 
