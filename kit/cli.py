@@ -128,7 +128,7 @@ def _cmd_tiny(args: argparse.Namespace) -> int:
     from kit.tiny import TinySpec, make_tiny_base
 
     overrides = {k: v for k, v in (("epochs", args.epochs), ("max_steps", args.max_steps), ("seed", args.seed),
-                                   ("documents", args.documents)) if v is not None}
+                                   ("documents", args.documents), ("batch_size", args.batch_size)) if v is not None}
     spec = dataclasses.replace(TinySpec(), **overrides)
     info = make_tiny_base(args.data, args.out, spec, progress=not args.quiet)
     p = info["pretraining"]
@@ -161,10 +161,13 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="models/tiny-base", help="preset dir to write (default models/tiny-base)")
     p.add_argument("--epochs", type=float, default=None, help="pretraining passes over the train reviews")
     p.add_argument("--max-steps", type=_positive_int, default=None, help="cap on pretraining steps (quick tries)")
+    p.add_argument("--batch-size", type=_positive_int, default=None,
+                   help="documents per step (default 32); smaller means more steps in about the same time")
     p.add_argument("--seed", type=_nonneg_int, default=None, help="initialisation/data-order seed")
     p.add_argument("--documents", choices=("reviews", "pages"), default=None,
                    help="pretrain on bare review texts (default) or on them laid out as web pages "
-                   "(place header, star lines, review listings: the base learns to read a rating; ~2.2x slower)")
+                   "(place header, star lines, topic words and quotes, review listings: the base learns to read a rating "
+                   "and to use given words; ~2.5x slower)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_tiny)
 

@@ -51,3 +51,25 @@ def test_kit_tiny_cli_bad_data_dir(tmp_path):
                            "--out", str(tmp_path / "m"), "--quiet"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "kit data prepare" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_kit_tiny_cli_passes_its_options_to_the_spec(monkeypatch, capsys):
+    import kit.tiny
+    from kit.cli import main
+
+    seen = {}
+
+    def fake_make(data, out, spec, progress):  # stands in for the minutes-long pretraining only
+        seen.update(data=data, out=out, spec=spec, progress=progress)
+        return {"parameters": 1, "vocabulary_size": 64, "total_seconds": 0.0,
+                "pretraining": {"initial_val_loss": 2.0, "final_val_loss": 1.0}}
+
+    monkeypatch.setattr(kit.tiny, "make_tiny_base", fake_make)
+    argv = ["tiny", "--data", "d", "--out", "m", "--documents", "pages", "--batch-size", "4", "--epochs", "1.5",
+            "--seed", "3", "--quiet"]
+    assert main(argv) == 0
+    spec = seen["spec"]
+    assert (spec.documents, spec.batch_size, spec.epochs, spec.seed) == ("pages", 4, 1.5, 3)
+    assert (seen["data"], seen["out"], seen["progress"]) == ("d", "m", False)
+    assert "val loss 2.000 -> 1.000" in capsys.readouterr().out
+    assert main(["tiny", "--quiet"]) == 0 and seen["spec"] == TinySpec()  # no flags: the defaults
