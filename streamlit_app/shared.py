@@ -138,11 +138,16 @@ SAMPLER_NAMES = ("top_k", "top_p", "greedy", "beam", "contrastive", "random")
 
 def request_fields(prefix: str, vocab: dict[str, int]) -> dict:
     """The request and sampler widgets (call inside an `st.form`); returns their raw values."""
+    from kit.evaluate import EvalOptions
+
     v = {}
     v["rubrics"] = st.multiselect("Rubrics", list(vocab), max_selections=5, key=f"{prefix}_rubrics",
                                   placeholder="Type to search the data's rubrics")
     c1, c2 = st.columns(2)
-    v["rating"] = c1.select_slider("Rating", options=[1, 2, 3, 4, 5], value=5, key=f"{prefix}_rating")
+    # The default goes through session state, not `value=`: "Random test request"
+    # sets the rating there, and Streamlit warns when a widget gets both.
+    st.session_state.setdefault(f"{prefix}_rating", 5)
+    v["rating"] = c1.select_slider("Rating", options=[1, 2, 3, 4, 5], key=f"{prefix}_rating")
     v["keywords"] = c2.text_input("Keywords (comma-separated)", key=f"{prefix}_keywords")
     c1, c2 = st.columns(2)
     v["name"] = c1.text_input("Name", key=f"{prefix}_name")
@@ -153,7 +158,9 @@ def request_fields(prefix: str, vocab: dict[str, int]) -> dict:
         v["temperature"] = c2.number_input("Temperature", 0.05, 5.0, 1.0, 0.05, key=f"{prefix}_temperature")
         v["seed"] = c3.number_input("Seed", 0, 2**31 - 1, 0, key=f"{prefix}_seed")
         c1, c2, c3, c4 = st.columns(4)
-        v["top_k"] = c1.number_input("Top-k", 0, 1000, 50, key=f"{prefix}_top_k")
+        # The report's k (`kit evaluate`'s default, KerasHub's own), so the app's
+        # outputs look like the report's
+        v["top_k"] = c1.number_input("Top-k", 0, 1000, EvalOptions().top_k, key=f"{prefix}_top_k")
         v["top_p"] = c2.number_input("Top-p", 0.01, 1.0, 0.9, 0.01, key=f"{prefix}_top_p")
         v["max_new_tokens"] = c3.number_input("Max new tokens", 1, 1024, 96, key=f"{prefix}_max_new_tokens")
         v["n"] = c4.number_input("Samples", 1, 8, 1, key=f"{prefix}_n")
