@@ -24,7 +24,7 @@ template or with the instruction, so following a request stays LoRA's job:
 The quotes and topic lines are there so the base learns to carry a word it
 was given into the text it writes (measured in #5: without them a base
 pretrained for ~5 minutes ignores the words it is given, and so does its
-LoRA; with them the fine-tuned model's loss drops by 0.03–0.04 nats per
+LoRA; with them the fine-tuned model's loss drops by 0.03–0.07 nats per
 review token when its request's keywords are the true ones).
 """
 
