@@ -127,13 +127,13 @@ def resolve(a: argparse.Namespace) -> argparse.Namespace:
 def tokenizer_source(a) -> Path:
     """Where the SentencePiece model comes from: the run's preset (tiny) or --preset (2b)."""
     if a.size == "tiny":
-        from kit.runs import read_run
+        from kit.runs import RunInfo
 
         if not (Path(a.run) / "run.json").is_file():
             from sides import DEMO_HINT
 
             raise BenchError(f"Run not found: {a.run}; {DEMO_HINT}.")
-        return Path(read_run(a.run)["preset"])
+        return Path(RunInfo.read(a.run).preset)
     return Path(a.preset)
 
 
@@ -146,7 +146,7 @@ def pick_prompts(a, n: int) -> tuple[list[str], int, int]:
     """
     from sides import load_split, preset_proto
 
-    from kit.batching import Encoder
+    from kit.data.batching import Encoder
 
     prompts = list(load_split(a.data, "test")["prompt"])
     sp = Encoder(preset_proto(tokenizer_source(a))).sp
@@ -192,7 +192,8 @@ def run_kit(a) -> dict:
     from sides import build_kit_lm, check_jax_device, jax_device_info
 
     check_jax_device(a.device)
-    from kit.generate import Generator, SamplerSpec, load_model
+    from kit.generate import Generator, SamplerSpec
+    from kit.model import load_model
 
     prompts, length, _ = pick_prompts(a, max(a.batch_sizes))
     t0 = time.perf_counter()
@@ -233,7 +234,7 @@ def run_hf(a) -> dict:
     import torch
     from sides import check_torch_device, preset_proto
 
-    from kit.batching import Encoder
+    from kit.data.batching import Encoder
     from kit.data.prompt import extract_response
     from kit.data.tskv import unescape
 

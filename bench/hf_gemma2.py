@@ -108,7 +108,7 @@ def add_lora(model, *, rank: int, alpha: float, targets: tuple[str, ...]):
 
 
 def warmup_decay(peak: float, warmup_steps: int, total_steps: int, min_ratio: float = 0.1):
-    """A `LambdaLR` factor equal to `kit.optim.WarmupDecay` (cosine) divided by `peak`.
+    """A `LambdaLR` factor equal to `kit.train.optim.WarmupDecay` (cosine) divided by `peak`.
 
     Example:
         >>> f = warmup_decay(1.0, 2, 10)

@@ -123,7 +123,7 @@ def load_split(data_dir: str | Path, split: str):
 
 def sample_examples(data_dir: str | Path, preset: str | Path, *, split: str = "train", longest: int = 256):
     """The split's prompt + target pairs tokenised by the kit's `Encoder` (as `kit finetune` does)."""
-    from kit.batching import Encoder, has_target
+    from kit.data.batching import Encoder, has_target
 
     ds = load_split(data_dir, split)
     encoder = Encoder(preset_proto(preset))
@@ -141,7 +141,7 @@ def synthetic_examples(n: int, length: int, vocab: int, *, prompt_share: float =
     """
     import numpy as np
 
-    from kit.batching import Example
+    from kit.data.batching import Example
 
     rng = np.random.default_rng(seed)
     ids = rng.integers(4, vocab, size=(n, length + 1), dtype=np.int32)
@@ -215,7 +215,7 @@ def exporter_available() -> bool:
     """Whether the kit has its Hugging Face exporter (`kit export --to hf`, kit/export.py)."""
     import importlib.util
 
-    return importlib.util.find_spec("kit.export") is not None
+    return importlib.util.find_spec("kit.model.export") is not None
 
 
 def hf_export(run: str | Path, out: str | Path, *, refresh: bool = False) -> Path:

@@ -2,7 +2,7 @@
 
 A pure function of the flags: the prepared sample's train split tokenised by
 the kit's `Encoder` (or random fixed-length sequences with `--data
-synthetic`), grouped by `kit.batching.plan_batches` and padded by
+synthetic`), grouped by `kit.data.batching.plan_batches` and padded by
 `make_batch`, so the kit and the Hugging Face side get the very same batches.
 Kit imports are deferred to the functions: a child pins its CPU cores first.
 """
@@ -16,7 +16,7 @@ from sides import BenchError, backbone_config, sample_examples, synthetic_exampl
 
 def make_data(a):
     """`(examples, pad_id, {mode: buckets})`, a pure function of the flags."""
-    from kit.batching import choose_buckets
+    from kit.data.batching import choose_buckets
 
     if a.data == "synthetic":
         vocab = backbone_config(a.size, a.preset)["vocabulary_size"]
@@ -31,7 +31,7 @@ def make_data(a):
 
 def dynamic_trim(batch):
     """Cut a padded batch to its longest row (pad-to-longest, as a transformers collator does)."""
-    from kit.batching import Batch
+    from kit.data.batching import Batch
 
     n = max(int(batch.x["padding_mask"].sum(axis=1).max()), 1)
     x = {k: v[:, :n] for k, v in batch.x.items()}
@@ -41,7 +41,7 @@ def dynamic_trim(batch):
 def mode_batches(examples, buckets, a, mode: str, pad_id: int):
     """The timed batches of a mode (the first `steps` of the seeded plan), the warm-up batches
     (`warmup_rounds` per distinct shape) and, per shape, one example that falls in it."""
-    from kit.batching import make_batch, plan_batches
+    from kit.data.batching import make_batch, plan_batches
 
     plan = plan_batches(examples, buckets, a.batch_size, seed=a.seed)
     if len(plan) < a.steps:
@@ -61,7 +61,7 @@ def mode_batches(examples, buckets, a, mode: str, pad_id: int):
 
 def padding_shares(examples, buckets_by_mode: dict, a, pad_id: int) -> dict:
     """Padding share of a whole epoch under each mode (filler rows of a last partial batch included)."""
-    from kit.batching import make_batch, plan_batches
+    from kit.data.batching import make_batch, plan_batches
 
     out = {}
     for mode, buckets in buckets_by_mode.items():

@@ -1,6 +1,6 @@
 """The two sides of the training benchmark, each run in its own child process: the kit and transformers + PEFT.
 
-The kit side is the kit's own loop (`kit.engine.Engine.run`, jitted
+The kit side is the kit's own loop (`kit.train.loop.Engine.run`, jitted
 stateless steps); the HF side is a plain PyTorch loop (forward with
 `use_cache=False`, cross-entropy on float32 logits, backward,
 `clip_grad_norm_`, `AdamW.step`). Both get LoRA of the same rank, alpha and
@@ -25,15 +25,15 @@ LORA_TARGETS = {
 
 
 def run_kit(a) -> dict:
-    """The kit side (in its child process): `kit.engine.Engine.run` timed per padding mode (not `dynamic`)."""
+    """The kit side (in its child process): `kit.train.loop.Engine.run` timed per padding mode (not `dynamic`)."""
     from sides import build_kit_lm, check_jax_device, jax_device_info
 
     check_jax_device(a.device)
     import jax
 
-    from kit.engine import Engine, LoopOptions
     from kit.model import enable_lora, parameter_counts
-    from kit.optim import make_optimizer
+    from kit.train.loop import Engine, LoopOptions
+    from kit.train.optim import make_optimizer
 
     examples, pad_id, buckets_by_mode = make_data(a)
     t0 = time.perf_counter()
@@ -81,7 +81,7 @@ def run_kit(a) -> dict:
 
 def _kit_initial_loss(engine, examples, buckets, a) -> float:
     """Loss of the first timed batch before any update (LoRA B starts at 0: the base model's loss)."""
-    from kit.batching import plan_batches
+    from kit.data.batching import plan_batches
 
     length, idx = plan_batches(examples, buckets, a.batch_size, seed=a.seed).batches[0]
     return engine.loss_on([examples[i] for i in idx], buckets=(length,), batch_size=a.batch_size)

@@ -8,9 +8,9 @@ the same masked loss (prompt and padding labels excluded: `sample_weight` 0
 on the kit side, label -100 on the HF side), AdamW with the same schedule and
 global-norm clipping, and the very same padded batches: the prepared
 sample's train split tokenised by the kit's `Encoder`, grouped by
-`kit.batching.plan_batches` and padded by `make_batch`.
+`kit.data.batching.plan_batches` and padded by `make_batch`.
 
-The kit side is the kit's own loop (`kit.engine.Engine.run`, jitted
+The kit side is the kit's own loop (`kit.train.loop.Engine.run`, jitted
 stateless steps); the HF side is a plain PyTorch loop (forward with
 `use_cache=False`, cross-entropy on float32 logits, backward,
 `clip_grad_norm_`, `AdamW.step`). Each side runs in its own child process
@@ -99,7 +99,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="run exported with `kit export --to hf` so the HF side holds the same base weights (tiny)")
     p.add_argument("--batch-size", type=int, default=None, help="rows per step (tiny 16, 2b 8)")
     p.add_argument("--max-length", type=int, default=None, help="largest sequence length (tiny 256, 2b 512)")
-    p.add_argument("--auto-buckets", type=int, default=8, help="bucket lengths chosen by kit.batching.choose_buckets")
+    p.add_argument("--auto-buckets", type=int, default=8, help="bucket lengths chosen by kit.data.batching.choose_buckets")
     p.add_argument("--padding", default=None,
                    help="comma-separated modes: buckets, fixed, dynamic (HF only); default all three for sample "
                    "data, fixed for synthetic")

@@ -1,6 +1,6 @@
 """The `kit` command line: parse arguments, call one stage, map errors to exit codes.
 
-Exit codes (DESIGN.md): 0 success; 2 bad input or usage, with one line on
+Exit codes (docs/design.md): 0 success; 2 bad input or usage, with one line on
 stderr naming the value and the fix; 1 unexpected failure. Each subcommand is
 a thin wrapper: the work lives in the `kit` library so the app and notebooks
 call the very same functions.
@@ -9,6 +9,7 @@ call the very same functions.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Callable, Sequence
 
@@ -42,6 +43,64 @@ def _nonneg_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an integer ≥ 0, received {text!r}")
     return value
+
+
+def _flag(field) -> str:
+    return "--" + (field.metadata.get("flag") or field.name).replace("_", "-")
+
+
+def add_options(parser: argparse.ArgumentParser, cls: type, *, dest_prefix: str = "",
+                exclude: Sequence[str] = ()) -> None:
+    """Add one flag per `kit.config.option` field of the dataclass `cls`, default and help from the field.
+
+    A bool field that defaults to True becomes `--no-<flag>`; fields without
+    option metadata (nested dataclasses) and `exclude`d ones are skipped.
+
+    Example:
+        >>> from kit.generate.sampler import GenerateOptions
+        >>> parser = argparse.ArgumentParser()
+        >>> add_options(parser, GenerateOptions)
+        >>> parser.parse_args(["--n", "2"]).n, parser.parse_args([]).max_new_tokens
+        (2, 192)
+    """
+    for field in dataclasses.fields(cls):
+        if "help" not in field.metadata or field.name in exclude:
+            continue
+        default, text = field.default, field.metadata["help"]
+        dest = dest_prefix + field.name
+        kind = str(field.type)
+        if kind == "bool":
+            flag = _flag(field)
+            if default:
+                parser.add_argument("--no-" + flag[2:], dest=dest, action="store_false", help=f"do not {text}")
+            else:
+                parser.add_argument(flag, dest=dest, action="store_true", help=text)
+            continue
+        convert = int if kind.startswith("int") else float if kind.startswith("float") else str
+        choices = field.metadata.get("choices")
+        if choices and convert is str:
+            def convert(text, _choices=choices):  # `top-k` and `top_k` alike
+                name = text.replace("-", "_")
+                return name if name in _choices else text
+        parser.add_argument(_flag(field), dest=dest, type=convert, default=default, choices=choices,
+                            help=f"{text} (default {default})")
+
+
+def options_from(cls: type, args: argparse.Namespace, *, dest_prefix: str = "", **values):
+    """Build `cls` from the flags `add_options` added (plus `values`); validation is the dataclass's own.
+
+    Example:
+        >>> from kit.generate.sampler import SamplerSpec
+        >>> parser = argparse.ArgumentParser()
+        >>> add_options(parser, SamplerSpec, dest_prefix="s_")
+        >>> options_from(SamplerSpec, parser.parse_args(["--top-k", "7"]), dest_prefix="s_").k
+        7
+    """
+    for field in dataclasses.fields(cls):
+        dest = dest_prefix + field.name
+        if field.name not in values and hasattr(args, dest):
+            values[field.name] = getattr(args, dest)
+    return cls(**values)
 
 
 # --------------------------------------------------------------------------- data
@@ -125,7 +184,8 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
 def _cmd_tiny(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from kit.tiny import TinySpec, make_tiny_base
+    from kit.model.tiny import TinySpec
+    from kit.train.pretrain import make_tiny_base
 
     overrides = {k: v for k, v in (("epochs", args.epochs), ("max_steps", args.max_steps), ("seed", args.seed),
                                    ("documents", args.documents), ("batch_size", args.batch_size)) if v is not None}
@@ -144,11 +204,11 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.set)
     info = finetune(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
-    m = info.get("metrics") or {}
+    m = info.metrics
     where = f"{cfg.run.out_dir}/{cfg.run.name}"
-    if info.get("adapter"):
-        print(f"Fine-tuned {where} ({info['status']}): val loss {m.get('initial_val_loss', float('nan')):.4f} "
-              f"-> {m.get('val_loss', float('nan')):.4f} on review tokens in {info['timings']['train_s']:.0f} s")
+    if info.adapter:
+        print(f"Fine-tuned {where} ({info.status}): val loss {m.get('initial_val_loss', float('nan')):.4f} "
+              f"-> {m.get('val_loss', float('nan')):.4f} on review tokens in {info.timings['train_s']:.0f} s")
     else:
         loss = f"val loss {m['val_loss']:.4f}" if "val_loss" in m else "no validation data"
         print(f"Registered base model {cfg.model.preset} as {where} ({loss})")
@@ -184,47 +244,23 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
 # --------------------------------------------------------------------------- generate / export
 
 
-def _sampler_spec(args: argparse.Namespace):
-    from kit.generate import SamplerSpec
-
-    return SamplerSpec(name=args.sampler.replace("-", "_"), temperature=args.temperature, k=args.top_k,
-                       p=args.top_p, num_beams=args.num_beams, alpha=args.alpha, seed=args.seed)
-
-
-def _read_requests(path: str, vocabulary) -> list:
-    import json
-    from pathlib import Path
-
-    from kit.errors import DataError
-    from kit.request import Request
-
-    file = Path(path)
-    if not file.is_file():
-        raise UserError(f"--requests file not found: {path}. Write one JSON object per line, e.g. "
-                        '{"rubrics": "Кафе", "rating": 5, "keywords": "кофе"}.')
-    requests = []
-    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            requests.append(Request.from_dict(json.loads(line), vocabulary=vocabulary))
-        except json.JSONDecodeError as e:
-            raise DataError(path, number, f"not valid JSON ({e.msg})") from None
-        except UserError as e:
-            raise DataError(path, number, str(e)) from None
-    if not requests:
-        raise UserError(f"--requests file {path} holds no requests (one JSON object per line).")
-    return requests
-
-
 def _cmd_generate(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from kit.atomic import write_text
     from kit.data.prepare import load_rubrics
-    from kit.generate import Generator, default_data_dir, enable_compile_cache, load_model
-    from kit.request import Request
+    from kit.generate import (
+        GenerateOptions,
+        Generator,
+        Request,
+        SamplerSpec,
+        enable_compile_cache,
+        read_requests,
+        response_records,
+        write_responses,
+    )
+    from kit.model import load_model
+    from kit.runs import default_data_dir
 
     single = any(v is not None for v in (args.rubrics, args.rating, args.keywords, args.name, args.address))
     if args.requests and single:
@@ -233,29 +269,29 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         raise UserError("kit generate needs --rubrics and --rating (or --requests FILE). See `kit generate --help`.")
     if args.requests and not args.out:
         raise UserError("--requests needs --out FILE.jsonl for the generated reviews.")
-    sampler = _sampler_spec(args)
+    sampler = options_from(SamplerSpec, args, dest_prefix="sampler_")
+    options = options_from(GenerateOptions, args)
     vocabulary = load_rubrics(args.data or default_data_dir(args.model))
     if args.requests:
-        requests = _read_requests(args.requests, vocabulary)
+        requests = read_requests(args.requests, vocabulary)
     else:
         requests = [Request.create(rubrics=args.rubrics, rating=args.rating, keywords=args.keywords,
                                    name=args.name, address=args.address, vocabulary=vocabulary)]
     enable_compile_cache()
     t0 = time.perf_counter()
-    generator = Generator(load_model(args.model, dtype=args.dtype), batch_size=args.batch_size)
+    generator = Generator(load_model(args.model, dtype=args.dtype), batch_size=options.batch_size)
     t1 = time.perf_counter()
-    results = generator.generate(requests, sampler, n=args.n, max_new_tokens=args.max_new_tokens)
+    results = generator.generate(requests, sampler, n=options.n, max_new_tokens=options.max_new_tokens)
     seconds = {"load": round(t1 - t0, 3), "generate": round(time.perf_counter() - t1, 3)}
-    records = [{"request": r.to_dict(), "samples": [vars(s) for s in samples]}
-               for r, samples in zip(requests, results, strict=True)]
+    records = response_records(requests, results)
     if args.requests:
-        meta = {"model": args.model, "sampler": vars(sampler), "max_new_tokens": args.max_new_tokens}
-        write_text(args.out, "".join(json.dumps({**rec, **meta}, ensure_ascii=False) + "\n" for rec in records))
+        meta = {"model": args.model, "sampler": dataclasses.asdict(sampler), "max_new_tokens": options.max_new_tokens}
+        write_responses(args.out, records, meta)
         print(f"Wrote {sum(len(s) for s in results)} reviews for {len(requests)} requests to {args.out} "
               f"(load {seconds['load']:.1f} s, generate {seconds['generate']:.1f} s)")
     elif args.json:
-        print(json.dumps({"model": args.model, "sampler": vars(sampler), **records[0], "seconds": seconds},
-                         ensure_ascii=False, indent=2))
+        print(json.dumps({"model": args.model, "sampler": dataclasses.asdict(sampler), **records[0],
+                          "seconds": seconds}, ensure_ascii=False, indent=2))
     else:
         texts = [s.text for s in results[0]]
         print(texts[0] if len(texts) == 1 else "\n\n".join(f"[{i}] {t}" for i, t in enumerate(texts, 1)))
@@ -263,7 +299,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from kit.export import export_run, push
+    from kit.model.export import export_run, push
 
     info = export_run(args.run, args.to, args.out, dtype=args.dtype)
     print(f"Exported {args.run} as a {info['format']} checkpoint to {args.out} ({info['parameters']:,} parameters)")
@@ -274,7 +310,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _add_generate(sub: argparse._SubParsersAction) -> None:
-    from kit.generate import SAMPLERS
+    from kit.generate import GenerateOptions, SamplerSpec
 
     p = sub.add_parser("generate", help="write reviews for a request (or a JSONL file of requests)")
     p.add_argument("--model", required=True, help="run dir (runs/<name>), preset dir, built-in preset, kaggle:// or hf://")
@@ -288,18 +324,9 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, metavar="OUT.jsonl", help="batch mode: output file (written atomically)")
     p.add_argument("--data", default=None,
                    help="prepared dataset dir holding the rubric vocabulary (default: the run's data dir, else data/prepared)")
-    p.add_argument("--n", type=_positive_int, default=1, help="reviews per request (default 1)")
     p.add_argument("--json", action="store_true", help="print JSON (request, samples, timings) instead of text")
-    p.add_argument("--sampler", choices=[*SAMPLERS, "top-k", "top-p"], default="top_p",
-                   help="token choice (default top_p); greedy/beam/contrastive ignore --seed")
-    p.add_argument("--temperature", type=float, default=0.8, help="softmax temperature (default 0.8)")
-    p.add_argument("--top-k", type=_nonneg_int, default=50, help="k for top_k/contrastive; cap for top_p (0 = none)")
-    p.add_argument("--top-p", type=float, default=0.9, help="p for top_p (default 0.9)")
-    p.add_argument("--num-beams", type=_positive_int, default=4, help="beams for beam search (default 4)")
-    p.add_argument("--alpha", type=float, default=0.6, help="degeneration penalty for contrastive (default 0.6)")
-    p.add_argument("--seed", type=_nonneg_int, default=0, help="sampling seed: same seed, same text (default 0)")
-    p.add_argument("--max-new-tokens", type=_positive_int, default=160, help="length limit per review (default 160)")
-    p.add_argument("--batch-size", type=_positive_int, default=8, help="rows per compiled batch (default 8)")
+    add_options(p, GenerateOptions)
+    add_options(p, SamplerSpec, dest_prefix="sampler_")
     p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
                    help="weights dtype (default: the run's)")
     p.set_defaults(func=_cmd_generate)
@@ -319,14 +346,11 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from kit.evaluate import EvalOptions, evaluate_models
-    from kit.report import headline_table
+    from kit.eval import EvalOptions, evaluate_models, headline_table
+    from kit.generate import SamplerSpec
 
-    options = EvalOptions(split=args.split, limit=args.limit, seed=args.seed, requests=args.requests,
-                          sampler=args.sampler, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                          max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                          n_resamples=args.bootstrap, top_rubrics=args.top_rubrics,
-                          perplexity=not args.no_perplexity, progress=not args.quiet)
+    sampler = options_from(SamplerSpec, args, dest_prefix="sampler_")
+    options = options_from(EvalOptions, args, sampler=sampler, progress=not args.quiet)
     result = evaluate_models(args.models, args.data, out=args.out, options=options)
     label = " (SYNTHETIC sample data)" if result["synthetic"] else ""
     print(f"Report {args.out}{label}: {result['requests']['n']} requests, {len(args.models)} models + human, "
@@ -336,27 +360,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    from kit.eval import EvalOptions
+    from kit.generate import SamplerSpec
+
     p = sub.add_parser("evaluate", help="run models on the same requests and write a side-by-side report")
     p.add_argument("--models", nargs="+", required=True, metavar="RUN_DIR",
                    help="run dirs to compare (base or LoRA), e.g. runs/tiny-base runs/tiny-lora")
     p.add_argument("--data", default="data/prepared", help="prepared dataset dir (default data/prepared)")
-    p.add_argument("--split", default="test", help="split to draw requests from (default test)")
-    p.add_argument("--limit", type=_positive_int, default=150, help="number of requests (default 150)")
-    p.add_argument("--seed", type=_nonneg_int, default=0, help="seed of requests, sampler and bootstrap (default 0)")
-    p.add_argument("--requests", choices=["balanced", "random"], default="balanced",
-                   help="balanced: as many requests per rating as the split allows (judges rating control "
-                        "fairly); random: the split's own rating mix")
     p.add_argument("--out", required=True, help="report dir to write, e.g. reports/demo (replaced atomically)")
-    p.add_argument("--sampler", default="top_k", help="top_k, top_p, greedy, beam, contrastive or random")
-    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
-    p.add_argument("--top-k", type=_positive_int, default=5,
-                   help="k of top_k sampling (default 5, KerasHub's own default for CausalLM.generate)")
-    p.add_argument("--top-p", type=float, default=0.9, help="p of top_p sampling (default 0.9)")
-    p.add_argument("--max-new-tokens", type=_positive_int, default=192, help="longest review in tokens (default 192)")
-    p.add_argument("--batch-size", type=_positive_int, default=16, help="requests per batch (default 16)")
-    p.add_argument("--bootstrap", type=_positive_int, default=1000, help="bootstrap resamples (default 1000)")
-    p.add_argument("--top-rubrics", type=_nonneg_int, default=5, help="rubric slices to report (default 5)")
-    p.add_argument("--no-perplexity", action="store_true", help="skip the perplexity of the references")
+    add_options(p, EvalOptions, exclude=("progress",))
+    # The evaluation's --seed seeds the sampler too, so the sampler's own is not a flag here.
+    add_options(p, SamplerSpec, dest_prefix="sampler_", exclude=("seed",))
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_evaluate)
 

@@ -1,5 +1,8 @@
 """Fine-tuning configuration: frozen dataclasses, TOML files and `--set a.b=value` overrides.
 
+Also `option`, the dataclass field that carries its own command-line help:
+`kit generate` and `kit evaluate` derive their flags from option dataclasses.
+
 A config file has one TOML table per dataclass below (`[run]`, `[model]`,
 `[lora]`, `[data]`, `[train]`, `[distribution]`); every key is optional and
 falls back to the default here. Unknown keys and wrong types are rejected with
@@ -29,6 +32,19 @@ LORA_TARGETS = ("qv", "all")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 DECAYS = ("cosine", "linear", "constant")
 DISTRIBUTIONS = ("auto", "single", "data", "model")
+
+
+def option(default, help: str, *, flag: str | None = None, choices=None):
+    """A dataclass field that also describes its command-line flag (see `kit.cli.add_options`).
+
+    Example:
+        >>> @dataclasses.dataclass
+        ... class Opt:
+        ...     n: int = option(1, "how many")
+        >>> dataclasses.fields(Opt)[0].metadata["help"]
+        'how many'
+    """
+    return dataclasses.field(default=default, metadata={"help": help, "flag": flag, "choices": choices})
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -95,7 +111,7 @@ class DataConfig:
             rating r gets a share proportional to count(r) ** rating_power,
             with the same number of rows: 1 keeps the natural
             mix (78 % five-star on the real data), 0.5 is square-root
-            sampling, 0 balances the ratings (`kit.sampling`).
+            sampling, 0 balances the ratings (`kit.data.rating_mix`).
     """
 
     dir: str = "data/prepared"

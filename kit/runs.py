@@ -7,7 +7,6 @@
       history.csv         one row per logged step (train/val loss, lr, ...)
       tensorboard/        TensorBoard event file (same scalars as history.csv)
       checkpoints/step_000050/{state.npz,meta.json}
-      model/              optional merged KerasHub preset (export stage)
 
 A run without an adapter is a registered base model, so evaluation and the
 app treat base and fine-tuned models alike.
@@ -15,10 +14,12 @@ app treat base and fine-tuned models alike.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
 
+from kit.atomic import write_json
 from kit.errors import UserError
 
 RUN_JSON = "run.json"
@@ -26,7 +27,6 @@ ADAPTER = "adapter.lora.h5"
 HISTORY = "history.csv"
 TENSORBOARD = "tensorboard"
 CHECKPOINTS = "checkpoints"
-MERGED_MODEL = "model"
 _CKPT = re.compile(r"^step_(\d{6,})$")
 
 
@@ -65,10 +65,6 @@ class RunPaths:
     def checkpoints(self) -> Path:
         return self.root / CHECKPOINTS
 
-    @property
-    def merged_model(self) -> Path:
-        return self.root / MERGED_MODEL
-
     def checkpoint(self, step: int) -> Path:
         """`checkpoints/step_000050` for step 50."""
         return self.checkpoints / f"step_{step:06d}"
@@ -99,26 +95,148 @@ def run_dir(out_dir: str | Path, name: str) -> RunPaths:
     return RunPaths(Path(out_dir) / name)
 
 
-def read_run(path: str | Path) -> dict:
-    """Read `run.json` of a run dir (or the file itself).
+@dataclasses.dataclass(kw_only=True)
+class LoraInfo:
+    """The adapter's shape, as `kit finetune` added it (what a loader needs to rebuild it).
 
-    Raises:
-        UserError: the run does not exist or is unreadable.
+    Attributes:
+        rank: Adapter rank.
+        alpha: Scale numerator (the update is scaled by `alpha / rank`).
+        targets: `qv` or `all` (`kit.model.lora.LORA_TARGET_LAYERS`).
+        layers: Paths of the wrapped layers.
+    """
+
+    rank: int
+    alpha: float
+    targets: str
+    layers: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(kw_only=True)
+class DataInfo:
+    """Which data a run trained on.
+
+    Attributes:
+        dir: The prepared dataset dir.
+        dataset_fingerprint: `stats.json` fingerprint of that dir (None for an in-memory dataset).
+        rows_sha256: Digest of the train and validation prompt/target pairs actually used.
+        train_rows: Train rows used.
+        val_rows: Validation rows used.
+    """
+
+    dir: str
+    dataset_fingerprint: str | None
+    rows_sha256: str
+    train_rows: int
+    val_rows: int
+
+
+@dataclasses.dataclass(kw_only=True)
+class RunInfo:
+    """`run.json`: what a run is and how it went, written and read by this class alone.
+
+    Attributes:
+        name: Run name (the dir name).
+        preset: The base model preset it loads.
+        dtype: Weights dtype.
+        status: `running`, `finished`, `early_stopped`, `diverged` or `base` (no adapter).
+        distribution: The distribution it trained under, in words.
+        config: The resolved config (`Config.to_dict()`).
+        adapter: The adapter file name inside the run dir, None for a base model.
+        lora: The adapter's shape, None for a base model.
+        data: The data it trained on, None when registered without data.
+        parameters: Trainable and total parameter counts.
+        batching: Buckets, padding share, steps and length figures.
+        metrics: Validation loss and friends.
+        timings: Seconds per phase.
+        error: Why a run stopped early (divergence).
 
     Example:
-        >>> read_run("runs/no-such-run")
-        Traceback (most recent call last):
-        ...
-        kit.errors.UserError: Run not found: runs/no-such-run (no run.json). Run `kit finetune --config ...` first.
+        >>> info = RunInfo(name="tiny-base", preset="models/tiny-base", dtype="float32", status="base")
+        >>> RunInfo.from_dict(info.to_dict()) == info
+        True
     """
-    path = Path(path)
-    file = path if path.name == RUN_JSON else path / RUN_JSON
-    if not file.is_file():
-        raise UserError(f"Run not found: {path} (no {RUN_JSON}). Run `kit finetune --config ...` first.")
-    try:
-        return json.loads(file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise UserError(f"{file} is not valid JSON ({e}); re-run the fine-tune that wrote it.") from None
+
+    name: str
+    preset: str
+    dtype: str
+    status: str = "running"
+    distribution: str = ""
+    config: dict = dataclasses.field(default_factory=dict)
+    adapter: str | None = None
+    lora: LoraInfo | None = None
+    data: DataInfo | None = None
+    parameters: dict | None = None
+    batching: dict | None = None
+    metrics: dict = dataclasses.field(default_factory=dict)
+    timings: dict = dataclasses.field(default_factory=dict)
+    error: str | None = None
+
+    # Optional sections are left out of the file when unset, as before the record existed.
+    _OPTIONAL = ("data", "parameters", "batching", "error")
+
+    @property
+    def data_dir(self) -> str | None:
+        """The prepared dataset dir of the run's config (holds the rubric vocabulary)."""
+        return (self.config.get("data") or {}).get("dir")
+
+    def to_dict(self) -> dict:
+        """The JSON object of `run.json`."""
+        out = dataclasses.asdict(self)
+        return {k: v for k, v in out.items() if not (k in self._OPTIONAL and v is None)}
+
+    @classmethod
+    def from_dict(cls, obj: dict) -> RunInfo:
+        """A record from a `run.json` object; unknown keys (from a newer kit) are ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in obj.items() if k in known}
+        if isinstance(values.get("lora"), dict):
+            values["lora"] = LoraInfo(**values["lora"])
+        if isinstance(values.get("data"), dict):
+            values["data"] = DataInfo(**values["data"])
+        return cls(**values)
+
+    @classmethod
+    def read(cls, path: str | Path) -> RunInfo:
+        """Read `run.json` of a run dir (or the file itself).
+
+        Raises:
+            UserError: the run does not exist or is unreadable.
+
+        Example:
+            >>> RunInfo.read("runs/no-such-run")
+            Traceback (most recent call last):
+            ...
+            kit.errors.UserError: Run not found: runs/no-such-run (no run.json). Run `kit finetune --config ...` first.
+        """
+        path = Path(path)
+        file = path if path.name == RUN_JSON else path / RUN_JSON
+        if not file.is_file():
+            raise UserError(f"Run not found: {path} (no {RUN_JSON}). Run `kit finetune --config ...` first.")
+        try:
+            return cls.from_dict(json.loads(file.read_text(encoding="utf-8")))
+        except json.JSONDecodeError as e:
+            raise UserError(f"{file} is not valid JSON ({e}); re-run the fine-tune that wrote it.") from None
+        except TypeError as e:
+            raise UserError(f"{file} is not a run record ({e}); re-run the fine-tune that wrote it.") from None
+
+    def write(self, run_dir: str | Path) -> Path:
+        """Write `<run_dir>/run.json` atomically; returns its path."""
+        file = Path(run_dir) / RUN_JSON
+        write_json(file, self.to_dict())
+        return file
+
+
+def default_data_dir(model: str) -> str:
+    """Where the rubric vocabulary of `model` lives: a run's `data.dir`, else `data/prepared`.
+
+    Example:
+        >>> default_data_dir("gemma2_2b_en")
+        'data/prepared'
+    """
+    if (Path(model) / RUN_JSON).is_file():
+        return RunInfo.read(model).data_dir or "data/prepared"
+    return "data/prepared"
 
 
 def resolve_run(out_dir: str | Path, name: str) -> Path:
@@ -158,13 +276,13 @@ def list_runs(out_dir: str | Path = "runs") -> list[dict]:
     for p in sorted(root.iterdir()):
         if not (p / RUN_JSON).is_file():
             continue
-        info = read_run(p)
+        info = RunInfo.read(p)
         out.append({
             "name": p.name,
             "path": str(p),
-            "preset": info.get("preset"),
-            "has_adapter": bool(info.get("adapter")),
-            "status": info.get("status"),
-            "val_loss": (info.get("metrics") or {}).get("val_loss"),
+            "preset": info.preset,
+            "has_adapter": bool(info.adapter),
+            "status": info.status,
+            "val_loss": info.metrics.get("val_loss"),
         })
     return out

@@ -50,7 +50,8 @@ def config(argv: list[str] | None = None) -> Dirs:
 @st.cache_resource(show_spinner="Loading the model…")
 def generator(run_dir: str):
     """A `kit.generate.Generator` for one run, once per process, with its own lock."""
-    from kit.generate import Generator, load_model
+    from kit.generate import Generator
+    from kit.model import load_model
 
     return Generator(load_model(run_dir), batch_size=8), threading.Lock()
 
@@ -59,7 +60,7 @@ def generator(run_dir: str):
 def judges(data_dir: str):
     """The control judges `kit evaluate` uses (fitted on the train split, cached on disk by kit)."""
     from kit.data.prepare import load_prepared
-    from kit.evaluate import load_judges
+    from kit.eval import load_judges
 
     return load_judges(data_dir, load_prepared(data_dir)["train"])
 
@@ -104,7 +105,7 @@ def generate(run_name: str, request, sampler, *, n: int, max_new_tokens: int):
 
 
 def scores_for(texts, request) -> list[dict]:
-    from kit.scoring import control_scores
+    from kit.eval.scoring import control_scores
 
     rating, rubric = judges(str(config().data))
     return control_scores(texts, request.to_dict(), rating_judge=rating, rubric_judge=rubric)
@@ -138,7 +139,7 @@ SAMPLER_NAMES = ("top_k", "top_p", "greedy", "beam", "contrastive", "random")
 
 def request_fields(prefix: str, vocab: dict[str, int]) -> dict:
     """The request and sampler widgets (call inside an `st.form`); returns their raw values."""
-    from kit.evaluate import EvalOptions
+    from kit.eval import EvalOptions
 
     v = {}
     v["rubrics"] = st.multiselect("Rubrics", list(vocab), max_selections=5, key=f"{prefix}_rubrics",
@@ -170,7 +171,7 @@ def request_fields(prefix: str, vocab: dict[str, int]) -> dict:
 def parse_form(v: dict, vocab: dict[str, int]):
     """`(Request, SamplerSpec)` from the form values; raises `UserError` with kit's one-line message."""
     from kit.generate import SamplerSpec
-    from kit.request import Request
+    from kit.generate.request import Request
 
     request = Request.create(rubrics=v["rubrics"], rating=v["rating"], keywords=v["keywords"], name=v["name"],
                              address=v["address"], vocabulary=vocab)

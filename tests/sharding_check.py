@@ -11,11 +11,11 @@ import datasets
 import keras
 
 import kit  # noqa: F401
-from kit.batching import Encoder
-from kit.distribution import setup_distribution
-from kit.engine import Engine, LoopOptions
+from kit.data.batching import Encoder
 from kit.model import enable_lora, load_causal_lm
-from kit.optim import make_optimizer
+from kit.model.distribution import setup_distribution
+from kit.train.loop import Engine, LoopOptions
+from kit.train.optim import make_optimizer
 
 
 def main(preset: str, data: str) -> None:

@@ -10,7 +10,7 @@ import pytest
 from tiny_models import micro_overrides
 
 from kit.config import load_config
-from kit.evaluate import EvalOptions, evaluate_models
+from kit.eval import EvalOptions, evaluate_models
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "streamlit_app" / "app.py")

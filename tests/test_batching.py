@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from kit.batching import Encoder, Example, bucket_for, has_target, make_batch, plan_batches
+from kit.data.batching import Encoder, Example, bucket_for, has_target, make_batch, plan_batches
 from kit.model import load_causal_lm
-from kit.optim import make_optimizer
+from kit.train.optim import make_optimizer
 
 
 def _ex(n, n_prompt=1):
@@ -62,7 +62,7 @@ def test_encoder_masks_exactly_the_prompt(tiny_preset, tiny_prepared):
 def test_loss_ignores_prompt_labels_but_not_review_labels(tiny_preset, tiny_prepared):
     import datasets
 
-    from kit.engine import Engine
+    from kit.train.loop import Engine
 
     lm = load_causal_lm(str(tiny_preset))
     enc = Encoder(lm.preprocessor.tokenizer.proto)
@@ -94,7 +94,7 @@ def _padded(lengths, buckets):
 def test_choose_buckets_is_optimal_against_brute_force():
     import itertools
 
-    from kit.batching import choose_buckets
+    from kit.data.batching import choose_buckets
 
     rng = np.random.default_rng(0)
     for _ in range(20):
@@ -111,7 +111,7 @@ def test_choose_buckets_is_optimal_against_brute_force():
 
 
 def test_choose_buckets_cuts_padding_on_a_skewed_distribution():
-    from kit.batching import choose_buckets
+    from kit.data.batching import choose_buckets
 
     lengths = np.random.default_rng(1).lognormal(4.7, 0.3, size=5000).astype(int)  # like review lengths
     fixed = (128, 192, 256)

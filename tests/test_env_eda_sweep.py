@@ -1,4 +1,4 @@
-"""kit.env (host detection, extras, secrets), kit.eda, kit.tables and kit.sweep on the tiny fixtures."""
+"""kit.notebook.env (host detection, extras, secrets), kit.notebook.eda, kit.eval.tables and kit.notebook.sweep on the tiny fixtures."""
 
 from __future__ import annotations
 
@@ -10,7 +10,13 @@ import types
 import pytest
 
 from kit.config import from_dict, load_config
-from kit.env import Environment, default_config, detect_environment, install_command, load_secrets
+from kit.notebook.env import (
+    Environment,
+    default_config,
+    detect_environment,
+    install_command,
+    load_secrets,
+)
 
 NOTHING = lambda path: False  # noqa: E731
 
@@ -88,8 +94,8 @@ def test_load_secrets_colab_and_dotenv(monkeypatch, tmp_path):
 
 
 def test_eda_tables(tiny_prepared):
-    from kit import eda
     from kit.data.prepare import load_prepared
+    from kit.notebook import eda
 
     dd = load_prepared(tiny_prepared)
     stats = {"synthetic": True, "input": "x.tskv",
@@ -114,7 +120,7 @@ def test_eda_tables(tiny_prepared):
 
 
 def test_sweep_points_and_toml_round_trip(tmp_path):
-    from kit import sweep
+    from kit.notebook import sweep
 
     assert len(sweep.one_at_a_time(sweep.DEFAULT_AXES)) == 6
     assert len(sweep.one_at_a_time(sweep.SMOKE_AXES)) == 4
@@ -133,7 +139,7 @@ def test_run_sweep_on_the_micro_model(tmp_path, tiny_prepared, tiny_preset):
     _sys.path.insert(0, str(Path(__file__).parent))
     from tiny_models import micro_overrides
 
-    from kit import sweep
+    from kit.notebook import sweep
 
     overrides = [o for o in micro_overrides(tmp_path, tiny_preset, tiny_prepared)
                  if not o.startswith(("run.", "lora.rank", "train.steps"))] + ["train.steps=2", "train.eval_every=0",
@@ -153,7 +159,7 @@ def test_run_sweep_on_the_micro_model(tmp_path, tiny_prepared, tiny_preset):
 
 
 def test_metrics_and_samples_tables():
-    from kit import tables
+    from kit.eval import tables
 
     result = {"columns_order": ["base", "lora", "human"],
               "metrics": {"columns": {n: {"chrf": {"value": v, "low": v - 1, "high": v + 1}}

@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 from tiny_models import micro_overrides
 
-from kit import report
 from kit.cli import main
 from kit.config import load_config
 from kit.errors import UserError
-from kit.evaluate import EvalOptions, evaluate_models, reference_nll, select_requests
-from kit.scoring import HUMAN
+from kit.eval import EvalOptions, evaluate_models, reference_nll, report, select_requests
+from kit.eval.scoring import HUMAN
 
 ROOT = Path(__file__).resolve().parent.parent
 # Small but complete: every model, the human column, slices and the comparator export.
@@ -115,11 +114,11 @@ def test_same_seed_same_samples(setup):
 
 def test_reference_nll_is_the_training_loss(setup):
     """Per-request NLL summed over requests equals the masked training loss on the same examples."""
-    from kit.batching import Encoder
+    from kit.data.batching import Encoder
     from kit.data.prompt import build_target
-    from kit.engine import Engine
-    from kit.optim import make_optimizer
-    from kit.train import load_run
+    from kit.model import load_run
+    from kit.train.loop import Engine
+    from kit.train.optim import make_optimizer
 
     rows = datasets.load_from_disk(str(setup["data"]))["validation"].select(range(6))
     lm = load_run(setup["runs"][1])

@@ -15,14 +15,14 @@ from pathlib import Path
 import keras_hub
 import numpy as np
 import pytest
-from tiny_models import micro_overrides
+from tiny_models import adapter_arrays, micro_overrides
 
 from kit.cli import main
 from kit.config import load_config
 from kit.errors import UserError
-from kit.export import export_run, push
-from kit.model import load_causal_lm
-from kit.train import adapter_arrays, finetune, load_run
+from kit.model import load_causal_lm, load_run
+from kit.model.export import export_run, push
+from kit.train import finetune
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKENS = np.array([[2, *range(5, 395, 10)]], dtype=np.int32)  # 40 ids < the micro vocabulary

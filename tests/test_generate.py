@@ -8,8 +8,9 @@ from tiny_models import micro_overrides
 
 from kit.config import load_config
 from kit.errors import UserError
-from kit.generate import Generator, SamplerSpec, load_model, pick_length
-from kit.request import Request
+from kit.generate import Generator, SamplerSpec, pick_length
+from kit.generate.request import Request
+from kit.model import load_model
 from kit.train import finetune
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,7 +15,7 @@ pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
 from kit.config import load_config  # noqa: E402
-from kit.notebooks import INJECTED_TAG, execute_notebook, inject_parameters  # noqa: E402
+from kit.notebook.runner import INJECTED_TAG, execute_notebook, inject_parameters  # noqa: E402
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -98,7 +98,7 @@ def test_saved_notebooks_carry_no_path_of_the_machine_that_ran_them():
 
 
 def test_missing_notebook_is_one_line_exit_2(capsys):
-    from kit.notebooks import main
+    from kit.notebook.runner import main
 
     assert main(["no/such.ipynb"]) == 2
     err = capsys.readouterr().err.strip()

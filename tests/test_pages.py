@@ -1,4 +1,4 @@
-"""The tiny base's pretraining documents (`kit.data.pages`, `kit.tiny.pretraining_texts`)."""
+"""The tiny base's pretraining documents (`kit.data.pages`, `kit.train.pretrain.pretraining_texts`)."""
 
 from collections import Counter
 
@@ -14,7 +14,8 @@ from kit.data.pages import (
 )
 from kit.data.prompt import END_OF_TURN, INSTRUCTION, START_OF_TURN
 from kit.errors import UserError
-from kit.tiny import TinySpec, pretraining_texts
+from kit.model.tiny import TinySpec
+from kit.train.pretrain import pretraining_texts
 
 
 def _rows(n_orgs=6, per_org=4):

@@ -3,7 +3,7 @@
 import pytest
 
 from kit.errors import UserError
-from kit.request import MAX_KEYWORDS, Request, RequestError
+from kit.generate.request import MAX_KEYWORDS, Request, RequestError
 
 VOCAB = {"Кафе": 120, "Ресторан": 80, "Гостиница": 300, "Кофейня": 40, "Музей": 12}
 

@@ -1,4 +1,4 @@
-"""Rating re-weighting of the train split (`kit.sampling`) and its use by `kit finetune`."""
+"""Rating re-weighting of the train split (`kit.data.rating_mix`) and its use by `kit finetune`."""
 
 from collections import Counter
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from kit.config import load_config
+from kit.data.rating_mix import mix_by_rating, rating_shares
 from kit.errors import UserError
-from kit.sampling import mix_by_rating, rating_shares
 
 # The committed sample's train split: 318 / 116 / 200 / 339 / 3508 reviews of 1..5 stars.
 TRAIN = [1] * 318 + [2] * 116 + [3] * 200 + [4] * 339 + [5] * 3508

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from kit.tblog import ScalarWriter, crc32c
+from kit.train.tensorboard import ScalarWriter, crc32c
 
 
 def test_crc32c_known_value():

@@ -8,7 +8,8 @@ import keras_hub
 import numpy as np
 
 from kit.data.prompt import END_OF_TURN, START_OF_TURN
-from kit.tiny import TINY_INFO, TinySpec, build_tiny_lm, make_tiny_base, train_tokenizer
+from kit.model.tiny import TINY_INFO, TinySpec, build_tiny_lm, train_tokenizer
+from kit.train.pretrain import make_tiny_base
 
 
 def test_tokenizer_special_ids_and_turn_markers():
@@ -54,7 +55,7 @@ def test_kit_tiny_cli_bad_data_dir(tmp_path):
 
 
 def test_kit_tiny_cli_passes_its_options_to_the_spec(monkeypatch, capsys):
-    import kit.tiny
+    import kit.train.pretrain
     from kit.cli import main
 
     seen = {}
@@ -64,7 +65,7 @@ def test_kit_tiny_cli_passes_its_options_to_the_spec(monkeypatch, capsys):
         return {"parameters": 1, "vocabulary_size": 64, "total_seconds": 0.0,
                 "pretraining": {"initial_val_loss": 2.0, "final_val_loss": 1.0}}
 
-    monkeypatch.setattr(kit.tiny, "make_tiny_base", fake_make)
+    monkeypatch.setattr(kit.train.pretrain, "make_tiny_base", fake_make)
     argv = ["tiny", "--data", "d", "--out", "m", "--documents", "pages", "--batch-size", "4", "--epochs", "1.5",
             "--seed", "3", "--quiet"]
     assert main(argv) == 0

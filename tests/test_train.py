@@ -11,13 +11,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from tiny_models import micro_overrides
+from tiny_models import adapter_arrays, micro_overrides
 
 from kit.config import load_config
 from kit.errors import UserError
-from kit.model import enable_lora, load_causal_lm
-from kit.runs import RunPaths, list_runs, read_run
-from kit.train import adapter_arrays, finetune, load_run, save_adapter
+from kit.model import enable_lora, load_causal_lm, load_run, save_adapter
+from kit.runs import RunInfo, RunPaths, list_runs
+from kit.train import finetune
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,7 +33,7 @@ def test_finetune_writes_the_run_dir(tmp_path, tiny_preset, tiny_prepared):
     assert paths.adapter.is_file() and paths.history.is_file() and paths.run_json.is_file()
     assert [s for s, _ in paths.list_checkpoints()] == [3, 6]  # keep_last = 2
     assert list(paths.tensorboard.glob("events.out.tfevents.*"))
-    saved = read_run(paths.root)
+    saved = RunInfo.read(paths.root).to_dict()
     assert saved == json.loads(json.dumps(info))
     assert saved["lora"]["rank"] == 4 and len(saved["lora"]["layers"]) == 14
     assert saved["parameters"]["trainable"] == 4 * 2 * (3 * 68 + 32 + 3 * 32)
@@ -79,17 +79,17 @@ def test_base_model_registers_as_a_run(tmp_path, tiny_preset, tiny_prepared):
     cfg = load_config(ROOT / "configs" / "tiny_base.toml",
                       micro_overrides(tmp_path, tiny_preset, tiny_prepared, name="base", **{"lora.enabled": "false"}))
     info = finetune(cfg, progress=False)
-    assert info["adapter"] is None and info["status"] == "base"
-    assert info["metrics"]["val_loss"] > 0
+    assert info.adapter is None and info.status == "base"
+    assert info.metrics["val_loss"] > 0
     lm = load_run(tmp_path / "runs" / "base")
     base = load_causal_lm(str(tiny_preset))
     np.testing.assert_array_equal(np.asarray(lm(_x())), np.asarray(base(_x())))
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_preset, tiny_prepared, monkeypatch):
-    import kit.engine
+    import kit.train.loop
 
-    real = kit.engine.make_batch
+    real = kit.train.loop.make_batch
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -99,12 +99,12 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_preset, ti
             batch.sample_weight[:] = np.nan
         return batch
 
-    monkeypatch.setattr(kit.engine, "make_batch", poisoned)
+    monkeypatch.setattr(kit.train.loop, "make_batch", poisoned)
     cfg = load_config(None, micro_overrides(tmp_path, tiny_preset, tiny_prepared, **{"train.eval_every": 0}))
-    with pytest.raises(kit.engine.TrainingDiverged, match="diverged at step"):
+    with pytest.raises(kit.train.loop.TrainingDiverged, match="diverged at step"):
         finetune(cfg, progress=False)
     paths = RunPaths(tmp_path / "runs" / "micro")
-    assert read_run(paths.root)["status"] == "diverged"
+    assert RunInfo.read(paths.root).status == "diverged"
     assert not paths.adapter.exists()
     (step, ckpt), *_ = paths.list_checkpoints()
     assert step == 3
@@ -151,7 +151,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, tiny_preset, t
     assert a.keys() == b.keys() and len(a) > 2
     for k in a:
         np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6)
-    ra, rb = read_run(tmp_path / "runs" / "full"), read_run(paths.root)
+    ra, rb = RunInfo.read(tmp_path / "runs" / "full").to_dict(), RunInfo.read(paths.root).to_dict()
     assert rb["metrics"]["val_loss"] == pytest.approx(ra["metrics"]["val_loss"], rel=1e-5)
     hist_a = (tmp_path / "runs" / "full" / "history.csv").read_text().splitlines()
     hist_b = paths.history.read_text().splitlines()
@@ -165,7 +165,7 @@ def test_resume_without_checkpoint_is_a_user_error(tmp_path, tiny_preset, tiny_p
 
 
 def test_auto_buckets_are_chosen_from_the_data_and_recorded(tmp_path, tiny_preset, tiny_prepared):
-    from kit.batching import Encoder, choose_buckets
+    from kit.data.batching import Encoder, choose_buckets
     from kit.data.prepare import load_prepared
 
     overrides = micro_overrides(tmp_path, tiny_preset, tiny_prepared, name="auto", **{
@@ -176,16 +176,18 @@ def test_auto_buckets_are_chosen_from_the_data_and_recorded(tmp_path, tiny_prese
     train = load_prepared(tiny_prepared)["train"]
     lengths = [len(e.ids) - 1 for e in encoder.encode_pairs(train["prompt"], train["target"])]
     expected = choose_buckets(lengths, 3, 128)
-    assert info["batching"]["buckets"] == list(expected)
+    assert info.batching["buckets"] == list(expected)
     assert expected[-1] == 128 and len(expected) == 3
-    assert read_run(tmp_path / "runs" / "auto")["batching"]["buckets"] == list(expected)
+    assert RunInfo.read(tmp_path / "runs" / "auto").batching["buckets"] == list(expected)
 
 
 def test_rating_power_redraws_the_train_examples_and_records_the_shares(tmp_path, tiny_preset, tiny_prepared, monkeypatch):
-    import kit.train as train_mod
-    from kit.batching import Encoder
+    import importlib
+
+    train_mod = importlib.import_module("kit.train.finetune")
+    from kit.data.batching import Encoder
     from kit.data.prepare import load_prepared
-    from kit.sampling import mix_by_rating, rating_shares
+    from kit.data.rating_mix import mix_by_rating, rating_shares
 
     seen = []
     real_plan = train_mod.plan_batches
@@ -206,7 +208,7 @@ def test_rating_power_redraws_the_train_examples_and_records_the_shares(tmp_path
     expected = [examples[i].ids.tolist() for i in mix_by_rating(ratings, 0.0, seed=0)]
     assert [e.ids.tolist() for e in seen[0]] == expected
     assert len(set(ratings)) > 1
-    assert info["batching"]["rating_shares"] == {str(r): round(s, 4) for r, s in rating_shares(ratings, 0.0).items()}
+    assert info.batching["rating_shares"] == {str(r): round(s, 4) for r, s in rating_shares(ratings, 0.0).items()}
     # The natural mix (the default) leaves the split alone and records no shares.
     seen.clear()
     overrides = micro_overrides(tmp_path, tiny_preset, tiny_prepared, name="natural", **{
@@ -214,7 +216,7 @@ def test_rating_power_redraws_the_train_examples_and_records_the_shares(tmp_path
     })
     info = finetune(load_config(None, overrides), progress=False)
     assert [e.ids.tolist() for e in seen[0]] == [e.ids.tolist() for e in examples]
-    assert info["batching"]["rating_shares"] is None
+    assert info.batching["rating_shares"] is None
 
 
 def test_rating_power_without_a_rating_column_is_a_user_error(tmp_path, tiny_preset, tiny_prepared):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kit.tiny import TinySpec, build_tiny_lm, train_tokenizer
+from kit.model.tiny import TinySpec, build_tiny_lm, train_tokenizer
 
 # 4 query and 4 key/value heads and an even hidden size, so the same model
 # shards on a batch:2,model:4 mesh (sharded dims must divide evenly).
@@ -38,3 +38,10 @@ def micro_overrides(tmp_path, preset, data, name="micro", **extra):
         "train.log_every": 1, **extra,
     }
     return [f"{k}={v}" for k, v in values.items()]
+
+
+def adapter_arrays(lm) -> list:
+    """The LoRA kernels of `lm` as numpy arrays, in variable order (for comparisons)."""
+    import numpy as np
+
+    return [np.asarray(v.numpy()) for v in lm.backbone.weights if "lora_kernel" in v.path]

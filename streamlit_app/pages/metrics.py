@@ -8,8 +8,8 @@ import streamlit as st
 from shared import DEMO_HINT, config, synthetic_banner
 
 from kit.errors import UserError
-from kit.report import list_reports, read_metrics
-from kit.scoring import BY_KEY, METRICS
+from kit.eval.report import list_reports, read_metrics
+from kit.eval.scoring import BY_KEY, METRICS
 
 DIRS = config()
 st.title("Metrics")

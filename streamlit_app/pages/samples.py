@@ -7,8 +7,15 @@ import streamlit as st
 from shared import DEMO_HINT, config, fmt, show_text, synthetic_banner
 
 from kit.errors import UserError
-from kit.report import VOTE_CHOICES, list_reports, read_metrics, read_samples, read_votes, save_vote
-from kit.scoring import BY_KEY, HUMAN
+from kit.eval import (
+    VOTE_CHOICES,
+    list_reports,
+    read_metrics,
+    read_samples,
+    read_votes,
+    save_vote,
+)
+from kit.eval.scoring import BY_KEY, HUMAN
 
 DIRS = config()
 st.title("Samples")

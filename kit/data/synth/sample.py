@@ -31,11 +31,11 @@ import os
 import random
 from collections.abc import Iterator
 
-from kit.data import synth_banks as common
-from kit.data import synth_places as places
-from kit.data.synth_banks_retail import GROCERY, PHARMACY, SHOP
-from kit.data.synth_banks_services import BEAUTY, CAR, CULTURE, FITNESS, MEDICAL
-from kit.data.synth_banks_venues import FOOD, HOTEL
+from kit.data.synth import banks as common
+from kit.data.synth import places
+from kit.data.synth.banks_retail import GROCERY, PHARMACY, SHOP
+from kit.data.synth.banks_services import BEAUTY, CAR, CULTURE, FITNESS, MEDICAL
+from kit.data.synth.banks_venues import FOOD, HOTEL
 from kit.data.tskv import Record, write_tskv
 from kit.errors import UserError
 

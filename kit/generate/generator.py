@@ -32,81 +32,10 @@ import kit  # noqa: F401
 from kit.data.prompt import END_OF_TURN, extract_response
 from kit.data.tskv import unescape
 from kit.errors import UserError
-from kit.request import Request
+from kit.generate.request import Request
+from kit.generate.sampler import GenerateOptions, SamplerSpec
 
-SAMPLERS = ("greedy", "top_k", "top_p", "beam", "contrastive", "random")
 LENGTH_BUCKETS = (128, 256, 512, 1024, 2048, 4096)
-MISSING_MODEL_HINT = ("Make it with `make demo` (writes runs/tiny-base and runs/tiny-lora) or "
-                      "`kit finetune --config configs/tiny.toml`")
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class SamplerSpec:
-    """How to pick tokens (maps onto `keras_hub.samplers`).
-
-    Attributes:
-        name: One of `SAMPLERS`.
-        temperature: Softmax temperature (> 0) applied before sampling.
-        k: Candidates for `top_k` and `contrastive`; optional cap for `top_p` (0 = none).
-        p: Cumulative probability for `top_p`.
-        num_beams: Beams for `beam`.
-        alpha: Degeneration penalty for `contrastive`.
-        seed: Random seed for the sampling samplers (same seed -> same text).
-
-    Example:
-        >>> SamplerSpec(name="top_k", k=40, temperature=0.8).build().k
-        40
-    """
-
-    name: str = "greedy"
-    temperature: float = 1.0
-    k: int = 50
-    p: float = 0.9
-    num_beams: int = 4
-    alpha: float = 0.6
-    seed: int = 0
-
-    def __post_init__(self):
-        if self.name not in SAMPLERS:
-            raise UserError(f"sampler must be one of {', '.join(SAMPLERS)}. Received: sampler={self.name!r}")
-        if not self.temperature > 0:
-            raise UserError(f"temperature must be > 0. Received: temperature={self.temperature}")
-        if self.k < 0 or (self.name in ("top_k", "contrastive") and self.k < 1):
-            raise UserError(f"k must be a positive integer for {self.name}. Received: k={self.k}")
-        if not 0 < self.p <= 1:
-            raise UserError(f"p must be in (0, 1]. Received: p={self.p}")
-        if self.num_beams < 1:
-            raise UserError(f"num_beams must be ≥ 1. Received: num_beams={self.num_beams}")
-        if not 0 <= self.alpha <= 1:
-            raise UserError(f"alpha must be in [0, 1]. Received: alpha={self.alpha}")
-        if self.seed < 0:
-            raise UserError(f"seed must be ≥ 0. Received: seed={self.seed}")
-
-    @property
-    def stochastic(self) -> bool:
-        """Whether the seed matters (the sampler draws random numbers)."""
-        return self.name in ("top_k", "top_p", "random")
-
-    def key(self) -> tuple:
-        """What the compiled program depends on: everything but the seed."""
-        return (self.name, self.temperature, self.k, self.p, self.num_beams, self.alpha)
-
-    def build(self):
-        """A fresh `keras_hub.samplers.Sampler`."""
-        import keras_hub
-
-        s, t = keras_hub.samplers, self.temperature
-        if self.name == "greedy":
-            return s.GreedySampler(temperature=t)
-        if self.name == "top_k":
-            return s.TopKSampler(k=self.k, seed=self.seed, temperature=t)
-        if self.name == "top_p":
-            return s.TopPSampler(p=self.p, k=self.k or None, seed=self.seed, temperature=t)
-        if self.name == "beam":
-            return s.BeamSampler(num_beams=self.num_beams, temperature=t)
-        if self.name == "contrastive":
-            return s.ContrastiveSampler(k=self.k, alpha=self.alpha, temperature=t)
-        return s.RandomSampler(seed=self.seed, temperature=t)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,7 +69,7 @@ class Generator:
     """
 
     def __init__(self, lm, *, batch_size: int = 8, length_buckets: Sequence[int] = LENGTH_BUCKETS):
-        from kit.batching import Encoder
+        from kit.data.batching import Encoder
 
         if batch_size < 1:
             raise UserError(f"batch_size must be ≥ 1. Received: batch_size={batch_size}")
@@ -170,7 +99,7 @@ class Generator:
         return tuple(ids)
 
     def generate(self, requests: Sequence[Request], sampler: SamplerSpec = SamplerSpec(), *, n: int = 1,
-                 max_new_tokens: int = 160) -> list[list[Sample]]:
+                 max_new_tokens: int = GenerateOptions.max_new_tokens) -> list[list[Sample]]:
         """`n` reviews for each request, all requests in as few batched calls as possible.
 
         Returns:
@@ -179,7 +108,7 @@ class Generator:
         return self.complete([r.prompt() for r in requests], sampler, n=n, max_new_tokens=max_new_tokens)
 
     def complete(self, prompts: Sequence[str], sampler: SamplerSpec = SamplerSpec(), *, n: int = 1,
-                 max_new_tokens: int = 160) -> list[list[Sample]]:
+                 max_new_tokens: int = GenerateOptions.max_new_tokens) -> list[list[Sample]]:
         """Like `generate`, for ready prompts (e.g. the `prompt` column of a prepared split)."""
         if n < 1:
             raise UserError(f"n (samples per request) must be ≥ 1. Received: n={n}")
@@ -240,51 +169,6 @@ class Generator:
         # A byte-fallback piece cut from its neighbours decodes to U+FFFD: no text for a reader.
         text = text.replace("\ufffd", "")
         return Sample(text=unescape(text), new_tokens=len(new), stopped=stop is not None)
-
-
-def load_model(model: str, *, dtype: str | None = None):
-    """Load a run dir (base or base + adapter) or any preset as a `GemmaCausalLM`.
-
-    Args:
-        model: `runs/<name>`, a local preset dir, a built-in preset name, `kaggle://...` or `hf://...`.
-        dtype: Override the dtype (default: the run's, or `auto`).
-
-    Raises:
-        UserError: the model does not exist; the message names the command that makes it.
-
-    Example:
-        >>> load_model("runs/no-such-run")
-        Traceback (most recent call last):
-        ...
-        kit.errors.UserError: Model not found: runs/no-such-run. Make it with `make demo` (writes runs/tiny-base and runs/tiny-lora) or `kit finetune --config configs/tiny.toml`.
-    """
-    from kit.model import load_causal_lm, preset_kind
-    from kit.runs import RUN_JSON
-    from kit.train import load_run
-
-    path = Path(model)
-    if (path / RUN_JSON).is_file():
-        return load_run(path, dtype=dtype)
-    if preset_kind(model) == "unknown":
-        if "/" in model or path.exists() or model.startswith(("runs", "models")):
-            raise UserError(f"Model not found: {model}. {MISSING_MODEL_HINT}.")
-        raise UserError(f"Unknown model {model!r}: give a run dir (runs/<name>), a preset dir, a built-in "
-                        f"preset (e.g. gemma2_2b_en), kaggle://... or hf://.... {MISSING_MODEL_HINT}.")
-    return load_causal_lm(model, dtype=dtype or "auto")
-
-
-def default_data_dir(model: str) -> str:
-    """Where the rubric vocabulary lives: the run's `data.dir`, else `data/prepared`.
-
-    Example:
-        >>> default_data_dir("gemma2_2b_en")
-        'data/prepared'
-    """
-    from kit.runs import RUN_JSON, read_run
-
-    if (Path(model) / RUN_JSON).is_file():
-        return (read_run(model).get("config", {}).get("data", {}) or {}).get("dir") or "data/prepared"
-    return "data/prepared"
 
 
 def enable_compile_cache(path: str | None = None) -> str | None:

@@ -16,16 +16,14 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-# The figures a reader looks at first: control, overlap with the human review, fluency, diversity.
-HEADLINE = ("rating_accuracy", "rating_mae", "rubric_top3", "keyword_coverage", "chrf", "rouge_l",
-            "perplexity", "distinct_2", "self_bleu", "length_ratio")
+from kit.eval.scoring import HEADLINE
 
 
 def metrics_table(result: Mapping, metrics: Sequence[str] = HEADLINE, *, intervals: bool = False) -> pd.DataFrame:
     """Metric (rows) x model column (columns) from an `evaluate_models` result or a `metrics.json`.
 
     Args:
-        result: What `kit.evaluate.evaluate_models` returns (or `metrics.json` loaded).
+        result: What `kit.eval.evaluate.evaluate_models` returns (or `metrics.json` loaded).
         metrics: Metrics to show, in order; those a column lacks are left empty.
         intervals: Cells as `"value [low, high]"` strings (95 % bootstrap) instead of numbers.
     """

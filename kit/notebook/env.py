@@ -113,7 +113,7 @@ def load_secrets(env: Environment, names: Sequence[str] = SECRET_NAMES) -> list[
         >>> load_secrets(Environment(platform="local", accelerator="cpu", extra=None, hosted=False), names=())
         []
     """
-    from kit.model import load_credentials
+    from kit.model.loader import load_credentials
 
     getter = _secret_getter(env.platform)
     for name in names:

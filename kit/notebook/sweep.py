@@ -4,7 +4,7 @@ A sweep point is a dict of `--set` overrides (`{"lora.rank": 4, "train.learning_
 `one_at_a_time` varies each axis alone around a baseline (1 + sum(len - 1) runs,
 what a short budget affords); `grid` is the full product. `run_sweep` trains
 each point with `kit.train.finetune` on top of a base config, optionally scores
-rating accuracy with a quick `kit.evaluate.evaluate_models`, and returns a
+rating accuracy with a quick `kit.eval.evaluate.evaluate_models`, and returns a
 `pandas.DataFrame`. `best_config` applies the winning point to the config of
 the full run, and `write_config` saves it as a TOML file `kit finetune --config`
 reads back.
@@ -92,7 +92,7 @@ def run_sweep(config: str | Path | None, points: Sequence[Mapping[str, Any]], *,
         One row per point: the point's values, `val_loss`, `initial_val_loss`, `val_ppl`,
         `train_s`, optionally `rating_accuracy` and `chrf`, and the `run` dir.
     """
-    from kit.evaluate import EvalOptions, evaluate_models
+    from kit.eval import EvalOptions, evaluate_models
     from kit.train import finetune
 
     if not points:
@@ -105,7 +105,7 @@ def run_sweep(config: str | Path | None, points: Sequence[Mapping[str, Any]], *,
         cfg = load_config(config, sets)
         t = time.perf_counter()
         info = finetune(cfg, overwrite=True, progress=progress)
-        metrics = info.get("metrics") or {}
+        metrics = info.metrics
         row = {**point, "val_loss": metrics.get("val_loss"), "initial_val_loss": metrics.get("initial_val_loss"),
                "val_ppl": metrics.get("val_ppl"), "train_s": round(time.perf_counter() - t, 1)}
         run = Path(cfg.run.out_dir) / cfg.run.name

@@ -7,7 +7,7 @@ notebook's own directory (as Jupyter does) and can save the notebook with its
 outputs. A failing cell raises `nbclient.exceptions.CellExecutionError`
 naming the cell and the error.
 
-    python -m kit.notebooks notebooks/*.ipynb --set SMOKE=True --set WORK='"runs/nb"'
+    python -m kit.notebook.runner notebooks/*.ipynb --set SMOKE=True --set WORK='"runs/nb"'
 """
 
 from __future__ import annotations
@@ -100,14 +100,14 @@ def execute_notebook(path: str | Path, *, parameters: Mapping[str, Any] | None =
                             resources={"metadata": {"path": str(path.resolve().parent)}})
     client.execute()
     if out is not None:
-        relative_paths(nb, Path(__file__).resolve().parents[1])
+        relative_paths(nb, Path(__file__).resolve().parents[2])
         nbformat.write(nb, str(out))
     return nb
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m kit.notebooks NOTEBOOK... [--set NAME=PYTHON_LITERAL ...] [--inplace]`."""
-    p = argparse.ArgumentParser(prog="python -m kit.notebooks", description=__doc__.splitlines()[0])
+    """`python -m kit.notebook.runner NOTEBOOK... [--set NAME=PYTHON_LITERAL ...] [--inplace]`."""
+    p = argparse.ArgumentParser(prog="python -m kit.notebook.runner", description=__doc__.splitlines()[0])
     p.add_argument("notebooks", nargs="+", help="notebooks to execute, in order")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="inject a parameter; VALUE is a Python literal (True, 4, '\"runs/nb\"')")

@@ -2,7 +2,7 @@
 
 The stage: pick a distribution, load the base preset, add LoRA adapters,
 tokenise `prompt` + `target` (loss on the review tokens only), bucket by
-length, train with `kit.engine.Engine`, and leave `runs/<name>/` (see
+length, train with `kit.train.loop.Engine`, and leave `runs/<name>/` (see
 `kit.runs`). With LoRA disabled (`lora.enabled = false` or `lora.rank = 0`)
 it only registers the base model as a run (validation loss included), so
 base and fine-tuned models are evaluated the same way downstream.
@@ -11,29 +11,29 @@ base and fine-tuned models are evaluated the same way downstream.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import math
 import shutil
 import time
-from pathlib import Path
 
 import keras
-import numpy as np
 
 import kit  # noqa: F401
-from kit.atomic import atomic_path, write_json, write_text
-from kit.batching import Encoder, choose_buckets, has_target, length_report, plan_batches
-from kit.checkpoint import load_checkpoint, save_checkpoint
+from kit.atomic import write_text
 from kit.config import Config
-from kit.distribution import setup_distribution
-from kit.engine import Engine, LoopOptions, LoopState, TrainingDiverged
+from kit.data.batching import Encoder, choose_buckets, has_target, length_report, plan_batches
+from kit.data.rating_mix import mix_by_rating, rating_shares
 from kit.errors import UserError
-from kit.model import enable_lora, load_causal_lm, parameter_counts, resolve_dtype
-from kit.optim import make_optimizer
-from kit.runs import RunPaths, read_run, run_dir
-from kit.sampling import mix_by_rating, rating_shares
-from kit.tblog import ScalarWriter
+from kit.model.distribution import setup_distribution
+from kit.model.loader import load_causal_lm, resolve_dtype
+from kit.model.lora import enable_lora, parameter_counts, save_adapter
+from kit.runs import DataInfo, LoraInfo, RunInfo, RunPaths, run_dir
+from kit.train.checkpoint import LoopState, load_checkpoint, save_checkpoint
+from kit.train.loop import Engine, LoopOptions, TrainingDiverged
+from kit.train.optim import make_optimizer
+from kit.train.tensorboard import ScalarWriter
 
 HISTORY_COLUMNS = ("step", "epoch", "lr", "train_loss", "grad_norm", "val_loss", "val_ppl", "tokens", "elapsed_s")
 
@@ -100,7 +100,7 @@ def _prepare_run_dir(paths: RunPaths, *, resume: bool, overwrite: bool) -> None:
 
 def _check_same_config(paths: RunPaths, cfg: Config) -> None:
     """A resumed run must use the config it started with, or it would not continue "exactly"."""
-    saved = read_run(paths.root).get("config", {})
+    saved = RunInfo.read(paths.root).config
     now = cfg.to_dict()
     diff = [f"{section}.{key}" for section in now for key in now[section]
             if saved.get(section, {}).get(key) != now[section][key]]
@@ -118,14 +118,19 @@ def _write_history(paths: RunPaths, history: list[dict]) -> None:
     write_text(paths.history, buf.getvalue())
 
 
-def save_adapter(lm, path: str | Path) -> None:
-    """`backbone.save_lora_weights` through a temp file, so the adapter is never half-written."""
-    with atomic_path(path, suffix=".lora.h5") as tmp:
-        lm.backbone.save_lora_weights(str(tmp))
+@dataclasses.dataclass
+class _Examples:
+    """The tokenised train/validation examples and the batching that feeds them."""
+
+    train: list
+    val: list
+    buckets: tuple[int, ...] = ()
+    steps: int = 0
 
 
-def finetune(cfg: Config, *, resume: bool = False, overwrite: bool = False, progress: bool = True, dataset=None) -> dict:
-    """Run (or resume) the fine-tune described by `cfg`; returns the final `run.json` dict.
+def finetune(cfg: Config, *, resume: bool = False, overwrite: bool = False, progress: bool = True,
+             dataset=None) -> RunInfo:
+    """Run (or resume) the fine-tune described by `cfg`; returns the final `run.json` record.
 
     Args:
         cfg: The resolved config.
@@ -139,7 +144,7 @@ def finetune(cfg: Config, *, resume: bool = False, overwrite: bool = False, prog
 
     Example:
         >>> info = finetune(load_config("configs/tiny.toml"))  # doctest: +SKIP
-        >>> info["metrics"]["val_loss"] < info["metrics"]["initial_val_loss"]  # doctest: +SKIP
+        >>> info.metrics["val_loss"] < info.metrics["initial_val_loss"]  # doctest: +SKIP
         True
     """
     t0 = time.perf_counter()
@@ -148,53 +153,55 @@ def finetune(cfg: Config, *, resume: bool = False, overwrite: bool = False, prog
     distribution, dist_text = setup_distribution(cfg.distribution.mode, cfg.distribution.mesh,
                                                  batch_size=cfg.train.batch_size)
     dtype = resolve_dtype(cfg.model.dtype)
-    try:
-        lm = load_causal_lm(cfg.model.preset, dtype=dtype)
-    except BaseException:
-        # A run that never started (offline, no licence) leaves no empty dir behind.
-        if paths.root.is_dir() and not any(paths.root.iterdir()):
-            paths.root.rmdir()
-        raise
-    t_load = time.perf_counter() - t0
-
-    info: dict = {
-        "name": cfg.run.name,
-        "status": "running",
-        "preset": cfg.model.preset,
-        "dtype": dtype,
-        "distribution": dist_text,
-        "config": cfg.to_dict(),
-        "adapter": None,
-        "lora": None,
-    }
-    try:
-        train_ds, val_ds = load_splits(cfg, dataset)
-    except UserError:
-        if cfg.lora_active:
-            raise
-        train_ds = val_ds = None  # a base model can be registered without data
+    lm = _load_base(cfg, paths, dtype)
+    info = RunInfo(name=cfg.run.name, preset=cfg.model.preset, dtype=dtype, distribution=dist_text,
+                   config=cfg.to_dict(), timings={"load_s": round(time.perf_counter() - t0, 2)})
+    train_ds, val_ds = _splits_or_none(cfg, dataset)
     encoder = Encoder(lm.preprocessor.tokenizer.proto)
     longest = cfg.data.buckets[-1]
     val = encoder.encode_pairs(val_ds["prompt"], val_ds["target"]) if val_ds is not None else []
     val = [e for e in val if has_target(e, longest)]
     if val_ds is not None:
-        info["data"] = {
-            "dir": cfg.data.dir,
-            "dataset_fingerprint": _dataset_fingerprint(cfg) if dataset is None else None,
-            "rows_sha256": _rows_digest(train_ds, val_ds),
-            "train_rows": train_ds.num_rows,
-            "val_rows": val_ds.num_rows,
-        }
-
+        info.data = DataInfo(dir=cfg.data.dir, dataset_fingerprint=_dataset_fingerprint(cfg) if dataset is None else None,
+                             rows_sha256=_rows_digest(train_ds, val_ds), train_rows=train_ds.num_rows,
+                             val_rows=val_ds.num_rows)
     if not cfg.lora_active:
-        return _register_base(cfg, paths, lm, encoder, val, info, t0, t_load, distribution)
+        return _register_base(cfg, paths, lm, encoder, val, info, t0, distribution)
 
     keras.utils.set_random_seed(cfg.run.seed)  # LoRA A-matrix initialisation
     layers = enable_lora(lm, rank=cfg.lora.rank, alpha=cfg.lora.alpha, targets=cfg.lora.targets)
-    info["lora"] = {"rank": cfg.lora.rank, "alpha": cfg.lora.alpha, "targets": cfg.lora.targets, "layers": layers}
-    info["parameters"] = parameter_counts(lm)
-
+    info.lora = LoraInfo(rank=cfg.lora.rank, alpha=cfg.lora.alpha, targets=cfg.lora.targets, layers=layers)
+    info.parameters = parameter_counts(lm)
     t1 = time.perf_counter()
+    examples = _train_examples(cfg, encoder, train_ds, info)
+    examples.val = val
+    info.timings["tokenize_s"] = round(time.perf_counter() - t1, 2)
+    return _train(cfg, paths, lm, encoder, examples, info, t0, distribution, resume=resume, progress=progress)
+
+
+def _load_base(cfg: Config, paths: RunPaths, dtype: str):
+    """The base preset; a run that never started (offline, no licence) leaves no empty dir behind."""
+    try:
+        return load_causal_lm(cfg.model.preset, dtype=dtype)
+    except BaseException:
+        if paths.root.is_dir() and not any(paths.root.iterdir()):
+            paths.root.rmdir()
+        raise
+
+
+def _splits_or_none(cfg: Config, dataset):
+    """The train and validation splits; (None, None) when a base model is registered without data."""
+    try:
+        return load_splits(cfg, dataset)
+    except UserError:
+        if cfg.lora_active:
+            raise
+        return None, None
+
+
+def _train_examples(cfg: Config, encoder: Encoder, train_ds, info: RunInfo) -> _Examples:
+    """Tokenise the train split, drop prompts with no room for a review, redraw by rating, plan buckets."""
+    longest = cfg.data.buckets[-1]
     train = encoder.encode_pairs(train_ds["prompt"], train_ds["target"])
     n_all = len(train)
     # A prompt longer than the largest bucket leaves no review token to learn from.
@@ -217,7 +224,7 @@ def finetune(cfg: Config, *, resume: bool = False, overwrite: bool = False, prog
         buckets = choose_buckets([len(e.ids) - 1 for e in train], cfg.data.auto_buckets, longest)
     plan = plan_batches(train, buckets, bs, seed=cfg.run.seed)
     steps = cfg.train.steps or max(1, math.ceil(cfg.train.epochs * len(plan) / cfg.train.grad_accum))
-    info["batching"] = {
+    info.batching = {
         "buckets": list(buckets),
         "padding_share": round(plan.padding_share(train, bs), 4),
         "micro_batches_per_epoch": len(plan),
@@ -226,21 +233,19 @@ def finetune(cfg: Config, *, resume: bool = False, overwrite: bool = False, prog
         "rating_shares": mix,
         **length_report(train, buckets),
     }
-    t_tok = time.perf_counter() - t1
+    return _Examples(train=train, val=[], buckets=tuple(buckets), steps=steps)
 
+
+def _train(cfg: Config, paths: RunPaths, lm, encoder: Encoder, ex: _Examples, info: RunInfo, t0: float,
+           distribution, *, resume: bool, progress: bool) -> RunInfo:
+    """The loop with its callbacks (history, TensorBoard, checkpoints); then the adapter and final record."""
     t = cfg.train
-    optimizer = make_optimizer(learning_rate=t.learning_rate, warmup_steps=t.warmup_steps, total_steps=steps,
+    optimizer = make_optimizer(learning_rate=t.learning_rate, warmup_steps=t.warmup_steps, total_steps=ex.steps,
                                decay=t.decay, min_ratio=t.min_lr_ratio, weight_decay=t.weight_decay,
                                clip_norm=t.clip_norm)
     engine = Engine(lm, optimizer, distribution=distribution, pad_id=encoder.pad_id)
-    state, best = None, None
-    if resume:
-        _check_same_config(paths, cfg)
-        ckpt = paths.latest_checkpoint()
-        state, tv, ov, best, _ = load_checkpoint(ckpt)
-        engine.load_values(tv, ov)
-        print(f"Resuming {paths.root} from {ckpt.name} (step {state.step}/{steps})")
-    write_json(paths.run_json, info)
+    state, best = _resume_state(cfg, paths, engine, ex.steps) if resume else (None, None)
+    info.write(paths.root)
     _write_history(paths, state.history if state else [])
 
     writer = ScalarWriter(paths.tensorboard)
@@ -256,85 +261,67 @@ def finetune(cfg: Config, *, resume: bool = False, overwrite: bool = False, prog
 
     def on_checkpoint(st: LoopState) -> None:
         save_checkpoint(paths, st, engine.trainable_numpy(), engine.optimizer_numpy(), best=keep["best"],
-                        keep_last=t.keep_last, extra={"total_steps": steps})
+                        keep_last=t.keep_last, extra={"total_steps": ex.steps})
 
-    options = LoopOptions(total_steps=steps, batch_size=bs, grad_accum=t.grad_accum, buckets=buckets,
+    options = LoopOptions(total_steps=ex.steps, batch_size=t.batch_size, grad_accum=t.grad_accum, buckets=ex.buckets,
                           seed=cfg.run.seed, eval_every=t.eval_every, checkpoint_every=t.checkpoint_every,
                           patience=t.patience, log_every=t.log_every, progress=progress, desc=cfg.run.name)
     t2 = time.perf_counter()
     try:
-        state, status = engine.run(train, val, options, state, on_log=on_log, on_checkpoint=on_checkpoint,
+        state, status = engine.run(ex.train, ex.val, options, state, on_log=on_log, on_checkpoint=on_checkpoint,
                                    on_best=on_best)
     except TrainingDiverged as e:
-        info.update(status="diverged", error=str(e))
-        write_json(paths.run_json, info)
+        info.status, info.error = "diverged", str(e)
+        info.write(paths.root)
         raise
     finally:
         writer.close()
-    t_train = time.perf_counter() - t2
+    train_s = time.perf_counter() - t2
 
     if keep["best"] is not None:  # early stopping semantics: keep the best evaluated adapter
         engine.load_values(keep["best"])
     save_adapter(lm, paths.adapter)
     _write_history(paths, state.history)
-    history = state.history
-    info.update(
-        status=status,
-        adapter=paths.adapter.name,
-        metrics={
-            "initial_val_loss": history[0].get("val_loss") if history else None,
-            "val_loss": state.best_val,
-            "val_ppl": math.exp(min(state.best_val, 50.0)) if state.best_val is not None else None,
-            "final_train_loss": next((r["train_loss"] for r in reversed(history) if "train_loss" in r), None),
-            "steps": state.step,
-            "tokens": state.tokens,
-        },
-        timings={"load_s": round(t_load, 2), "tokenize_s": round(t_tok, 2), "train_s": round(t_train, 2),
-                 "train_s_all_sessions": round(state.elapsed_s, 2), "total_s": round(time.perf_counter() - t0, 2)},
-    )
-    write_json(paths.run_json, info)
+    info.status, info.adapter = status, paths.adapter.name
+    info.metrics = _final_metrics(state)
+    info.timings.update(train_s=round(train_s, 2), train_s_all_sessions=round(state.elapsed_s, 2),
+                        total_s=round(time.perf_counter() - t0, 2))
+    info.write(paths.root)
     return info
 
 
-def _register_base(cfg, paths, lm, encoder, val, info, t0, t_load, distribution) -> dict:
+def _resume_state(cfg: Config, paths: RunPaths, engine: Engine, steps: int):
+    """Load the latest checkpoint into `engine`: `(loop state, best weights or None)`."""
+    _check_same_config(paths, cfg)
+    ckpt = paths.latest_checkpoint()
+    state, tv, ov, best, _ = load_checkpoint(ckpt)
+    engine.load_values(tv, ov)
+    print(f"Resuming {paths.root} from {ckpt.name} (step {state.step}/{steps})")
+    return state, best
+
+
+def _final_metrics(state: LoopState) -> dict:
+    history = state.history
+    return {
+        "initial_val_loss": history[0].get("val_loss") if history else None,
+        "val_loss": state.best_val,
+        "val_ppl": math.exp(min(state.best_val, 50.0)) if state.best_val is not None else None,
+        "final_train_loss": next((r["train_loss"] for r in reversed(history) if "train_loss" in r), None),
+        "steps": state.step,
+        "tokens": state.tokens,
+    }
+
+
+def _register_base(cfg: Config, paths: RunPaths, lm, encoder: Encoder, val: list, info: RunInfo, t0: float,
+                   distribution) -> RunInfo:
     """A run with no adapter: the base preset plus its validation loss, for side-by-side comparison."""
-    info["parameters"] = parameter_counts(lm)
-    metrics = {}
+    info.parameters = parameter_counts(lm)
     if val:
         engine = Engine(lm, make_optimizer(learning_rate=1e-3, warmup_steps=0, total_steps=1),
                         distribution=distribution, pad_id=encoder.pad_id)
         loss = engine.loss_on(val, buckets=cfg.data.buckets, batch_size=cfg.train.batch_size)
-        metrics = {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0))}
-    info.update(status="base", metrics=metrics,
-                timings={"load_s": round(t_load, 2), "total_s": round(time.perf_counter() - t0, 2)})
-    write_json(paths.run_json, info)
+        info.metrics = {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0))}
+    info.status = "base"
+    info.timings["total_s"] = round(time.perf_counter() - t0, 2)
+    info.write(paths.root)
     return info
-
-
-def load_run(path: str | Path, *, dtype: str | None = None):
-    """The `GemmaCausalLM` of a run: its base preset plus its LoRA adapter, if any.
-
-    Args:
-        path: Run dir, e.g. `runs/tiny-lora`.
-        dtype: Override the dtype recorded in `run.json`.
-
-    Example:
-        >>> lm = load_run("runs/tiny-lora")  # doctest: +SKIP
-        >>> lm.generate("<start_of_turn>user\\n...", max_length=64)  # doctest: +SKIP
-    """
-    paths = RunPaths(path)
-    info = read_run(paths.root)
-    lm = load_causal_lm(info["preset"], dtype=dtype or info.get("dtype", "auto"))
-    if info.get("adapter"):
-        adapter = paths.root / info["adapter"]
-        if not adapter.is_file():
-            raise UserError(f"{adapter} is missing; re-run `kit finetune` for {paths.name}.")
-        lora = info["lora"]
-        enable_lora(lm, rank=lora["rank"], alpha=lora["alpha"], targets=lora["targets"])
-        lm.backbone.load_lora_weights(str(adapter))
-    return lm
-
-
-def adapter_arrays(lm) -> list[np.ndarray]:
-    """The LoRA kernels of `lm` as numpy arrays, in variable order (for comparisons)."""
-    return [np.asarray(v.numpy()) for v in lm.backbone.weights if "lora_kernel" in v.path]

@@ -28,15 +28,13 @@ from __future__ import annotations
 
 import json
 import math
-import threading
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from kit.atomic import atomic_dir, write_json, write_text
-from kit.scoring import BY_KEY, HUMAN, METRICS
+from kit.eval.scoring import BY_KEY, HEADLINE, HUMAN
 
 SCHEMA = "kit.report/1"
 METRICS_JSON = "metrics.json"
@@ -46,8 +44,6 @@ COMPARATOR_DIR = "llm_comparator"
 # Per-sample scores kept in samples.jsonl (the rest are in metrics.json only).
 SAMPLE_KEYS = ("rating_predicted", "rating_accuracy", "rating_mae", "rubric_top3", "keyword_coverage", "chrf",
                "bleu", "rouge_l", "self_bleu", "repeated_4gram", "length_ratio", "words", "ref_perplexity")
-HEADLINE = ("rating_accuracy", "rating_balanced_accuracy", "rating_mae", "rubric_top3", "keyword_coverage", "chrf",
-            "bleu", "rouge_l", "distinct_2", "self_bleu", "repeated_4gram", "length_ratio", "ref_perplexity")
 COMPARATOR_FIELDS = ("rating_predicted", "rating_accuracy", "rubric_top3", "keyword_coverage", "chrf", "words")
 
 
@@ -323,55 +319,3 @@ def read_samples(report_dir: str | Path) -> list[dict]:
                                 f"re-run `kit evaluate --out {report_dir}`.")
             rows.append(row)
     return rows
-
-
-VOTES_JSON = "votes.json"
-VOTE_CHOICES = ("A", "B", "tie", "both bad")
-_VOTES_LOCK = threading.Lock()
-
-
-def read_votes(report_dir: str | Path) -> dict[str, dict]:
-    """Human preference votes saved in a report dir, keyed `"<sample id>|<model A>|<model B>"` (empty if none)."""
-    file = Path(report_dir) / VOTES_JSON
-    if not file.is_file():
-        return {}
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return {}
-    return data.get("votes", {}) if isinstance(data, dict) else {}
-
-
-def save_vote(report_dir: str | Path, sample_id: int, a: str, b: str, choice: str | None) -> dict[str, dict]:
-    """Record (or with `choice=None` clear) a preference between columns `a` and `b` on one sample.
-
-    The whole `votes.json` is rewritten atomically under a process-wide lock,
-    so concurrent voters never lose each other's votes or leave half a file.
-
-    Example:
-        >>> import tempfile
-        >>> d = tempfile.mkdtemp()
-        >>> save_vote(d, 3, "base", "lora", "B")["3|base|lora"]["choice"]
-        'B'
-        >>> read_votes(d)["3|base|lora"]["choice"], save_vote(d, 3, "base", "lora", None)
-        ('B', {})
-    """
-    from kit.errors import UserError
-
-    if choice is not None and choice not in VOTE_CHOICES:
-        raise UserError(f"A vote must be one of {', '.join(VOTE_CHOICES)}. Received: choice={choice!r}")
-    key = f"{int(sample_id)}|{a}|{b}"
-    with _VOTES_LOCK:
-        votes = read_votes(report_dir)
-        if choice is None:
-            votes.pop(key, None)
-        else:
-            votes[key] = {"id": int(sample_id), "a": a, "b": b, "choice": choice,
-                          "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        write_json(Path(report_dir) / VOTES_JSON, {"schema": "kit.votes/1", "votes": votes})
-    return votes
-
-
-__all__ = ["METRICS", "SCHEMA", "VOTE_CHOICES", "comparator_export", "headline_table", "list_reports",
-           "read_metrics", "read_samples", "read_votes", "render_markdown", "sample_rows", "save_vote",
-           "write_report"]

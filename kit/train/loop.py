@@ -25,41 +25,14 @@ import jax.numpy as jnp
 import numpy as np
 
 import kit  # noqa: F401
-from kit.batching import Example, make_batch, plan_batches
-from kit.distribution import place_batch
+from kit.data.batching import Example, make_batch, plan_batches
 from kit.errors import UserError
+from kit.model.distribution import place_batch
+from kit.train.checkpoint import LoopState
 
 
 class TrainingDiverged(UserError):
     """The loss or gradient norm became NaN/inf; the last good checkpoint is kept."""
-
-
-@dataclasses.dataclass
-class LoopState:
-    """Everything besides weights that a resumed run needs to continue exactly.
-
-    Attributes:
-        step: Optimizer steps done.
-        epoch: Current pass over the train split.
-        position: Next micro-batch index in the current epoch's plan.
-        tokens: Target tokens trained on so far.
-        best_val: Best validation loss so far (None before any evaluation).
-        bad_evals: Evaluations since the best one (early stopping).
-        history: Logged rows (dicts) so far.
-        elapsed_s: Training wall time so far, across resumes.
-    """
-
-    step: int = 0
-    epoch: int = 0
-    position: int = 0
-    tokens: int = 0
-    best_val: float | None = None
-    bad_evals: int = 0
-    history: list[dict] = dataclasses.field(default_factory=list)
-    elapsed_s: float = 0.0
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 @dataclasses.dataclass(frozen=True)

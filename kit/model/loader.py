@@ -1,9 +1,10 @@
-"""Load a Gemma causal LM from any preset source, pick its dtype, and add LoRA adapters.
+"""The one model loader: a Gemma causal LM from any preset source or run dir, in the dtype asked for.
 
 Sources (all through `keras_hub.models.GemmaCausalLM.from_preset`):
 built-in names (`gemma2_2b_en`), `kaggle://owner/model/keras/variant/N`,
 `hf://owner/repo` (KerasHub converts Hugging Face checkpoints) and local preset
-directories, including the tiny base written by `kit tiny`.
+directories, including the tiny base written by `kit tiny`. `load_model` also
+takes a run dir (`runs/<name>`): its base preset plus its LoRA adapter, if any.
 
 Credentials come from the environment or a `.env` file and are never printed:
 `KAGGLE_USERNAME`/`KAGGLE_KEY` for Kaggle, `HUGGING_FACE_ACCESS_TOKEN` (or
@@ -17,18 +18,15 @@ import os
 import socket
 from pathlib import Path
 
-import keras
 import keras_hub
 
 import kit  # noqa: F401  (sets KERAS_BACKEND before keras is imported)
 from kit.errors import UserError
+from kit.model.lora import load_adapter
+from kit.runs import RunInfo, RunPaths
 
-# Layer names inside GemmaDecoderBlock / GemmaAttention that are EinsumDense
-# layers, i.e. the ones `enable_lora` can wrap (matched by exact layer name).
-LORA_TARGET_LAYERS = {
-    "qv": ("query", "value"),
-    "all": ("query", "key", "value", "attention_output", "ffw_gating", "ffw_gating_2", "ffw_linear"),
-}
+MISSING_MODEL_HINT = ("Make it with `make demo` (writes runs/tiny-base and runs/tiny-lora) or "
+                      "`kit finetune --config configs/tiny.toml`")
 TINY_HINT = "To work offline use the tiny base: `kit tiny` then `kit finetune --config configs/tiny.toml`."
 _LICENCE = {
     "kaggle": "https://www.kaggle.com/models/google/gemma-2",
@@ -188,52 +186,54 @@ def explain_load_failure(preset: str, kind: str, error: BaseException) -> str:
     return f"Cannot load {preset!r}: {first}"
 
 
-def enable_lora(lm: keras_hub.models.GemmaCausalLM, *, rank: int, alpha: float, targets: str) -> list[str]:
-    """Freeze the backbone and add rank-`rank` adapters to the `targets` layers.
-
-    keras-hub's `enable_lora` does not take alpha, so it is set on each
-    wrapped layer afterwards (EinsumDense scales by `lora_alpha / lora_rank`).
+def load_run(path: str | Path, *, dtype: str | None = None) -> keras_hub.models.GemmaCausalLM:
+    """The `GemmaCausalLM` of a run dir: its base preset plus its LoRA adapter, if any.
 
     Args:
-        lm: The causal LM.
-        rank: Adapter rank (> 0).
-        alpha: Scale numerator.
-        targets: `qv` or `all` (see `LORA_TARGET_LAYERS`).
+        path: Run dir, e.g. `runs/tiny-lora`.
+        dtype: Override the dtype recorded in `run.json`.
 
-    Returns:
-        The paths of the LoRA-wrapped layers, for `run.json`.
+    Raises:
+        UserError: the run, its preset or its adapter file is missing.
 
     Example:
-        >>> enable_lora(lm, rank=4, alpha=8.0, targets="qv")[:1]  # doctest: +SKIP
-        ['decoder_block_0/attention/query']
+        >>> lm = load_run("runs/tiny-lora")  # doctest: +SKIP
+        >>> lm.generate("<start_of_turn>user\\n...", max_length=64)  # doctest: +SKIP
     """
-    if targets not in LORA_TARGET_LAYERS:
-        raise UserError(f"lora.targets must be 'qv' or 'all', received {targets!r}.")
-    backbone = lm.backbone
-    backbone.enable_lora(rank, target_layer_names=list(LORA_TARGET_LAYERS[targets]))
-    wrapped = []
-    # Same layer walk keras-hub's own enable_lora uses (no public recursive API).
-    for layer in backbone._flatten_layers(include_self=False):
-        if getattr(layer, "lora_enabled", False):
-            layer.lora_alpha = float(alpha)
-            wrapped.append(layer.lora_kernel_a.path.rsplit("/", 1)[0])
-    return wrapped
+    paths = RunPaths(path)
+    info = RunInfo.read(paths.root)
+    lm = load_causal_lm(info.preset, dtype=dtype or info.dtype or "auto")
+    if info.adapter:
+        adapter = paths.root / info.adapter
+        if not adapter.is_file():
+            raise UserError(f"{adapter} is missing; re-run `kit finetune` for {paths.name}.")
+        lora = info.lora
+        load_adapter(lm, adapter, rank=lora.rank, alpha=lora.alpha, targets=lora.targets)
+    return lm
 
 
-def parameter_counts(model: keras.Model) -> dict[str, int]:
-    """Trainable and total parameter counts (LoRA adapters included).
+def load_model(model: str, *, dtype: str | None = None) -> keras_hub.models.GemmaCausalLM:
+    """Load a run dir (base or base + adapter) or any preset as a `GemmaCausalLM`.
+
+    Args:
+        model: `runs/<name>`, a local preset dir, a built-in preset name, `kaggle://...` or `hf://...`.
+        dtype: Override the dtype (default: the run's, or `auto`).
+
+    Raises:
+        UserError: the model does not exist; the message names the command that makes it.
 
     Example:
-        >>> parameter_counts(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]))
-        {'trainable': 8, 'total': 8, 'trainable_share': 1.0}
+        >>> load_model("runs/no-such-run")
+        Traceback (most recent call last):
+        ...
+        kit.errors.UserError: Model not found: runs/no-such-run. Make it with `make demo` (writes runs/tiny-base and runs/tiny-lora) or `kit finetune --config configs/tiny.toml`.
     """
-    trainable = sum(_size(v) for v in model.trainable_weights)
-    total = sum(_size(v) for v in model.weights)
-    return {"trainable": trainable, "total": total, "trainable_share": round(trainable / max(total, 1), 6)}
-
-
-def _size(variable) -> int:
-    n = 1
-    for d in variable.shape:
-        n *= int(d)
-    return n
+    path = Path(model)
+    if RunPaths(path).run_json.is_file():
+        return load_run(path, dtype=dtype)
+    if preset_kind(model) == "unknown":
+        if "/" in model or path.exists() or model.startswith(("runs", "models")):
+            raise UserError(f"Model not found: {model}. {MISSING_MODEL_HINT}.")
+        raise UserError(f"Unknown model {model!r}: give a run dir (runs/<name>), a preset dir, a built-in "
+                        f"preset (e.g. gemma2_2b_en), kaggle://... or hf://.... {MISSING_MODEL_HINT}.")
+    return load_causal_lm(model, dtype=dtype or "auto")

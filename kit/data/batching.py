@@ -14,7 +14,7 @@ are tokenised with SentencePiece directly from the tokenizer's proto.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -229,26 +229,6 @@ def plan_batches(
     if rng is not None:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return BatchPlan(tuple(batches))
-
-
-def iterate_batches(
-    examples: Sequence[Example],
-    plan: BatchPlan,
-    batch_size: int,
-    *,
-    start: int = 0,
-    pad_id: int = 0,
-) -> Iterator[tuple[int, Batch]]:
-    """Yield `(position, Batch)` for the plan's batches from `start` on.
-
-    Example:
-        >>> exs = [Example(np.arange(5, dtype=np.int32), 1)]
-        >>> [(p, b.length) for p, b in iterate_batches(exs, plan_batches(exs, [8], 1), 1)]
-        [(0, 8)]
-    """
-    for pos in range(start, len(plan)):
-        length, idx = plan.batches[pos]
-        yield pos, make_batch([examples[i] for i in idx], length, batch_size, pad_id)
 
 
 def has_target(example: Example, max_length: int) -> bool:

@@ -16,7 +16,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from kit.tiny import TinySpec
+from kit.model.tiny import TinySpec
 
 # A micro Gemma 2 base: one bucket (one compilation), a handful of steps. ~10-20 s on 2 CPU cores.
 SMOKE_TINY = TinySpec(vocab_size=1024, num_layers=2, hidden_dim=64, intermediate_dim=128, num_query_heads=2,
@@ -55,7 +55,7 @@ def ensure_tiny_base(out: str | Path, data_dir: str | Path, *, spec: TinySpec = 
                      progress: bool = False) -> Path:
     """`out` as a KerasHub preset: kept when it exists (e.g. `make demo`'s models/tiny-base), else a
     micro tiny base (`SMOKE_TINY`) is pretrained on `data_dir` into it."""
-    from kit.tiny import make_tiny_base
+    from kit.train.pretrain import make_tiny_base
 
     out = Path(out)
     if not (out / "config.json").is_file():

@@ -9,6 +9,7 @@ last K are kept. For LoRA runs the arrays are the adapters alone (small).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from collections.abc import Sequence
@@ -17,9 +18,36 @@ from pathlib import Path
 import numpy as np
 
 from kit.atomic import atomic_dir, write_json
-from kit.engine import LoopState
 from kit.errors import UserError
 from kit.runs import RunPaths
+
+
+@dataclasses.dataclass
+class LoopState:
+    """Everything besides weights that a resumed run needs to continue exactly.
+
+    Attributes:
+        step: Optimizer steps done.
+        epoch: Current pass over the train split.
+        position: Next micro-batch index in the current epoch's plan.
+        tokens: Target tokens trained on so far.
+        best_val: Best validation loss so far (None before any evaluation).
+        bad_evals: Evaluations since the best one (early stopping).
+        history: Logged rows (dicts) so far.
+        elapsed_s: Training wall time so far, across resumes.
+    """
+
+    step: int = 0
+    epoch: int = 0
+    position: int = 0
+    tokens: int = 0
+    best_val: float | None = None
+    bad_evals: int = 0
+    history: list[dict] = dataclasses.field(default_factory=list)
+    elapsed_s: float = 0.0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
 
 def save_checkpoint(

@@ -64,18 +64,19 @@ def export_run(run: str | Path, to: str, out: str | Path, *, dtype: str | None =
     Example:
         >>> export_run("runs/tiny-lora", "hf", "exports/tiny-lora-hf")  # doctest: +SKIP
     """
-    from kit.runs import read_run
-    from kit.train import load_run
+    from kit.model.loader import load_run
+    from kit.runs import RunInfo
 
     if to not in FORMATS:
         raise UserError(f"--to must be one of {', '.join(FORMATS)}. Received: --to={to!r}")
-    info_run = read_run(run)
+    info_run = RunInfo.read(run)
     lm = load_run(run, dtype=dtype)
     info = {
         "format": to,
         "run": str(run),
-        "base_preset": info_run.get("preset"),
-        "lora_merged": {k: v for k, v in (info_run.get("lora") or {}).items() if k != "layers"} or None,
+        "base_preset": info_run.preset,
+        "lora_merged": ({"rank": info_run.lora.rank, "alpha": info_run.lora.alpha, "targets": info_run.lora.targets}
+                        if info_run.lora else None),
         "dtype": lm.backbone.dtype_policy.name if hasattr(lm.backbone, "dtype_policy") else dtype,
         "parameters": int(sum(np.prod(v.shape) for v in lm.backbone.weights if "lora_kernel" not in v.path)),
     }
@@ -213,7 +214,7 @@ def push(folder: str | Path, target: str, *, fmt: str) -> str:
         ...
         kit.errors.UserError: --push must be hf://OWNER/REPO or kaggle://OWNER/MODEL/keras/VARIANT. Received: --push='s3://bucket/x'
     """
-    from kit.model import load_credentials
+    from kit.model.loader import load_credentials
 
     kind = "hf" if target.startswith("hf://") else "kaggle" if target.startswith("kaggle://") else None
     if kind is None or target.rstrip("/").count("/") < 3:

@@ -129,7 +129,7 @@ class Request:
             >>> Request.create(rubrics="Кафф", rating=5, vocabulary=["Кафе", "Музей"])
             Traceback (most recent call last):
             ...
-            kit.request.RequestError: Request field 'rubrics' must be a rubric from the data's vocabulary (2 known); closest: 'Кафе'. Received: rubrics='Кафф'
+            kit.generate.request.RequestError: Request field 'rubrics' must be a rubric from the data's vocabulary (2 known); closest: 'Кафе'. Received: rubrics='Кафф'
         """
         rubric_list = _split("rubrics", rubrics, ";")
         if not 1 <= len(rubric_list) <= MAX_RUBRICS:
@@ -154,7 +154,7 @@ class Request:
             >>> Request.from_dict({"rubrics": "Музей", "rating": 4, "stars": 5})
             Traceback (most recent call last):
             ...
-            kit.request.RequestError: Request field 'stars' must be one of the request fields rubrics, rating, keywords, name, address. Received: stars=5
+            kit.generate.request.RequestError: Request field 'stars' must be one of the request fields rubrics, rating, keywords, name, address. Received: stars=5
         """
         if not isinstance(data, Mapping):
             raise RequestError("request", data, "a JSON object with rubrics, rating, keywords, name, address")

@@ -1,4 +1,6 @@
-"""`kit tiny`: build and pretrain a tiny Gemma 2 base so the whole kit runs offline on a CPU.
+"""The tiny Gemma 2 base: its tokenizer and architecture, so the whole kit runs offline on a CPU.
+
+`kit tiny` builds it here and pretrains it in `kit.train.pretrain`:
 
 1. A SentencePiece BPE tokenizer is trained in memory on the train reviews
    plus the prompts (so field labels, rubrics and addresses become whole
@@ -24,23 +26,16 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import keras
 import keras_hub
 import numpy as np
 
 import kit  # noqa: F401
-from kit.atomic import atomic_dir, write_json
-from kit.batching import Encoder, plan_batches
-from kit.data.pages import pretraining_documents
+from kit.data.batching import Encoder
 from kit.data.prompt import END_OF_TURN, START_OF_TURN
-from kit.engine import Engine, LoopOptions
 from kit.errors import UserError
-from kit.model import parameter_counts
-from kit.optim import make_optimizer
 
 TINY_INFO = "tiny_base.json"
 
@@ -161,112 +156,6 @@ def build_tiny_lm(proto: bytes, spec: TinySpec = TinySpec()) -> keras_hub.models
     )
     preprocessor = keras_hub.models.GemmaCausalLMPreprocessor(tokenizer=tokenizer, sequence_length=spec.buckets[-1])
     return keras_hub.models.GemmaCausalLM(backbone=backbone, preprocessor=preprocessor)
-
-
-def pretrain(
-    lm: keras_hub.models.GemmaCausalLM,
-    train_texts: Sequence[str],
-    val_texts: Sequence[str] = (),
-    spec: TinySpec = TinySpec(),
-    *,
-    progress: bool = True,
-) -> dict:
-    """Train every weight of `lm` as a plain LM on `train_texts`; returns loss figures.
-
-    Example:
-        >>> stats = pretrain(lm, ["Отлично!"] * 8, spec=TinySpec(max_steps=2))  # doctest: +SKIP
-    """
-    encoder = Encoder(lm.preprocessor.tokenizer.proto)
-    train = [encoder.encode_text(t) for t in train_texts if t]
-    val = [encoder.encode_text(t) for t in val_texts if t]
-    per_epoch = len(plan_batches(train, spec.buckets, spec.batch_size, seed=spec.seed))
-    steps = max(1, int(round(per_epoch * spec.epochs)))
-    if spec.max_steps:
-        steps = min(steps, spec.max_steps)
-    lm.backbone.trainable = True
-    optimizer = make_optimizer(learning_rate=spec.learning_rate, warmup_steps=min(spec.warmup_steps, steps // 4),
-                               total_steps=steps, decay="cosine", min_ratio=0.05, weight_decay=0.01, clip_norm=1.0)
-    engine = Engine(lm, optimizer, pad_id=encoder.pad_id)
-    options = LoopOptions(total_steps=steps, batch_size=spec.batch_size, buckets=spec.buckets, seed=spec.seed,
-                          progress=progress, desc="tiny pretrain", log_every=max(steps // 20, 1))
-    start = time.perf_counter()
-    state, _ = engine.run(train, val, options)
-    seconds = time.perf_counter() - start
-    history = state.history
-    return {
-        "steps": steps,
-        "epochs": spec.epochs,
-        "train_tokens": int(sum(len(e.ids) - 1 for e in train)),
-        "first_train_loss": next((r["train_loss"] for r in history if "train_loss" in r), None),
-        "final_train_loss": next((r["train_loss"] for r in reversed(history) if "train_loss" in r), None),
-        "initial_val_loss": history[0].get("val_loss") if history else None,
-        "final_val_loss": next((r["val_loss"] for r in reversed(history) if "val_loss" in r), None),
-        "train_seconds": round(seconds, 1),
-    }
-
-
-def pretraining_texts(split, spec: TinySpec = TinySpec()) -> list[str]:
-    """The pretraining documents of one prepared split, as `spec.documents` says.
-
-    Example:
-        >>> rows = {"org_id": ["a"], "name_ru": ["Кафе Ромашка"], "address": [""], "rubrics": [["Кафе"]],
-        ...         "rating": [5], "text": ["Вкусно."]}
-        >>> pretraining_texts(rows)
-        ['Вкусно.']
-        >>> pretraining_texts(rows, TinySpec(documents="pages", listing_share=0.0))
-        ['Кафе Ромашка\\nКафе\\n\\nОценка 5 из 5\\nВкусно.']
-    """
-    if spec.documents == "reviews":
-        return list(split["text"])
-    if spec.documents != "pages":
-        raise UserError(f"TinySpec.documents must be 'pages' or 'reviews'. Received: {spec.documents!r}")
-    columns = ("org_id", "name_ru", "address", "rubrics", "rating", "text", "keywords")
-    present = split.column_names if hasattr(split, "column_names") else list(split)
-    rows = {c: list(split[c]) for c in columns if c in present}
-    return pretraining_documents(rows, listing_share=spec.listing_share, seed=spec.seed)
-
-
-def make_tiny_base(data_dir: str | Path, out: str | Path, spec: TinySpec = TinySpec(), *, progress: bool = True) -> dict:
-    """The `kit tiny` stage: prepared dataset -> tokenizer -> pretrained tiny Gemma 2 preset at `out`.
-
-    Args:
-        data_dir: A prepared dataset dir (`kit data prepare --out`).
-        out: Preset directory to write (replaced atomically), e.g. `models/tiny-base`.
-        spec: Size and budget.
-        progress: Show a progress bar.
-
-    Returns:
-        The info dict also saved as `<out>/tiny_base.json`.
-
-    Example:
-        >>> make_tiny_base("data/prepared", "models/tiny-base")  # doctest: +SKIP
-    """
-    from kit.data.prepare import load_prepared
-
-    start = time.perf_counter()
-    dd = load_prepared(data_dir)
-    train_texts = list(dd["train"]["text"])
-    # Prompts only shape the vocabulary; the model never trains on them.
-    proto = train_tokenizer(train_texts + list(dd["train"]["prompt"]), vocab_size=spec.vocab_size)
-    lm = build_tiny_lm(proto, spec)
-    train_docs = pretraining_texts(dd["train"], spec)
-    val_docs = pretraining_texts(dd["validation"], spec) if "validation" in dd else []
-    stats = pretrain(lm, train_docs, val_docs, spec, progress=progress)
-    stats["documents"] = {"kind": spec.documents, "train": len(train_docs), "validation": len(val_docs)}
-    counts = parameter_counts(lm)
-    info = {
-        "kind": "kit tiny base (synthetic-data pretraining, for offline demos and tests)",
-        "data_dir": str(data_dir),
-        "spec": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(spec).items()},
-        "vocabulary_size": lm.backbone.vocabulary_size,
-        "parameters": counts["total"],
-        "pretraining": stats,
-        "total_seconds": round(time.perf_counter() - start, 1),
-    }
-    with atomic_dir(out) as tmp:
-        lm.save_to_preset(str(tmp))
-        write_json(Path(tmp) / TINY_INFO, info)
-    return info
 
 
 def tokens_per_text(proto: bytes, texts: Sequence[str]) -> float:

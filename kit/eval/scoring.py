@@ -83,6 +83,10 @@ METRICS: tuple[Metric, ...] = (
     Metric("ref_perplexity", "ref. perplexity", False, False, per_sample=False, fmt="{:.2f}"),
 )
 BY_KEY = {m.key: m for m in METRICS}
+# The rows a reader looks at first (report.md, `kit evaluate`'s table, the notebooks, the
+# Metrics page): control, overlap with the human review, diversity, fluency.
+HEADLINE = ("rating_accuracy", "rating_balanced_accuracy", "rating_mae", "rubric_top3", "keyword_coverage", "chrf",
+            "bleu", "rouge_l", "distinct_2", "self_bleu", "repeated_4gram", "length_ratio", "ref_perplexity")
 # Per-sample keys that are stored per sample but aggregated as a mean.
 PER_SAMPLE_KEYS = tuple(m.key for m in METRICS if m.per_sample)
 
@@ -149,7 +153,7 @@ def control_scores(texts: Sequence[str], request: Mapping, *, rating_judge, rubr
 
     Args:
         texts: Reviews for the same request.
-        request: `rating`, `rubrics`, `keywords` (e.g. `kit.request.Request.to_dict()`).
+        request: `rating`, `rubrics`, `keywords` (e.g. `kit.generate.request.Request.to_dict()`).
         rating_judge: A fitted `RatingClassifier`.
         rubric_judge: A fitted `RubricClassifier`.
 

@@ -1,0 +1,113 @@
+"""How tokens are picked, and how much: the one set of generation defaults.
+
+`SamplerSpec()` and `GenerateOptions()` are the defaults of `kit generate`,
+`kit evaluate` and the app alike; the CLI builds its flags (and their help
+text, default included) from these fields, so a default lives only here.
+
+The default sampler is top-k with k 5 at temperature 1: KerasHub's own
+default for `CausalLM.generate`, and what every committed report used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from kit.config import option
+from kit.errors import UserError
+
+SAMPLERS = ("greedy", "top_k", "top_p", "beam", "contrastive", "random")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SamplerSpec:
+    """How to pick tokens (maps onto `keras_hub.samplers`).
+
+    Attributes:
+        name: One of `SAMPLERS`.
+        temperature: Softmax temperature (> 0) applied before sampling.
+        k: Candidates for `top_k` and `contrastive`; optional cap for `top_p` (0 = none).
+        p: Cumulative probability for `top_p`.
+        num_beams: Beams for `beam`.
+        alpha: Degeneration penalty for `contrastive`.
+        seed: Random seed for the sampling samplers (same seed -> same text).
+
+    Example:
+        >>> SamplerSpec(name="top_k", k=40, temperature=0.8).build().k
+        40
+    """
+
+    name: str = option("top_k", "token choice; greedy, beam and contrastive ignore the seed",
+                       flag="sampler", choices=SAMPLERS)
+    temperature: float = option(1.0, "softmax temperature (> 0)")
+    k: int = option(5, "k of top_k and contrastive; cap of top_p (0 = none)", flag="top-k")
+    p: float = option(0.9, "p of top_p, in (0, 1]", flag="top-p")
+    num_beams: int = option(4, "beams of beam search")
+    alpha: float = option(0.6, "degeneration penalty of contrastive, in [0, 1]")
+    seed: int = option(0, "sampling seed: same seed, same text")
+
+    def __post_init__(self):
+        if self.name not in SAMPLERS:
+            raise UserError(f"sampler must be one of {', '.join(SAMPLERS)}. Received: sampler={self.name!r}")
+        if not self.temperature > 0:
+            raise UserError(f"temperature must be > 0. Received: temperature={self.temperature}")
+        if self.k < 0 or (self.name in ("top_k", "contrastive") and self.k < 1):
+            raise UserError(f"k must be a positive integer for {self.name}. Received: k={self.k}")
+        if not 0 < self.p <= 1:
+            raise UserError(f"p must be in (0, 1]. Received: p={self.p}")
+        if self.num_beams < 1:
+            raise UserError(f"num_beams must be ≥ 1. Received: num_beams={self.num_beams}")
+        if not 0 <= self.alpha <= 1:
+            raise UserError(f"alpha must be in [0, 1]. Received: alpha={self.alpha}")
+        if self.seed < 0:
+            raise UserError(f"seed must be ≥ 0. Received: seed={self.seed}")
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether the seed matters (the sampler draws random numbers)."""
+        return self.name in ("top_k", "top_p", "random")
+
+    def key(self) -> tuple:
+        """What the compiled program depends on: everything but the seed."""
+        return (self.name, self.temperature, self.k, self.p, self.num_beams, self.alpha)
+
+    def build(self):
+        """A fresh `keras_hub.samplers.Sampler`."""
+        import keras_hub
+
+        s, t = keras_hub.samplers, self.temperature
+        if self.name == "greedy":
+            return s.GreedySampler(temperature=t)
+        if self.name == "top_k":
+            return s.TopKSampler(k=self.k, seed=self.seed, temperature=t)
+        if self.name == "top_p":
+            return s.TopPSampler(p=self.p, k=self.k or None, seed=self.seed, temperature=t)
+        if self.name == "beam":
+            return s.BeamSampler(num_beams=self.num_beams, temperature=t)
+        if self.name == "contrastive":
+            return s.ContrastiveSampler(k=self.k, alpha=self.alpha, temperature=t)
+        return s.RandomSampler(seed=self.seed, temperature=t)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GenerateOptions:
+    """How many reviews, how long, in what batches (the non-sampler half of `kit generate`).
+
+    Attributes:
+        n: Reviews per request.
+        max_new_tokens: Length limit of one review, in tokens.
+        batch_size: Rows (requests x samples) per compiled batch.
+
+    Example:
+        >>> GenerateOptions().max_new_tokens
+        192
+    """
+
+    n: int = option(1, "reviews per request")
+    max_new_tokens: int = option(192, "length limit of one review, in tokens")
+    batch_size: int = option(8, "rows per compiled batch")
+
+    def __post_init__(self):
+        for name in ("n", "max_new_tokens", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise UserError(f"{name} must be a positive integer. Received: {name}={value!r}")

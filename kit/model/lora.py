@@ -1,0 +1,95 @@
+"""LoRA adapters on a Gemma causal LM: which layers, how to add them, how to save and load them.
+
+Keras wraps each targeted `EinsumDense` with rank-r `lora_kernel_a/b`
+(`backbone.enable_lora`); the kit adds the alpha scale, names the wrapped
+layers for `run.json`, and writes the adapter file atomically.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import keras_hub
+
+import kit  # noqa: F401  (sets KERAS_BACKEND before keras is imported)
+from kit.atomic import atomic_path
+from kit.errors import UserError
+
+# Layer names inside GemmaDecoderBlock / GemmaAttention that are EinsumDense
+# layers, i.e. the ones `enable_lora` can wrap (matched by exact layer name).
+LORA_TARGET_LAYERS = {
+    "qv": ("query", "value"),
+    "all": ("query", "key", "value", "attention_output", "ffw_gating", "ffw_gating_2", "ffw_linear"),
+}
+
+def enable_lora(lm: keras_hub.models.GemmaCausalLM, *, rank: int, alpha: float, targets: str) -> list[str]:
+    """Freeze the backbone and add rank-`rank` adapters to the `targets` layers.
+
+    keras-hub's `enable_lora` does not take alpha, so it is set on each
+    wrapped layer afterwards (EinsumDense scales by `lora_alpha / lora_rank`).
+
+    Args:
+        lm: The causal LM.
+        rank: Adapter rank (> 0).
+        alpha: Scale numerator.
+        targets: `qv` or `all` (see `LORA_TARGET_LAYERS`).
+
+    Returns:
+        The paths of the LoRA-wrapped layers, for `run.json`.
+
+    Example:
+        >>> enable_lora(lm, rank=4, alpha=8.0, targets="qv")[:1]  # doctest: +SKIP
+        ['decoder_block_0/attention/query']
+    """
+    if targets not in LORA_TARGET_LAYERS:
+        raise UserError(f"lora.targets must be 'qv' or 'all', received {targets!r}.")
+    backbone = lm.backbone
+    backbone.enable_lora(rank, target_layer_names=list(LORA_TARGET_LAYERS[targets]))
+    wrapped = []
+    # Same layer walk keras-hub's own enable_lora uses (no public recursive API).
+    for layer in backbone._flatten_layers(include_self=False):
+        if getattr(layer, "lora_enabled", False):
+            layer.lora_alpha = float(alpha)
+            wrapped.append(layer.lora_kernel_a.path.rsplit("/", 1)[0])
+    return wrapped
+
+
+def parameter_counts(model: keras.Model) -> dict[str, int]:
+    """Trainable and total parameter counts (LoRA adapters included).
+
+    Example:
+        >>> parameter_counts(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]))
+        {'trainable': 8, 'total': 8, 'trainable_share': 1.0}
+    """
+    trainable = sum(_size(v) for v in model.trainable_weights)
+    total = sum(_size(v) for v in model.weights)
+    return {"trainable": trainable, "total": total, "trainable_share": round(trainable / max(total, 1), 6)}
+
+
+def _size(variable) -> int:
+    n = 1
+    for d in variable.shape:
+        n *= int(d)
+    return n
+
+
+def save_adapter(lm, path: str | Path) -> None:
+    """`backbone.save_lora_weights` through a temp file, so the adapter is never half-written.
+
+    Example:
+        >>> save_adapter(lm, "runs/tiny-lora/adapter.lora.h5")  # doctest: +SKIP
+    """
+    with atomic_path(path, suffix=".lora.h5") as tmp:
+        lm.backbone.save_lora_weights(str(tmp))
+
+
+def load_adapter(lm: keras_hub.models.GemmaCausalLM, path: str | Path, *, rank: int, alpha: float,
+                 targets: str) -> None:
+    """Add adapters of the recorded shape to `lm` and read their weights from `path`.
+
+    Example:
+        >>> load_adapter(lm, "runs/tiny-lora/adapter.lora.h5", rank=16, alpha=32.0, targets="qv")  # doctest: +SKIP
+    """
+    enable_lora(lm, rank=rank, alpha=alpha, targets=targets)
+    lm.backbone.load_lora_weights(str(path))
