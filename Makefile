@@ -1,6 +1,6 @@
 # geo-reviews kit. Two commands do everything on a fresh clone:
 #   make demo   install, then sample data -> tiny base -> LoRA fine-tune -> report
-#   make test   install, then the test suite
+#   make test   install, then the whole test suite (what CI runs)
 # Every target installs into .venv first when needed.
 
 PYTHON ?= python3
@@ -21,22 +21,27 @@ PREPARE_ARGS ?= --test-share 0.2
 # of ~260 in about the same time, enough to learn to copy a given word.
 TINY_ARGS ?= --documents pages --batch-size 4
 CONFIG   ?= configs/tiny.toml
+FINETUNE_ARGS ?=
+# 150 rating-balanced test requests, the same top-k sampler and seed for every model.
+EVAL_ARGS ?= --split test --limit 150 --seed 0
 PYTEST_ARGS ?=
 
-.PHONY: install demo test data tiny finetune evaluate app screenshots bench notebooks lint clean help
+.PHONY: install demo test test-fast data tiny finetune evaluate app screenshots bench notebooks lint format clean help
 
 help:
 	@echo "make demo      install, then the whole pipeline on the bundled SYNTHETIC sample"
-	@echo "make test      install, then run the test suite"
+	@echo "make test      install, then run the whole test suite (what CI runs)"
+	@echo "make test-fast the fast tier for the edit-test loop (no slow tests)"
 	@echo "make data      prepare $(SAMPLE) into $(PREPARED)"
 	@echo "make tiny      pretrain the tiny Gemma 2 base into models/tiny-base"
-	@echo "make finetune  LoRA fine-tune with CONFIG=$(CONFIG)"
+	@echo "make finetune  LoRA fine-tune with CONFIG=$(CONFIG) (FINETUNE_ARGS=--resume to continue)"
 	@echo "make evaluate  compare runs on the test split (report in reports/)"
 	@echo "make app       start the Streamlit evaluator"
 	@echo "make screenshots  regenerate docs/screenshots/*.png of the app (after make demo)"
 	@echo "make bench     run the benchmarks in bench/ (results in bench/results/)"
 	@echo "make notebooks run notebooks/*.ipynb in SMOKE mode (SYNTHETIC sample, tiny model) and save their outputs"
-	@echo "make lint      ruff"
+	@echo "make lint      ruff check and ruff format --check"
+	@echo "make format    ruff format and ruff check --fix"
 	@echo "make clean     remove generated data, models, runs and reports"
 
 # The stamp is newer than pyproject.toml once the install succeeded, so a
@@ -56,27 +61,31 @@ tiny: $(STAMP)
 	$(KIT) tiny --data $(PREPARED) --out models/tiny-base $(TINY_ARGS)
 
 finetune: $(STAMP)
-	$(KIT) finetune --config $(CONFIG)
+	$(KIT) finetune --config $(CONFIG) $(FINETUNE_ARGS)
 
+# The demo is the other targets in order; it replaces its own runs (--overwrite).
 demo: $(STAMP)
-	@echo "== 1/3 prepare the bundled SYNTHETIC sample"
-	$(KIT) data prepare --input $(SAMPLE) --out $(PREPARED) $(PREPARE_ARGS)
-	@echo "== 2/3 pretrain the tiny Gemma 2 base"
-	$(KIT) tiny --data $(PREPARED) --out models/tiny-base $(TINY_ARGS)
-	@echo "== 3/3 register the base and LoRA fine-tune it (the demo replaces its own runs)"
-	$(KIT) finetune --config configs/tiny_base.toml --overwrite
-	$(KIT) finetune --config configs/tiny.toml --overwrite
+	@echo "== 1/4 prepare the bundled SYNTHETIC sample"
+	@$(MAKE) --no-print-directory data
+	@echo "== 2/4 pretrain the tiny Gemma 2 base"
+	@$(MAKE) --no-print-directory tiny
+	@echo "== 3/4 register the base, then LoRA fine-tune it"
+	@$(MAKE) --no-print-directory finetune CONFIG=configs/tiny_base.toml FINETUNE_ARGS=--overwrite
+	@$(MAKE) --no-print-directory finetune CONFIG=configs/tiny.toml FINETUNE_ARGS=--overwrite
 	@echo "== 4/4 evaluate base vs fine-tuned vs the human reviews"
-	$(KIT) evaluate --models runs/tiny-base runs/tiny-lora --data $(PREPARED) --out reports/demo $(EVAL_ARGS)
+	@$(MAKE) --no-print-directory evaluate
 	@echo
 	@echo "Done: runs/tiny-base, runs/tiny-lora and reports/demo (all on the SYNTHETIC sample)."
 	@echo "Side-by-side samples: reports/demo/report.md; LLM Comparator files: reports/demo/llm_comparator/"
+	@echo "Open the evaluator: make app   (then http://localhost:8501)"
 
+# The whole suite, as CI runs it (slow tests included).
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# 150 rating-balanced test requests, the same top-k sampler and seed for every model.
-EVAL_ARGS ?= --split test --limit 150 --seed 0
+# The edit-test loop: everything but the tests marked slow (model training, notebooks, browser).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 evaluate: $(STAMP)
 	$(KIT) evaluate --models runs/tiny-base runs/tiny-lora --data $(PREPARED) --out reports/demo $(EVAL_ARGS)
@@ -108,6 +117,11 @@ notebooks: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 clean:
 	rm -rf $(PREPARED) data/raw models runs reports bench/tmp test-artifacts .pytest_cache

@@ -2,7 +2,7 @@
 
 Drives the real app headlessly with `streamlit.testing.v1.AppTest`: the first
 submit loads and compiles the model; later submits hit `st.cache_resource`.
-Target (issue 6, a goal, not an assert): ≤ 2 s per generation once cached.
+Target (a goal, not an assert): ≤ 2 s per generation once cached.
 
     .venv/bin/python bench/app_latency.py [--runs 5]
 """

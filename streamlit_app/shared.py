@@ -134,13 +134,15 @@ def synthetic_banner(synthetic: bool, what: str = "data") -> None:
 
 # ----------------------------------------------------------------- the request form
 
-SAMPLER_NAMES = ("top_k", "top_p", "greedy", "beam", "contrastive", "random")
-
-
 def request_fields(prefix: str, vocab: dict[str, int]) -> dict:
-    """The request and sampler widgets (call inside an `st.form`); returns their raw values."""
-    from kit.eval import EvalOptions
+    """The request and sampler widgets (call inside an `st.form`); returns their raw values.
 
+    Every sampler default is the kit's one set (`SamplerSpec()`, `GenerateOptions()`),
+    the same `kit generate` and `kit evaluate` use, so the app samples like the report.
+    """
+    from kit.generate import SAMPLERS, GenerateOptions, SamplerSpec
+
+    spec, gen = SamplerSpec(), GenerateOptions()
     v = {}
     v["rubrics"] = st.multiselect("Rubrics", list(vocab), max_selections=5, key=f"{prefix}_rubrics",
                                   placeholder="Type to search the data's rubrics")
@@ -155,23 +157,22 @@ def request_fields(prefix: str, vocab: dict[str, int]) -> dict:
     v["address"] = c2.text_input("Address", key=f"{prefix}_address")
     with st.expander("Sampler"):
         c1, c2, c3 = st.columns(3)
-        v["sampler"] = c1.selectbox("Sampler", SAMPLER_NAMES, key=f"{prefix}_sampler")
-        v["temperature"] = c2.number_input("Temperature", 0.05, 5.0, 1.0, 0.05, key=f"{prefix}_temperature")
-        v["seed"] = c3.number_input("Seed", 0, 2**31 - 1, 0, key=f"{prefix}_seed")
+        v["sampler"] = c1.selectbox("Sampler", SAMPLERS, index=SAMPLERS.index(spec.name), key=f"{prefix}_sampler")
+        v["temperature"] = c2.number_input("Temperature", 0.05, 5.0, spec.temperature, 0.05,
+                                           key=f"{prefix}_temperature")
+        v["seed"] = c3.number_input("Seed", 0, 2**31 - 1, spec.seed, key=f"{prefix}_seed")
         c1, c2, c3, c4 = st.columns(4)
-        # The report's k (`kit evaluate`'s default, KerasHub's own), so the app's
-        # outputs look like the report's
-        v["top_k"] = c1.number_input("Top-k", 0, 1000, EvalOptions().top_k, key=f"{prefix}_top_k")
-        v["top_p"] = c2.number_input("Top-p", 0.01, 1.0, 0.9, 0.01, key=f"{prefix}_top_p")
-        v["max_new_tokens"] = c3.number_input("Max new tokens", 1, 1024, 96, key=f"{prefix}_max_new_tokens")
-        v["n"] = c4.number_input("Samples", 1, 8, 1, key=f"{prefix}_n")
+        v["top_k"] = c1.number_input("Top-k", 0, 1000, spec.k, key=f"{prefix}_top_k")
+        v["top_p"] = c2.number_input("Top-p", 0.01, 1.0, spec.p, 0.01, key=f"{prefix}_top_p")
+        v["max_new_tokens"] = c3.number_input("Max new tokens", 1, 1024, gen.max_new_tokens,
+                                              key=f"{prefix}_max_new_tokens")
+        v["n"] = c4.number_input("Samples", 1, 8, gen.n, key=f"{prefix}_n")
     return v
 
 
 def parse_form(v: dict, vocab: dict[str, int]):
     """`(Request, SamplerSpec)` from the form values; raises `UserError` with kit's one-line message."""
-    from kit.generate import SamplerSpec
-    from kit.generate.request import Request
+    from kit.generate import Request, SamplerSpec
 
     request = Request.create(rubrics=v["rubrics"], rating=v["rating"], keywords=v["keywords"], name=v["name"],
                              address=v["address"], vocabulary=vocab)

@@ -12,12 +12,12 @@ from kit.errors import UserError
 from kit.model import (
     LORA_TARGET_LAYERS,
     enable_lora,
-    explain_load_failure,
     load_causal_lm,
     load_credentials,
     parameter_counts,
     preset_kind,
 )
+from kit.model.loader import explain_load_failure
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -78,7 +78,7 @@ def test_documents_never_contain_the_prompt_format():
 def test_tiny_spec_chooses_the_documents():
     rows = _rows(n_orgs=2, per_org=1)
     assert pretraining_texts(rows, TinySpec(documents="reviews")) == rows["text"]
-    assert pretraining_texts(rows) == rows["text"]  # the default keeps #3's bare review texts
+    assert pretraining_texts(rows) == rows["text"]  # the default keeps the bare review texts
     pages = pretraining_texts(rows, TinySpec(documents="pages", listing_share=0.0))
     assert len(pages) == 2 and all(d.count("Оценка") == 1 for d in pages)
     with pytest.raises(UserError, match="documents"):

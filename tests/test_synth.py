@@ -10,14 +10,21 @@ from pathlib import Path
 
 import pytest
 
-from kit.data import synth, synth_places
-from kit.data.synth import PROFILES, generate_records, planted_counts, rubric_group, write_sample
+from kit.data.synth import places as synth_places
+from kit.data.synth import sample as synth
+from kit.data.synth.sample import (
+    PROFILES,
+    generate_records,
+    planted_counts,
+    rubric_group,
+    write_sample,
+)
 from kit.data.tskv import read_tskv
 from kit.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "sample" / "geo-reviews-sample.tskv"
-# Counts of the real file (DESIGN.md) that the rubric weights reproduce.
+# Counts of the real file (docs/design.md) that the rubric weights reproduce.
 REAL_TOP_RUBRICS = {"Гостиница": 42236, "Ресторан": 14613, "Кафе": 12363, "Супермаркет": 8891,
                     "Магазин продуктов": 5284, "Музей": 5003, "Быстрое питание": 4900}  # fmt: skip
 

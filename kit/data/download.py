@@ -1,6 +1,6 @@
 """Download the real geo-reviews dataset (needs internet).
 
-Two sources hold the same 500,000 reviews (DESIGN.md, "The data"):
+Two sources hold the same 500,000 reviews (docs/design.md, "The data"):
 
 * ``github``: the original ``geo-reviews-dataset-2023.tskv`` (378,730,064
   bytes) from the Git LFS store of ``yandex/geo-reviews-dataset-2023``. It is

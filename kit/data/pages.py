@@ -5,7 +5,7 @@ rubric and address and after its star rating, so it arrives at fine-tuning
 already able to read a rating or a rubric earlier in the text. A tiny base
 pretrained on bare review texts cannot: the rating changes only the first few
 of ~100 review tokens, too sparse a signal for a ~1 M-parameter model in a few
-minutes (measured in the #5 notes of the README). So `kit tiny` pretrains on
+minutes (measured in docs/tiny-demo.md). So `kit tiny` pretrains on
 two kinds of page, built from the train split only and never in the chat
 template or with the instruction, so following a request stays LoRA's job:
 
@@ -22,7 +22,7 @@ template or with the instruction, so following a request stays LoRA's job:
   sequence, and they give rare 1–4-star openings as much weight as five-star ones.
 
 The quotes and topic lines are there so the base learns to carry a word it
-was given into the text it writes (measured in #5: without them a base
+was given into the text it writes (measured in docs/tiny-demo.md: without them a base
 pretrained for ~5 minutes ignores the words it is given, and so does its
 LoRA; with them the fine-tuned model's loss drops by 0.03–0.07 nats per
 review token when its request's keywords are the true ones).

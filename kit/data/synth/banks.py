@@ -9,8 +9,8 @@ words: a filler is always used in the case its list is written in (`*_acc`
 lists are accusative) and predicates that would have to agree with a filler
 are avoided or put after a dash.
 
-The group banks (hotel, food, …) live in `synth_banks_venues`,
-`synth_banks_retail` and `synth_banks_services`; `GROUP_BANKS` collects them.
+The group banks (hotel, food, …) live in `banks_venues`,
+`banks_retail` and `banks_services`; `GROUP_BANKS` collects them.
 """
 
 from __future__ import annotations

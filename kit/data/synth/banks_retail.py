@@ -1,6 +1,6 @@
-"""Phrase banks for grocery stores, pharmacies and shops (format: `synth_banks`).
+"""Phrase banks for grocery stores, pharmacies and shops (format: `banks`).
 
-Group dicts are laid out as in `synth_banks_venues`; `rubric_default`
+Group dicts are laid out as in `banks_venues`; `rubric_default`
 replaces a group's `default` aspects for one (first) rubric, e.g. a parcel
 pick-up point has no consultants to praise.
 """

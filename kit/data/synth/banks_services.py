@@ -1,6 +1,6 @@
 """Phrase banks for beauty, car, medical, fitness and culture places.
 
-Format and group layout as in `synth_banks` and `synth_banks_venues`. Past
+Format and group layout as in `banks` and `banks_venues`. Past
 tense is avoided where it would give the writer a gender (`записались`, not
 `записалась`), so every template reads right whoever "wrote" the review.
 """

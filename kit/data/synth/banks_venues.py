@@ -1,8 +1,8 @@
-"""Phrase banks for hotels and food places (see `synth_banks` for the format).
+"""Phrase banks for hotels and food places (see `banks` for the format).
 
 A group is a dict: `fillers` (slot lists), `aspects` (name -> block),
 `default` (aspects every rubric of the group talks about; names also found in
-`synth_banks.COMMON_ASPECTS` get the shared templates too), `rubric_aspects`
+`banks.COMMON_ASPECTS` get the shared templates too), `rubric_aspects`
 (extra aspects for an organisation that has that rubric anywhere in its
 rubric string, e.g. a sauna) and `rubric_fillers` (slot lists that differ by
 rubric: a coffee shop serves other dishes than a canteen; the first rubric of

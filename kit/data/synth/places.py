@@ -1,7 +1,7 @@
 """Places for the synthetic sample: rubrics, chains, cities, streets and names.
 
 Weights are in "reviews of the real 500,000-row file" units so the relative
-sizes match DESIGN.md: the single-rubric totals come out as Гостиница 42,236,
+sizes match the real file's (docs/design.md): the single-rubric totals come out as Гостиница 42,236,
 Ресторан 14,613, Кафе 12,363, Супермаркет 8,891, Магазин продуктов 5,284,
 Музей 5,003, Быстрое питание 4,900, and every other rubric stays below that.
 The real file has ~1,400 rubrics in a long tail we do not reproduce, so each

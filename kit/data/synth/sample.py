@@ -3,7 +3,7 @@
 The real `geo-reviews-dataset-2023.tskv` cannot be fetched on every machine,
 so the kit ships a synthetic stand-in (`data/sample/geo-reviews-sample.tskv`)
 that tests, the tiny model and the benchmarks use. It reproduces what the
-pipeline depends on (see DESIGN.md "The data"):
+pipeline depends on (see docs/design.md, "The data"):
 
 * the TSKV format, `rating` written `5.`, `;`-joined rubrics, escaped newlines;
 * the rating shares (5: 78.1 %, 4: 8.2 %, 1: 6.9 %, 3: 4.3 %, 2: 2.4 %) plus a
@@ -13,7 +13,7 @@ pipeline depends on (see DESIGN.md "The data"):
   many branches (Пятёрочка on top at ~1.2 % of reviews) and independent
   organisations with several reviews each, at Russian addresses;
 * texts built from phrase banks per rubric group × aspect × sentiment
-  (`synth_banks*`), so rating, rubric group and keywords are predictable from
+  (`kit.data.synth.banks*`), so rating, rubric group and keywords are predictable from
   the text, negative reviews are longer, some have several paragraphs, and no
   text repeats except the planted duplicates.
 
@@ -43,7 +43,7 @@ GROUP_BANKS = {"hotel": HOTEL, "food": FOOD, "grocery": GROCERY, "pharmacy": PHA
                "beauty": BEAUTY, "car": CAR, "medical": MEDICAL, "fitness": FITNESS,
                "culture": CULTURE, "shop": SHOP}  # fmt: skip
 
-# Real shares (DESIGN.md); rating 0 is planted separately at its real rate.
+# Real shares (docs/design.md); rating 0 is planted separately at its real rate.
 RATING_SHARES = {5: 0.781, 4: 0.082, 1: 0.069, 3: 0.043, 2: 0.024}
 # Planted oddities: (real count per 500,000 rows, floor, rows from which the
 # floor applies), so even a small sample has a few of each for tests to find.
