@@ -77,6 +77,9 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, dest_prefix: str 
                 parser.add_argument(flag, dest=dest, action="store_true", help=text)
             continue
         convert = int if kind.startswith("int") else float if kind.startswith("float") else str
+        minimum = field.metadata.get("minimum")
+        if convert is int and minimum is not None:
+            convert = _positive_int if minimum >= 1 else _nonneg_int
         choices = field.metadata.get("choices")
         if choices and convert is str:
             def convert(text, _choices=choices):  # `top-k` and `top_k` alike

@@ -34,8 +34,11 @@ DECAYS = ("cosine", "linear", "constant")
 DISTRIBUTIONS = ("auto", "single", "data", "model")
 
 
-def option(default, help: str, *, flag: str | None = None, choices=None):
+def option(default, help: str, *, flag: str | None = None, choices=None, minimum: int | None = None):
     """A dataclass field that also describes its command-line flag (see `kit.cli.add_options`).
+
+    `minimum` lets the CLI refuse a smaller integer while parsing, with the flag's name;
+    the dataclass still validates its own values for callers that are not the CLI.
 
     Example:
         >>> @dataclasses.dataclass
@@ -44,7 +47,8 @@ def option(default, help: str, *, flag: str | None = None, choices=None):
         >>> dataclasses.fields(Opt)[0].metadata["help"]
         'how many'
     """
-    return dataclasses.field(default=default, metadata={"help": help, "flag": flag, "choices": choices})
+    return dataclasses.field(default=default,
+                             metadata={"help": help, "flag": flag, "choices": choices, "minimum": minimum})
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -214,7 +214,10 @@ class RunInfo:
         if not file.is_file():
             raise UserError(f"Run not found: {path} (no {RUN_JSON}). Run `kit finetune --config ...` first.")
         try:
-            return cls.from_dict(json.loads(file.read_text(encoding="utf-8")))
+            raw = json.loads(file.read_text(encoding="utf-8"))
+            if isinstance(raw, dict):
+                raw.setdefault("name", file.parent.name)  # a hand-written run.json may leave it out
+            return cls.from_dict(raw)
         except json.JSONDecodeError as e:
             raise UserError(f"{file} is not valid JSON ({e}); re-run the fine-tune that wrote it.") from None
         except TypeError as e:

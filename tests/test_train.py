@@ -33,8 +33,8 @@ def test_finetune_writes_the_run_dir(tmp_path, tiny_preset, tiny_prepared):
     assert paths.adapter.is_file() and paths.history.is_file() and paths.run_json.is_file()
     assert [s for s, _ in paths.list_checkpoints()] == [3, 6]  # keep_last = 2
     assert list(paths.tensorboard.glob("events.out.tfevents.*"))
-    saved = RunInfo.read(paths.root).to_dict()
-    assert saved == json.loads(json.dumps(info))
+    saved = json.loads(paths.run_json.read_text(encoding="utf-8"))
+    assert saved == json.loads(json.dumps(info.to_dict())) and RunInfo.read(paths.root) == info
     assert saved["lora"]["rank"] == 4 and len(saved["lora"]["layers"]) == 14
     assert saved["parameters"]["trainable"] == 4 * 2 * (3 * 68 + 32 + 3 * 32)
     assert 0 < saved["batching"]["padding_share"] < 1

@@ -39,15 +39,15 @@ class EvalOptions:
     """
 
     split: str = option("test", "split to draw requests from")
-    limit: int | None = option(150, "number of requests")
-    seed: int = option(0, "seed of requests, sampler and bootstrap")
+    limit: int | None = option(150, "number of requests", minimum=1)
+    seed: int = option(0, "seed of requests, sampler and bootstrap", minimum=0)
     requests: str = option("balanced", "balanced: as many requests per rating as the split allows (judges rating "
                            "control fairly); random: the split's own rating mix", choices=REQUEST_MODES)
     sampler: SamplerSpec = dataclasses.field(default_factory=SamplerSpec)
-    max_new_tokens: int = option(GenerateOptions.max_new_tokens, "longest review, in tokens")
-    batch_size: int = option(16, "requests per batch")
-    n_resamples: int = option(1000, "bootstrap resamples", flag="bootstrap")
-    top_rubrics: int = option(5, "rubric slices to report")
+    max_new_tokens: int = option(GenerateOptions.max_new_tokens, "longest review, in tokens", minimum=1)
+    batch_size: int = option(16, "requests per batch", minimum=1)
+    n_resamples: int = option(1000, "bootstrap resamples", flag="bootstrap", minimum=1)
+    top_rubrics: int = option(5, "rubric slices to report", minimum=0)
     perplexity: bool = option(True, "score the perplexity of the references")
     progress: bool = option(True, "show progress bars")
 

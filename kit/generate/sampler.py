@@ -39,11 +39,11 @@ class SamplerSpec:
     name: str = option("top_k", "token choice; greedy, beam and contrastive ignore the seed",
                        flag="sampler", choices=SAMPLERS)
     temperature: float = option(1.0, "softmax temperature (> 0)")
-    k: int = option(5, "k of top_k and contrastive; cap of top_p (0 = none)", flag="top-k")
+    k: int = option(5, "k of top_k and contrastive; cap of top_p (0 = none)", flag="top-k", minimum=0)
     p: float = option(0.9, "p of top_p, in (0, 1]", flag="top-p")
-    num_beams: int = option(4, "beams of beam search")
+    num_beams: int = option(4, "beams of beam search", minimum=1)
     alpha: float = option(0.6, "degeneration penalty of contrastive, in [0, 1]")
-    seed: int = option(0, "sampling seed: same seed, same text")
+    seed: int = option(0, "sampling seed: same seed, same text", minimum=0)
 
     def __post_init__(self):
         if self.name not in SAMPLERS:
@@ -102,9 +102,9 @@ class GenerateOptions:
         192
     """
 
-    n: int = option(1, "reviews per request")
-    max_new_tokens: int = option(192, "length limit of one review, in tokens")
-    batch_size: int = option(8, "rows per compiled batch")
+    n: int = option(1, "reviews per request", minimum=1)
+    max_new_tokens: int = option(192, "length limit of one review, in tokens", minimum=1)
+    batch_size: int = option(8, "rows per compiled batch", minimum=1)
 
     def __post_init__(self):
         for name in ("n", "max_new_tokens", "batch_size"):

@@ -12,11 +12,13 @@ from kit.train.checkpoint import LoopState, load_checkpoint, save_checkpoint
 from kit.train.finetune import HISTORY_COLUMNS, finetune, load_splits
 from kit.train.loop import Engine, LoopOptions, TrainingDiverged
 from kit.train.optim import WarmupDecay, make_optimizer
-from kit.train.pretrain import make_tiny_base, pretrain, pretraining_texts
+
+# `pretrain` (the function) stays in its module: re-exported, it would hide `kit.train.pretrain`.
+from kit.train.pretrain import make_tiny_base, pretraining_texts
 from kit.train.tensorboard import ScalarWriter
 
 __all__ = [
     "HISTORY_COLUMNS", "Engine", "LoopOptions", "LoopState", "ScalarWriter", "TrainingDiverged", "WarmupDecay",
-    "finetune", "load_checkpoint", "load_splits", "make_optimizer", "make_tiny_base", "pretrain",
-    "pretraining_texts", "save_checkpoint",
+    "finetune", "load_checkpoint", "load_splits", "make_optimizer", "make_tiny_base", "pretraining_texts",
+    "save_checkpoint",
 ]
