@@ -16,6 +16,7 @@ from kit.config import load_config
 from kit.errors import UserError
 from kit.eval import EvalOptions, evaluate_models, reference_nll, report, select_requests
 from kit.eval.scoring import HUMAN
+from kit.generate import SamplerSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 # Small but complete: every model, the human column, slices and the comparator export.
@@ -183,5 +184,6 @@ def test_cli_empty_or_unknown_split_exits_2(setup, tmp_path, capsys):
 def test_options_are_checked():
     with pytest.raises(UserError, match="--requests"):
         EvalOptions(requests="stratified")
+    # The sampler is a SamplerSpec now (kit.generate), which checks its own name.
     with pytest.raises(UserError, match="sampler must be one of"):
-        EvalOptions(sampler="nucleus").sampler_spec()
+        EvalOptions(sampler=SamplerSpec(name="nucleus"))
