@@ -161,7 +161,7 @@ def request_fields(prefix: str, vocab: dict[str, int]) -> dict:
         c1, c2, c3, c4 = st.columns(4)
         # The report's k (`kit evaluate`'s default, KerasHub's own), so the app's
         # outputs look like the report's
-        v["top_k"] = c1.number_input("Top-k", 0, 1000, EvalOptions().top_k, key=f"{prefix}_top_k")
+        v["top_k"] = c1.number_input("Top-k", 0, 1000, EvalOptions().sampler.k, key=f"{prefix}_top_k")
         v["top_p"] = c2.number_input("Top-p", 0.01, 1.0, 0.9, 0.01, key=f"{prefix}_top_p")
         v["max_new_tokens"] = c3.number_input("Max new tokens", 1, 1024, 96, key=f"{prefix}_max_new_tokens")
         v["n"] = c4.number_input("Samples", 1, 8, 1, key=f"{prefix}_n")
