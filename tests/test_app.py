@@ -121,6 +121,18 @@ def test_metrics_page_table_slices_win_rates(env):
     assert any("[" in v for v in table["micro-lora"])  # estimate [low, high]
     assert len(at.dataframe) == 3  # table, slices, win rates
     assert "micro-base vs micro-lora" in set(at.dataframe[2].value["pair"])
+    # The page's rows are report.md's (one kit.eval.report.headline_rows / win_rate_rows), plus non-headline metrics.
+    md = (env["reports"] / "micro" / "report.md").read_text(encoding="utf-8")
+    headline = [line.strip("| ").split(" | ") for line in md.split("| metric |")[1].split("\n\n")[0].splitlines()[2:]]
+    assert len(headline) > 5 and len(table) > len(headline)
+    for title, *cells in headline:
+        assert table.loc[title].tolist() == cells, title
+    wins = at.dataframe[2].value.set_index(["pair", "metric"])
+    shown = [line.strip("| ").split(" | ") for line in md.split("## Win rates")[1].split("\n\n")[1].splitlines()[2:]]
+    assert shown
+    for pair, label, *numbers in shown:
+        w = wins.loc[(pair, label)]
+        assert [f"{w[k]:.2f}" for k in ("A wins", "B wins", "ties", "win rate of A")] == numbers, (pair, label)
 
 
 def test_samples_filter_vote_and_csv(env):

@@ -184,5 +184,6 @@ def test_cli_empty_or_unknown_split_exits_2(setup, tmp_path, capsys):
 def test_options_are_checked():
     with pytest.raises(UserError, match="--requests"):
         EvalOptions(requests="stratified")
+    # The sampler is a SamplerSpec now (kit.generate), which checks its own name.
     with pytest.raises(UserError, match="sampler must be one of"):
         EvalOptions(sampler=SamplerSpec(name="nucleus"))

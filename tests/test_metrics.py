@@ -34,6 +34,7 @@ from kit.metrics import (
     sentence_chrf,
     sequence_perplexities,
     token_log_probs,
+    token_nll,
     win_rate,
 )
 from kit.metrics.tokens import RougeTokenizer, lemmas, ngrams, words
@@ -231,6 +232,29 @@ def test_token_log_probs_is_a_log_softmax():
     expected = np.log(np.take_along_axis(probs, targets[..., None], -1)[..., 0])
     assert token_log_probs(logits, targets) == pytest.approx(expected)
     assert np.isfinite(token_log_probs([[1e4, 0.0]], [1])).all()  # no overflow
+
+
+def test_token_nll_is_float32_cross_entropy_under_jit_and_grad():
+    import jax
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(2, 3, 11)) * 5
+    targets = rng.integers(0, 11, size=(2, 3))
+    shifted = logits - logits.max(-1, keepdims=True)
+    expected = np.log(np.exp(shifted).sum(-1)) - np.take_along_axis(shifted, targets[..., None], -1)[..., 0]
+    eager = token_nll(logits, targets)
+    assert eager.dtype == jnp.float32 and eager.shape == (2, 3)
+    np.testing.assert_allclose(np.asarray(eager), expected, rtol=1e-5, atol=1e-5)
+    # What the training step does with it: jit, mixed-precision logits, a gradient.
+    jitted = jax.jit(token_nll)(jnp.asarray(logits, jnp.bfloat16), jnp.asarray(targets, jnp.int32))
+    assert jitted.dtype == jnp.float32  # bfloat16 logits are scored in float32
+    np.testing.assert_allclose(np.asarray(jitted), expected, atol=0.3)
+    grad = jax.grad(lambda z: token_nll(z, targets).sum())(jnp.asarray(logits, jnp.float32))
+    softmax = np.exp(shifted) / np.exp(shifted).sum(-1, keepdims=True)
+    onehot = np.eye(11)[targets]
+    np.testing.assert_allclose(np.asarray(grad), softmax - onehot, atol=1e-5)
+    assert token_log_probs(logits, targets) == pytest.approx(-np.asarray(eager, np.float64))
 
 
 # --- keyword coverage ---------------------------------------------------------------------

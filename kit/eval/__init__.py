@@ -11,11 +11,13 @@ from kit.eval.judges import JUDGES_DIR, load_judges
 from kit.eval.nll import reference_nll
 from kit.eval.options import EvalOptions
 from kit.eval.report import (
+    headline_rows,
     headline_table,
     list_reports,
     read_metrics,
     read_samples,
     render_markdown,
+    win_rate_rows,
     write_report,
 )
 from kit.eval.requests import REQUEST_MODES, select_requests
@@ -25,7 +27,7 @@ from kit.eval.votes import VOTE_CHOICES, read_votes, save_vote, vote_key
 
 __all__ = [
     "BY_KEY", "HEADLINE", "HUMAN", "JUDGES_DIR", "METRICS", "REQUEST_MODES", "VOTE_CHOICES", "EvalOptions",
-    "evaluate_models", "headline_table", "list_reports", "load_judges", "metrics_table", "read_metrics",
-    "read_samples", "read_votes", "reference_nll", "render_markdown", "samples_table", "save_vote",
-    "select_requests", "vote_key", "write_report",
+    "evaluate_models", "headline_rows", "headline_table", "list_reports", "load_judges", "metrics_table",
+    "read_metrics", "read_samples", "read_votes", "reference_nll", "render_markdown", "samples_table", "save_vote",
+    "select_requests", "vote_key", "win_rate_rows", "write_report",
 ]

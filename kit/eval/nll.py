@@ -27,17 +27,17 @@ def reference_nll(lm, prompts: Sequence[str], references: Sequence[str], *, buck
 
     from kit.data.batching import Encoder, make_batch, plan_batches
     from kit.data.prompt import build_target
+    from kit.metrics.perplexity import token_nll
 
     encoder = Encoder(lm.preprocessor.tokenizer.proto)
     examples = encoder.encode_pairs(list(prompts), [build_target(r) for r in references])
     plan = plan_batches(examples, sorted(buckets), batch_size)  # no seed: fixed order
 
     @jax.jit
-    def token_nll(tv, ntv, x, y, w):
+    def row_nll(tv, ntv, x, y, w):
         logits, _ = lm.stateless_call(tv, ntv, x)
-        logits = logits.astype(jnp.float32)
-        picked = jnp.take_along_axis(logits, y[..., None], axis=-1)[..., 0]
-        return jnp.sum((jax.nn.logsumexp(logits, axis=-1) - picked) * w, axis=1), jnp.sum(w, axis=1)
+        # The training loss's own per-token NLL, summed per row instead of per batch.
+        return jnp.sum(token_nll(logits, y) * w, axis=1), jnp.sum(w, axis=1)
 
     tv = [v.value for v in lm.trainable_variables]
     ntv = [v.value for v in lm.non_trainable_variables]
@@ -45,7 +45,7 @@ def reference_nll(lm, prompts: Sequence[str], references: Sequence[str], *, buck
     count = np.zeros(len(examples))
     for length, idx in tqdm(plan.batches, desc=f"perplexity {desc}".strip(), disable=not progress, leave=False):
         batch = make_batch([examples[i] for i in idx], length, batch_size, encoder.pad_id)
-        s, c = token_nll(tv, ntv, batch.x, batch.y, batch.sample_weight)
+        s, c = row_nll(tv, ntv, batch.x, batch.y, batch.sample_weight)
         nll[list(idx)] = np.asarray(s)[: len(idx)]
         count[list(idx)] = np.asarray(c)[: len(idx)]
     return nll, count

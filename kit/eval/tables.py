@@ -7,7 +7,7 @@ Example:
     >>> metrics_table(result, ["chrf"]).loc["chrf"].tolist()
     [20.0, 100.0]
     >>> metrics_table(result, ["chrf"], intervals=True).loc["chrf", "base"]
-    '20 [18, 22]'
+    '20.0 [18.0, 22.0]'
 """
 
 from __future__ import annotations
@@ -16,30 +16,24 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
+from kit.eval.report import headline_rows
 from kit.eval.scoring import HEADLINE
 
 
 def metrics_table(result: Mapping, metrics: Sequence[str] = HEADLINE, *, intervals: bool = False) -> pd.DataFrame:
-    """Metric (rows) x model column (columns) from an `evaluate_models` result or a `metrics.json`.
+    """Metric (rows, by key) x model column (columns) from an `evaluate_models` result or a `metrics.json`.
+
+    The rows are report.md's (`kit.eval.report.headline_rows`), indexed by metric key.
 
     Args:
         result: What `kit.eval.evaluate.evaluate_models` returns (or `metrics.json` loaded).
         metrics: Metrics to show, in order; those a column lacks are left empty.
-        intervals: Cells as `"value [low, high]"` strings (95 % bootstrap) instead of numbers.
+        intervals: Cells as report.md's `"value [low, high]"` strings (95 % bootstrap) instead of numbers.
     """
-    columns = result["metrics"]["columns"]
-    table = {}
-    for name in result["columns_order"]:
-        cells = {}
-        for metric in metrics:
-            m = columns[name].get(metric)
-            if m is None or m.get("value") is None:
-                cells[metric] = None
-            elif intervals:
-                cells[metric] = f"{m['value']:.3g} [{m['low']:.3g}, {m['high']:.3g}]"
-            else:
-                cells[metric] = round(float(m["value"]), 4)
-        table[name] = cells
+    rows = headline_rows(result, metrics)
+    table = {name: {r.key: None if r.values[name] is None else r.cells[name] if intervals
+                    else round(r.values[name], 4) for r in rows}
+             for name in result["columns_order"]}
     frame = pd.DataFrame(table).reindex(list(metrics)).dropna(how="all")
     frame.index.name, frame.columns.name = "metric", "column"
     return frame

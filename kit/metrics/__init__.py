@@ -2,7 +2,8 @@
 
 - `overlap`: chrF++, BLEU (sacrebleu), ROUGE-L with Cyrillic kept (rouge_score).
 - `diversity`: distinct-n, self-BLEU, repeated n-grams, length ratio.
-- `perplexity`: perplexity from per-token log-probabilities and a mask.
+- `perplexity`: the per-token NLL from logits (`token_nll`, JAX), perplexity from
+  per-token log-probabilities and a mask.
 - `keyword_coverage`: requested keywords present in the text, matched on lemmas.
 - `rating_classifier`, `rubric_classifier`: the control judges.
 - `bootstrap`: percentile bootstrap intervals and paired win rates.
@@ -30,7 +31,7 @@ from kit.metrics.overlap import (
     sentence_bleu,
     sentence_chrf,
 )
-from kit.metrics.perplexity import perplexity, sequence_perplexities, token_log_probs
+from kit.metrics.perplexity import perplexity, sequence_perplexities, token_log_probs, token_nll
 from kit.metrics.rating_classifier import RatingClassifier
 from kit.metrics.rubric_classifier import RubricClassifier
 
@@ -58,5 +59,6 @@ __all__ = [
     "sentence_chrf",
     "sequence_perplexities",
     "token_log_probs",
+    "token_nll",
     "win_rate",
 ]

@@ -1,10 +1,11 @@
-"""Perplexity from per-token log-probabilities, counting only masked-in tokens.
+"""Per-token NLL from logits, and perplexity from per-token log-probabilities (masked-in tokens only).
 
-The model part (run a causal LM over prompt + human review and take the
-log-probability of each review token) lives with the model code; this is the
-pure arithmetic after it, so it can be tested without a model. The mask is
-the same `sample_weight` the training loss uses: 1 on review tokens, 0 on the
-prompt and padding, so the perplexity is "of the references given the request".
+The model part (run a causal LM over prompt + human review) lives with the
+model code; this is the arithmetic after it, so it can be tested without a
+model. `token_nll` is the one per-token loss that training and evaluation
+share. The mask is the same `sample_weight` the training loss uses: 1 on
+review tokens, 0 on the prompt and padding, so the perplexity is "of the
+references given the request".
 """
 
 from __future__ import annotations
@@ -27,24 +28,55 @@ def _as_arrays(log_probs, mask) -> tuple[np.ndarray, np.ndarray]:
     return log_probs, mask
 
 
-def token_log_probs(logits, targets) -> np.ndarray:
-    """Log-probability of each target token under `logits` (a stable log-softmax).
+def token_nll(logits, targets):
+    """Negative log-likelihood of each target token: `logsumexp(logits) - logits[target]`, float32.
+
+    The one definition of the per-token loss: the training loss
+    (`kit.train.loop.Engine`), the references' NLL in `kit evaluate`
+    (`kit.eval.nll.reference_nll`) and `token_log_probs` all call it, so the
+    validation loss and the report's perplexity cannot drift apart. Written in
+    `jax.numpy`, so it traces inside `jax.jit` and `jax.grad`. The logits are
+    cast to float32 first: under mixed precision they arrive as bfloat16, whose
+    8-bit mantissa is too coarse for a loss summed over many tokens.
 
     Args:
         logits: `(..., vocab)` scores of the next token at each position.
         targets: `(...)` integer ids of the token that actually came next.
+
+    Returns:
+        A `(...)` float32 JAX array, >= 0.
+
+    Example:
+        >>> nll = token_nll([[[0.0, 0.0], [0.0, 10.0]]], [[1, 1]])
+        >>> nll.dtype.name, [round(float(v), 4) for v in nll[0]]
+        ('float32', [0.6931, 0.0])
+    """
+    # Imported here: `import kit.metrics` stays cheap (no JAX) for the pure-numpy metrics.
+    import jax
+    import jax.numpy as jnp
+
+    logits = jnp.asarray(logits).astype(jnp.float32)
+    targets = jnp.asarray(targets)
+    picked = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+    return jax.nn.logsumexp(logits, axis=-1) - picked
+
+
+def token_log_probs(logits, targets) -> np.ndarray:
+    """Log-probability of each target token under `logits`: `-token_nll(logits, targets)` as numpy.
+
+    Args:
+        logits: `(..., vocab)` scores of the next token at each position.
+        targets: `(...)` integer ids of the token that actually came next.
+
+    Returns:
+        A float64 numpy array holding float32-precision values (`token_nll` computes in float32).
 
     Example:
         >>> lp = token_log_probs([[[0.0, 0.0], [0.0, 10.0]]], [[1, 1]])
         >>> lp.round(4).tolist()
         [[-0.6931, -0.0]]
     """
-    logits = np.asarray(logits, dtype=np.float64)
-    targets = np.asarray(targets)
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    log_z = np.log(np.exp(shifted).sum(axis=-1))
-    picked = np.take_along_axis(shifted, targets[..., None].astype(np.int64), axis=-1)[..., 0]
-    return picked - log_z
+    return -np.asarray(token_nll(logits, targets), dtype=np.float64)
 
 
 def perplexity(log_probs, mask) -> float:

@@ -27,6 +27,7 @@ import numpy as np
 import kit  # noqa: F401
 from kit.data.batching import Example, make_batch, plan_batches
 from kit.errors import UserError
+from kit.metrics.perplexity import token_nll
 from kit.model.distribution import place_batch
 from kit.train.checkpoint import LoopState
 
@@ -101,10 +102,7 @@ class Engine:
     def _loss_fn(self, tv, ntv, x, y, w):
         """Sum of token cross-entropies weighted by `w`, and the sum of `w` (float32)."""
         logits, _ = self.lm.stateless_call(tv, ntv, x)
-        logits = logits.astype(jnp.float32)
-        log_z = jax.nn.logsumexp(logits, axis=-1)
-        picked = jnp.take_along_axis(logits, y[..., None], axis=-1)[..., 0]
-        return jnp.sum((log_z - picked) * w), jnp.sum(w)
+        return jnp.sum(token_nll(logits, y) * w), jnp.sum(w)
 
     def _micro_fn(self, tv, ntv, acc, x, y, w):
         (loss, weight), grads = jax.value_and_grad(self._loss_fn, has_aux=True)(tv, ntv, x, y, w)

@@ -8,7 +8,7 @@ import streamlit as st
 from shared import DEMO_HINT, config, synthetic_banner
 
 from kit.errors import UserError
-from kit.eval.report import list_reports, read_metrics
+from kit.eval.report import headline_rows, interval_cell, list_reports, read_metrics, win_rate_rows
 from kit.eval.scoring import BY_KEY, METRICS
 
 DIRS = config()
@@ -33,18 +33,11 @@ st.caption(f"{req.get('n', '?')} requests ({req.get('mode', '?')}, ratings {req.
            f"sampler {result.get('sampler', {}).get('name', '?')}. Values: estimate [95 % bootstrap interval]; "
            "`human` is the reference review itself.")
 
-
-def cell(key: str, ci) -> str:
-    if not isinstance(ci, dict) or ci.get("value") is None:
-        return "—"
-    f = BY_KEY[key].fmt if key in BY_KEY else "{:.3f}"
-    return f"{f.format(ci['value'])} [{f.format(ci['low'])}, {f.format(ci['high'])}]"
-
-
-arrow = {True: " ↑", False: " ↓", None: ""}
-keys = [m.key for m in METRICS if any(m.key in cols.get(c, {}) for c in order)]
-table = pd.DataFrame({c: [cell(k, cols.get(c, {}).get(k)) for k in keys] for c in order},
-                     index=[BY_KEY[k].label + arrow[BY_KEY[k].higher_is_better] for k in keys])
+# report.md's rows (kit.eval.report.headline_rows), but every metric the report has, not just the headline.
+metric_rows = {r.key: r for r in headline_rows(result, [m.key for m in METRICS])}
+keys = list(metric_rows)
+table = pd.DataFrame({c: [r.cells[c] for r in metric_rows.values()] for c in order},
+                     index=[r.title for r in metric_rows.values()])
 st.dataframe(table, width="stretch")
 
 
@@ -65,7 +58,7 @@ for i, key in enumerate(chart_keys):
     rows = [{"column": c, **cols[c][key]} for c in order if isinstance(cols.get(c, {}).get(key), dict)
             and cols[c][key].get("value") is not None]
     with chart_cols[i % 2]:
-        st.markdown(f"**{BY_KEY[key].label}**{arrow[BY_KEY[key].higher_is_better]}")
+        st.markdown(f"**{metric_rows[key].label}**{metric_rows[key].arrow}")
         if rows:
             st.altair_chart(interval_chart(rows, "column"), width="stretch")
 
@@ -77,7 +70,7 @@ if slices:
     key = c2.selectbox("Metric", keys, format_func=lambda k: BY_KEY[k].label, key="met_slice_metric")
     groups = slices.get(kind, {})
     st.dataframe(pd.DataFrame(
-        [{kind: v, "n": s.get("n"), **{c: cell(key, s.get("columns", {}).get(c, {}).get(key)) for c in order}}
+        [{kind: v, "n": s.get("n"), **{c: interval_cell(key, s.get("columns", {}).get(c, {}).get(key)) for c in order}}
          for v, s in groups.items()]), hide_index=True, width="stretch")
     rows = [{kind: v, "column": c, **s["columns"][c][key]} for v, s in groups.items() for c in order
             if isinstance(s.get("columns", {}).get(c, {}).get(key), dict) and s["columns"][c][key].get("value") is not None]
@@ -85,11 +78,9 @@ if slices:
         st.altair_chart(interval_chart(rows, kind), width="stretch")
 
 st.subheader("Pairwise win rates (per request; ties count half)")
-wins = result["metrics"].get("win_rates", {})
-rows = [{"pair": pair, "metric": BY_KEY[k].label if k in BY_KEY else k, "A wins": w.get("wins"),
-         "B wins": w.get("losses"), "ties": w.get("ties"), "win rate of A": w.get("win_rate"), "n": w.get("n")}
-        for pair, by in wins.items() for k, w in by.items()]
-if rows:
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+wins = [{"pair": w.pair, "metric": w.label, "A wins": w.wins, "B wins": w.losses, "ties": w.ties,
+         "win rate of A": w.win_rate, "n": w.n} for w in win_rate_rows(result)]
+if wins:
+    st.dataframe(pd.DataFrame(wins), hide_index=True, width="stretch")
 else:
     st.caption("No win rates in this report.")

@@ -14,6 +14,7 @@ from kit.eval import (
     read_samples,
     read_votes,
     save_vote,
+    vote_key,
 )
 from kit.eval.scoring import BY_KEY, HUMAN
 
@@ -81,7 +82,7 @@ flat = pd.DataFrame([{
     "keywords": ", ".join(r["request"]["keywords"]), "reference": r["reference"],
     f"{a}": r["outputs"].get(a), f"{b}": r["outputs"].get(b),
     **{f"{c}.{k}": v for c in (a, b, HUMAN) for k, v in r["scores"].get(c, {}).items()},
-    "vote": votes.get(f"{r['id']}|{a}|{b}", {}).get("choice"), "synthetic": synthetic} for r in shown])
+    "vote": votes.get(vote_key(r["id"], a, b), {}).get("choice"), "synthetic": synthetic} for r in shown])
 c1, c2 = st.columns([3, 1])
 c1.caption(f"{len(shown)} of {len(rows)} samples · highlighted: requested keywords · underlined: words shared "
            "with the reference · votes are saved to the report dir (votes.json)")
@@ -120,6 +121,6 @@ for r in shown[(page - 1) * PAGE: page * PAGE]:
                 st.caption(" · ".join(f"{BY_KEY[k].label if k in BY_KEY else k} {fmt(s.get(k))}" for k in (
                     "rating_predicted", "keyword_coverage", "rubric_top3", "chrf", "rouge_l") if k in s))
         key = f"vote_{r['id']}_{a}_{b}"
-        saved = votes.get(f"{r['id']}|{a}|{b}", {}).get("choice")
+        saved = votes.get(vote_key(r["id"], a, b), {}).get("choice")
         st.radio("Which is better?", VOTE_CHOICES, key=key, horizontal=True, on_change=on_vote, args=(r["id"],),
                  index=VOTE_CHOICES.index(saved) if saved in VOTE_CHOICES else None)
