@@ -34,3 +34,26 @@ def tiny_preset(tmp_path_factory, tiny_prepared) -> Path:
     path = tmp_path_factory.mktemp("models") / "micro-base"
     save_micro_preset(path, tiny_prepared)
     return path
+
+
+# --------------------------------------------------------------------------- test tiers
+# `make test` runs everything (CI); `make test-fast` deselects `slow`. A test is slow
+# when it trains a model, directly or through one of these fixtures, or runs a whole
+# notebook, a browser or several processes: those are the minutes of the suite.
+TRAINING_FIXTURES = {"micro_run", "setup", "app_dirs"}  # fixturenames is the closure: gen, cli, ... too
+SLOW_MODULES = {"test_train.py", "test_sharding.py", "test_notebooks.py", "test_app_browser.py"}
+SLOW_TESTS = {
+    "test_make_tiny_base_round_trip",  # pretrains a tiny base
+    "test_train_smoke_on_the_micro_model",  # the bench's two training sides
+    "test_run_sweep_on_the_micro_model",  # trains two sweep points
+    "test_tensorflow_reads_the_scalars",  # imports TensorFlow in a subprocess
+    "test_kit_keeps_tensorflow_out_unless_asked",  # imports TensorFlow in a subprocess
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        name = getattr(item, "originalname", None) or item.name
+        if (item.path.name in SLOW_MODULES or name in SLOW_TESTS
+                or TRAINING_FIXTURES & set(getattr(item, "fixturenames", ()))):
+            item.add_marker(pytest.mark.slow)
