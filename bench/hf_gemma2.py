@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 # KerasHub LoRA target layer -> PEFT module name in transformers' Gemma 2.
 PEFT_MODULE = {
@@ -22,46 +23,37 @@ PEFT_MODULE = {
 }
 
 
-def hf_config_from_backbone(cfg: dict, *, max_positions: int = 8192) -> dict:
-    """`transformers.Gemma2Config` keyword arguments for a KerasHub `GemmaBackbone` config dict.
+def hf_config_from(cfg: dict, *, dtype: str = "float32") -> dict:
+    """The kit's Hugging Face Gemma 2 config (`kit.model.export.hf_config_from`) for a `GemmaBackbone` config dict.
 
-    KerasHub's `intermediate_dim` is the total of the two gated projections
-    (Gemma 2 2B: 18432), transformers' `intermediate_size` is one of them
-    (9216). `query_head_dim_normalize=True` scales queries by head_dim^-0.5,
-    i.e. `query_pre_attn_scalar = head_dim`. Sliding-window attention is on
-    the even layers (0, 2, ...) in both libraries.
+    One mapping for both: the random-init HF model here is configured exactly
+    as a `kit export --to hf` checkpoint would be. export.py is loaded from
+    its file because `import kit.model.export` runs `kit/model/__init__`,
+    which imports Keras, JAX and TensorFlow (~400 MiB RSS, seconds): in the HF
+    side's child that would count against its load time and peak memory.
 
     Example:
         >>> from flops import GEMMA2_2B
-        >>> c = hf_config_from_backbone(GEMMA2_2B)
+        >>> c = hf_config_from(GEMMA2_2B)
         >>> c["intermediate_size"], c["query_pre_attn_scalar"], c["layer_types"][:2]
         (9216, 256, ['sliding_attention', 'full_attention'])
     """
-    layers = cfg["num_layers"]
-    sliding = bool(cfg.get("use_sliding_window_attention"))
-    scalar = cfg["head_dim"] if cfg.get("query_head_dim_normalize", True) else cfg["hidden_dim"] // cfg["num_query_heads"]
-    return {
-        "vocab_size": cfg["vocabulary_size"],
-        "hidden_size": cfg["hidden_dim"],
-        "intermediate_size": cfg["intermediate_dim"] // 2,
-        "num_hidden_layers": layers,
-        "num_attention_heads": cfg["num_query_heads"],
-        "num_key_value_heads": cfg["num_key_value_heads"],
-        "head_dim": cfg["head_dim"],
-        "hidden_activation": "gelu_pytorch_tanh",  # Keras Gemma: gelu(approximate=True)
-        "rms_norm_eps": cfg.get("layer_norm_epsilon", 1e-6),
-        "query_pre_attn_scalar": scalar,
-        "sliding_window": cfg.get("sliding_window_size") or 4096,
-        "layer_types": ["sliding_attention" if sliding and i % 2 == 0 else "full_attention" for i in range(layers)],
-        "final_logit_softcapping": cfg.get("final_logit_soft_cap"),
-        "attn_logit_softcapping": cfg.get("attention_logit_soft_cap"),
-        "max_position_embeddings": max_positions,
-        "tie_word_embeddings": True,
-        "pad_token_id": 0,
-        "eos_token_id": 1,
-        "bos_token_id": 2,
-        "attention_dropout": 0.0,
-    }
+    return _kit_export().hf_config_from(cfg, torch_dtype=dtype)
+
+
+def _kit_export():
+    import importlib.util
+    import sys
+
+    import kit
+
+    name = "_kit_model_export_alone"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(kit.__file__).parent / "model" / "export.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    return sys.modules[name]
 
 
 def torch_dtype(name: str):
@@ -92,7 +84,7 @@ def build_model(cfg: dict, *, dtype: str, device: str, attn: str = "eager", weig
         model.to(device)
     else:
         torch.manual_seed(seed)
-        config = transformers.Gemma2Config(**hf_config_from_backbone(cfg))
+        config = transformers.Gemma2Config(**hf_config_from(cfg, dtype=dtype))
         with torch.device(device):
             model = transformers.Gemma2ForCausalLM._from_config(config, dtype=td, attn_implementation=attn)
     return model

@@ -7,6 +7,7 @@ smoke run (marked slow) checks the whole pipeline on the micro model.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -17,8 +18,8 @@ sys.path.insert(0, str(BENCH))
 
 import flops  # noqa: E402
 import generate_throughput  # noqa: E402
+import hf_gemma2  # noqa: E402
 import train_throughput  # noqa: E402
-from hf_gemma2 import hf_config_from_backbone  # noqa: E402
 
 ALL = train_throughput.LORA_TARGETS["all"]
 
@@ -26,12 +27,31 @@ ALL = train_throughput.LORA_TARGETS["all"]
 def test_gemma2_2b_config_is_transformers_default():
     """transformers' `Gemma2Config()` defaults are Gemma 2 2B: our mapping of the Keras config must equal them."""
     transformers = pytest.importorskip("transformers")
-    ours = hf_config_from_backbone(flops.GEMMA2_2B)
+    ours = hf_gemma2.hf_config_from(flops.GEMMA2_2B)
     ref = transformers.Gemma2Config()
     for key in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
                 "num_key_value_heads", "head_dim", "query_pre_attn_scalar", "sliding_window",
                 "final_logit_softcapping", "attn_logit_softcapping", "hidden_activation", "layer_types"):
         assert ours[key] == getattr(ref, key), key
+
+
+def test_bench_config_is_the_kits_export_mapping():
+    """One mapping: the HF side's config comes from kit/model/export.py, not a copy in bench/."""
+    from kit.model import export
+
+    assert hf_gemma2._kit_export().__file__ == export.__file__
+    assert hf_gemma2.hf_config_from(flops.GEMMA2_2B, dtype="bfloat16") == export.hf_config_from(
+        flops.GEMMA2_2B, torch_dtype="bfloat16")
+
+
+def test_bench_config_needs_no_keras():
+    """The HF side's child process stays free of Keras/JAX (its load time and peak memory are measured)."""
+    code = ("import sys; sys.path.insert(0, 'bench'); import hf_gemma2, flops; "
+            "hf_gemma2.hf_config_from(flops.GEMMA2_2B); "
+            "print(sorted(m for m in ('keras', 'keras_hub', 'jax') if m in sys.modules))")
+    # cwd=ROOT puts this checkout's kit first on sys.path, as for the bench's children.
+    proc = subprocess.run([sys.executable, "-c", code], cwd=BENCH.parent, capture_output=True, text=True, check=True)
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_2b_flops_figures():

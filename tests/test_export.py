@@ -8,6 +8,7 @@ sliding window, so local and global layers both matter):
 while the adapter moves the logits by far more than that (> 1e-3).
 """
 
+import inspect
 import json
 import socket
 from pathlib import Path
@@ -21,7 +22,14 @@ from kit.cli import main
 from kit.config import load_config
 from kit.errors import UserError
 from kit.model import load_causal_lm, load_run
-from kit.model.export import export_run, push
+from kit.model.export import (
+    GEMMA_DEFAULTS,
+    GEMMA_SIZES,
+    export_run,
+    hf_config,
+    hf_config_from,
+    push,
+)
 from kit.train import finetune
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,6 +80,32 @@ def test_hf_export_config(micro_run, tmp_path):
     assert cfg["intermediate_size"] == 16 and cfg["vocab_size"] % 64 == 0
     gen_cfg = json.loads((tmp_path / "hf" / "generation_config.json").read_text())
     assert gen_cfg["eos_token_id"][0] == 1 and len(gen_cfg["eos_token_id"]) == 2
+
+
+def test_hf_config_reads_gemma_backbone_arguments_with_keras_hub_defaults():
+    params = inspect.signature(keras_hub.models.GemmaBackbone.__init__).parameters
+    assert {k: params[k].default for k in GEMMA_DEFAULTS} == GEMMA_DEFAULTS
+    assert all(params[k].default is inspect.Parameter.empty for k in GEMMA_SIZES)
+
+
+def test_hf_config_from_a_preset_config_equals_the_backbone_s(tiny_preset):
+    """What bench builds from a preset's config.json is what `kit export --to hf` writes for its backbone."""
+    backbone = load_causal_lm(str(tiny_preset)).backbone
+    ours = hf_config(backbone)
+    cfg = json.loads((Path(tiny_preset) / "config.json").read_text())["config"]
+    assert hf_config_from(cfg, torch_dtype=ours["torch_dtype"]) == ours
+    assert ours["layer_types"][0] == "sliding_attention"  # the micro model exercises the Gemma 2 switches
+
+
+def test_hf_config_refuses_gemma_1_and_missing_sizes():
+    gemma2 = {"vocabulary_size": 64, "num_layers": 2, "num_query_heads": 2, "num_key_value_heads": 1,
+              "hidden_dim": 8, "intermediate_dim": 32, "head_dim": 4,
+              "use_post_ffw_norm": True, "use_post_attention_norm": True}
+    assert hf_config_from(gemma2)["intermediate_size"] == 16
+    with pytest.raises(UserError, match="no post-norms"):
+        hf_config_from({**gemma2, "use_post_ffw_norm": False})
+    with pytest.raises(UserError, match="lacks head_dim"):
+        hf_config_from({k: v for k, v in gemma2.items() if k != "head_dim"})
 
 
 def test_hf_export_matches_transformers_and_loads_back(micro_run, run_logits, tmp_path):

@@ -17,9 +17,11 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import time
 from collections import Counter
 from pathlib import Path
 
+from kit.atomic import atomic_dir, write_json
 from kit.data import is_synthetic_sample
 from kit.data import keywords as kw
 from kit.data.clean import Cleaner, CleanOptions
@@ -99,104 +101,26 @@ def prepare(input: str, out: str | Path, *, options: PrepareOptions | None = Non
         >>> prepare(str(d / "s.tskv"), d / "prepared", progress=False)["splits"]
         {'train': 265, 'validation': 18, 'test': 12}
     """
-    import time
-
-    import datasets
-    from tqdm.auto import tqdm
-
-    from kit.atomic import atomic_dir, write_json
-
-    timings: dict[str, float] = {}
-    clock = [time.perf_counter()]
-
-    def lap(name: str) -> None:
-        now = time.perf_counter()
-        timings[name] = round(now - clock[0], 2)
-        clock[0] = now
-
+    laps = _Laps()
     options = options or PrepareOptions()
     options.validate()
-    path = _resolve_input(input, progress=progress)
-
-    # 1. read + clean, streaming.
     report = ReadReport(str(input))
-    records = read_records(path, on_error=options.on_error, report=report)
-    if options.max_rows is not None:
-        records = itertools.islice(records, options.max_rows)
     cleaner = Cleaner(CleanOptions(min_chars=options.min_chars, max_chars=options.max_chars))
-    reading = tqdm(records, desc="read+clean", unit=" rows", disable=not progress, mininterval=1.0)
-    kept = list(cleaner.clean(reading))
-    if not kept:
-        raise UserError(
-            f"No usable reviews in {input} after cleaning ({_dropped_summary(cleaner)}). "
-            "Check the file, or use --on-error skip if lines were malformed."
-        )
-    lap("read_clean")
-
-    # 2. split by organisation.
-    orgs = [org_id(r.name_ru, r.address) for r in kept]
-    split_of = {
-        o: assign_split(o, seed=options.seed, val_share=options.val_share, test_share=options.test_share)
-        for o in set(orgs)
-    }
-    rows_by_split: dict[str, list[int]] = {s: [] for s in SPLITS}
-    for i, o in enumerate(orgs):
-        rows_by_split[split_of[o]].append(i)
-    row_keys = [_row_key(r) for r in kept]
-    balanced_away = 0
-    if options.balance == "rating":
-        before = len(rows_by_split["train"])
-        rows_by_split["train"] = _balance_by_rating(rows_by_split["train"], kept, row_keys, options.seed)
-        balanced_away = before - len(rows_by_split["train"])
-    if not rows_by_split["train"]:
-        raise UserError(
-            f"The train split of {input} is empty ({len(kept)} usable reviews). "
-            "Use more rows or lower --val-share/--test-share."
-        )
-
-    lap("split")
-
-    # 3. keywords, prompts.
-    extractor = kw.KeywordExtractor().fit(
-        tqdm((r.text for r in kept), total=len(kept), desc="keyword df", disable=not progress, mininterval=1.0)
-    )
-    lap("keyword_df")
-    features = _features(datasets)
-    dataset_dict = datasets.DatasetDict()
-    keyword_counter: Counter[str] = Counter()
-    for split in SPLITS:
-        idx = rows_by_split[split]
-        rows = (_make_row(kept[i], orgs[i], row_keys[i], split, extractor, options) for i in idx)
-        rows = tqdm(rows, total=len(idx), desc=f"{split} rows", disable=not progress, mininterval=1.0)
-        table = _arrow_table(rows, features.arrow_schema, keyword_counter)
-        # Our own fingerprint (rows + options): without one, `datasets` hashes
-        # the whole in-memory table, which costs a full serialised copy.
-        fingerprint = hashlib.sha256(
-            f"{split}\x1f{options}\x1f{','.join(row_keys[i] for i in idx)}".encode()
-        ).hexdigest()[:16]
-        dataset_dict[split] = datasets.Dataset(
-            table, info=datasets.DatasetInfo(features=features), split=split, fingerprint=fingerprint
-        )
-    lap("keywords_prompts")
-
-    stats = _stats(input, options, report, cleaner, kept, orgs, rows_by_split, keyword_counter, balanced_away)
-    rubric_counts = Counter(r for rec in kept for r in rec.rubrics)
-    vocabulary = {r: n for r, n in sorted(rubric_counts.items(), key=lambda kv: (-kv[1], kv[0]))}
-
-    # Our own bars already cover the work; datasets' "Saving the dataset" bars are noise.
-    datasets.disable_progress_bars()
-    try:
-        with atomic_dir(out) as tmp:
-            dataset_dict.save_to_disk(str(tmp))
-            stats["fingerprint"] = _fingerprint(tmp)
-            write_json(tmp / STATS_FILE, stats)
-            write_json(tmp / RUBRICS_FILE, vocabulary)
-    finally:
-        datasets.enable_progress_bars()
-    lap("stats_write")
+    kept = _read_clean(input, options, report, cleaner, progress=progress)
+    laps.lap("read_clean")
+    rows = _assign_splits(input, kept, options)
+    laps.lap("split")
+    extractor = _fit_keywords(kept, progress=progress)
+    laps.lap("keyword_df")
+    dataset_dict, keyword_counter = _build_datasets(rows, extractor, options, progress=progress)
+    laps.lap("keywords_prompts")
+    vocabulary = _rubric_vocabulary(kept)
+    stats = _stats(input, options, report, cleaner, rows, keyword_counter, vocabulary)
+    stats["fingerprint"] = _write(out, dataset_dict, stats, vocabulary)
+    laps.lap("stats_write")
     # Timings vary run to run, so they are returned but kept out of stats.json,
     # which must be byte-identical for the same input.
-    return {**stats, "timings_s": timings}
+    return {**stats, "timings_s": laps.timings}
 
 
 def load_prepared(path: str | Path):
@@ -256,6 +180,137 @@ def load_stats(path: str | Path) -> dict:
     if not file.is_file():
         raise UserError(f"Dataset stats not found: {file}. Run `kit data prepare` first.")
     return json.loads(file.read_text(encoding="utf-8"))
+
+
+# --------------------------------------------------------------------------- steps
+# `prepare` runs these in order; each one is timed as a lap of its own.
+
+
+@dataclasses.dataclass
+class _Rows:
+    """The cleaned records and where each goes: rows are indices into `kept`."""
+
+    kept: list[Record]
+    orgs: list[str]  # organisation id of each record
+    keys: list[str]  # row key of each record; seeds its random choices
+    by_split: dict[str, list[int]]
+    balanced_away: int = 0
+
+
+class _Laps:
+    """Wall time of each step in seconds, in the order the steps ran."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = round(now - self._last, 2)
+        self._last = now
+
+
+def _bar(items, desc: str, *, progress: bool, **kwargs):
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, disable=not progress, mininterval=1.0, **kwargs)
+
+
+def _read_clean(input: str, options: PrepareOptions, report: ReadReport, cleaner: Cleaner, *, progress: bool) -> list[Record]:
+    """Read the input and clean it record by record, so the raw file is never held in memory.
+
+    `report` and `cleaner` keep the line and drop counts for stats.json.
+    """
+    path = _resolve_input(input, progress=progress)
+    records = read_records(path, on_error=options.on_error, report=report)
+    if options.max_rows is not None:
+        records = itertools.islice(records, options.max_rows)
+    kept = list(cleaner.clean(_bar(records, "read+clean", progress=progress, unit=" rows")))
+    if not kept:
+        raise UserError(
+            f"No usable reviews in {input} after cleaning ({_dropped_summary(cleaner)}). "
+            "Check the file, or use --on-error skip if lines were malformed."
+        )
+    return kept
+
+
+def _assign_splits(input: str, kept: list[Record], options: PrepareOptions) -> _Rows:
+    """Split by organisation (all reviews of one place land in one split), then balance train."""
+    orgs = [org_id(r.name_ru, r.address) for r in kept]
+    split_of = {
+        o: assign_split(o, seed=options.seed, val_share=options.val_share, test_share=options.test_share)
+        for o in set(orgs)
+    }
+    by_split: dict[str, list[int]] = {s: [] for s in SPLITS}
+    for i, o in enumerate(orgs):
+        by_split[split_of[o]].append(i)
+    rows = _Rows(kept=kept, orgs=orgs, keys=[_row_key(r) for r in kept], by_split=by_split)
+    if options.balance == "rating":
+        train = by_split["train"]
+        by_split["train"] = _balance_by_rating(train, kept, rows.keys, options.seed)
+        rows.balanced_away = len(train) - len(by_split["train"])
+    if not by_split["train"]:
+        raise UserError(
+            f"The train split of {input} is empty ({len(kept)} usable reviews). "
+            "Use more rows or lower --val-share/--test-share."
+        )
+    return rows
+
+
+def _fit_keywords(kept: list[Record], *, progress: bool) -> kw.KeywordExtractor:
+    """Document frequencies for TF-IDF keywords, over every kept review."""
+    texts = (r.text for r in kept)
+    return kw.KeywordExtractor().fit(_bar(texts, "keyword df", progress=progress, total=len(kept)))
+
+
+def _build_datasets(rows: _Rows, extractor: kw.KeywordExtractor, options: PrepareOptions, *, progress: bool):
+    """One `datasets.Dataset` of prompt/target rows per split, and the keyword counts for stats.json."""
+    import datasets
+
+    features = _features(datasets)
+    dataset_dict = datasets.DatasetDict()
+    keyword_counter: Counter[str] = Counter()
+    for split in SPLITS:
+        idx = rows.by_split[split]
+        made = (_make_row(rows.kept[i], rows.orgs[i], rows.keys[i], split, extractor, options) for i in idx)
+        made = _bar(made, f"{split} rows", progress=progress, total=len(idx))
+        table = _arrow_table(made, features.arrow_schema, keyword_counter)
+        # Our own fingerprint (rows + options): without one, `datasets` hashes
+        # the whole in-memory table, which costs a full serialised copy.
+        fingerprint = hashlib.sha256(
+            f"{split}\x1f{options}\x1f{','.join(rows.keys[i] for i in idx)}".encode()
+        ).hexdigest()[:16]
+        dataset_dict[split] = datasets.Dataset(
+            table, info=datasets.DatasetInfo(features=features), split=split, fingerprint=fingerprint
+        )
+    return dataset_dict, keyword_counter
+
+
+def _rubric_vocabulary(kept: list[Record]) -> dict[str, int]:
+    """Rubric → review count, most frequent first (ties by name, so the order is stable)."""
+    counts = Counter(r for rec in kept for r in rec.rubrics)
+    return {r: n for r, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))}
+
+
+def _write(out: str | Path, dataset_dict, stats: dict, vocabulary: dict[str, int]) -> str:
+    """Save the splits, stats.json and rubrics.json as one directory swap; return the data fingerprint.
+
+    stats.json gets the fingerprint as its last key, which is why it is
+    written only after the splits are on disk.
+    """
+    import datasets
+
+    # Our own bars already cover the work; datasets' "Saving the dataset" bars are noise.
+    datasets.disable_progress_bars()
+    try:
+        with atomic_dir(out) as tmp:
+            dataset_dict.save_to_disk(str(tmp))
+            fingerprint = _fingerprint(tmp)
+            write_json(tmp / STATS_FILE, {**stats, "fingerprint": fingerprint})
+            write_json(tmp / RUBRICS_FILE, vocabulary)
+    finally:
+        datasets.enable_progress_bars()
+    return fingerprint
 
 
 # --------------------------------------------------------------------------- helpers
@@ -366,7 +421,9 @@ def _dropped_summary(cleaner: Cleaner) -> str:
     return ", ".join(f"{k}: {v}" for k, v in cleaner.dropped.items() if v) or "nothing read"
 
 
-def _stats(input, options, report, cleaner, kept, orgs, rows_by_split, keyword_counter, balanced_away) -> dict:
+def _stats(input, options, report, cleaner, rows: _Rows, keyword_counter: Counter, vocabulary: dict[str, int]) -> dict:
+    """Everything stats.json says, except the fingerprint of the written files."""
+    kept, orgs, rows_by_split = rows.kept, rows.orgs, rows.by_split
     ratings = {
         s: dict(sorted(Counter(kept[i].rating for i in rows).items())) for s, rows in rows_by_split.items()
     }
@@ -388,16 +445,13 @@ def _stats(input, options, report, cleaner, kept, orgs, rows_by_split, keyword_c
             "skipped_lines": len(report.skipped),
             "dropped": dict(cleaner.dropped),
             "kept": len(kept),
-            "balanced_away": balanced_away,
+            "balanced_away": rows.balanced_away,
             "final": n_rows,
         },
         "splits": {s: len(v) for s, v in rows_by_split.items()},
         "organisations": {s: len({orgs[i] for i in v}) for s, v in rows_by_split.items()},
         "ratings": ratings,
-        "rubrics_top": [
-            {"rubric": r, "reviews": n}
-            for r, n in sorted(Counter(x for r in kept for x in r.rubrics).items(), key=lambda kv: (-kv[1], kv[0]))[:30]
-        ],
+        "rubrics_top": [{"rubric": r, "reviews": n} for r, n in itertools.islice(vocabulary.items(), 30)],
         "rubric_strings": len({r.rubrics for r in kept}),
         "length_chars": _percentiles(chars),
         "mean_chars_by_rating": {k: round(sum(v) / len(v), 1) for k, v in sorted(by_rating.items())},

@@ -36,7 +36,10 @@ from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Mapping
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 
@@ -89,13 +92,58 @@ def export_run(run: str | Path, to: str, out: str | Path, *, dtype: str | None =
     return info
 
 
+# The `GemmaBackbone` constructor arguments the Hugging Face config depends on,
+# by keras-hub's names (those of a preset's config.json and of `get_config()`):
+# the sizes are required, the rest default as in keras-hub.
+GEMMA_SIZES = ("vocabulary_size", "num_layers", "num_query_heads", "num_key_value_heads",
+               "hidden_dim", "intermediate_dim", "head_dim")
+GEMMA_DEFAULTS = {
+    "query_head_dim_normalize": True,
+    "use_post_ffw_norm": False,
+    "use_post_attention_norm": False,
+    "attention_logit_soft_cap": None,
+    "final_logit_soft_cap": None,
+    "use_sliding_window_attention": False,
+    "sliding_window_size": 4096,
+    "layer_norm_epsilon": 1e-6,
+}
+
+
 def hf_config(backbone) -> dict:
     """The `config.json` of a Hugging Face Gemma 2 model equal to `backbone`.
 
     Raises:
         UserError: the backbone is not Gemma 2 (no post-norms).
     """
-    b = backbone
+    arch = {name: getattr(backbone, name) for name in (*GEMMA_SIZES, *GEMMA_DEFAULTS)}
+    return hf_config_from(arch, torch_dtype=_np_dtype(backbone))
+
+
+def hf_config_from(arch: Mapping[str, Any], *, torch_dtype: str = "float32") -> dict:
+    """The Hugging Face Gemma 2 `config.json` for a `GemmaBackbone` described by its arguments.
+
+    Args:
+        arch: `GemmaBackbone` constructor arguments by name, as in a
+            preset's `config.json` "config": `GEMMA_SIZES` are required,
+            `GEMMA_DEFAULTS` optional; other keys are ignored.
+        torch_dtype: The weights dtype the config names.
+
+    Raises:
+        UserError: a required argument is missing, or the backbone is not
+            Gemma 2 (no post-norms).
+
+    Example:
+        >>> c = hf_config_from({"vocabulary_size": 256000, "num_layers": 26, "num_query_heads": 8,
+        ...     "num_key_value_heads": 4, "hidden_dim": 2304, "intermediate_dim": 18432, "head_dim": 256,
+        ...     "use_post_ffw_norm": True, "use_post_attention_norm": True, "use_sliding_window_attention": True})
+        >>> c["intermediate_size"], c["query_pre_attn_scalar"], c["layer_types"][:2]
+        (9216, 256, ['sliding_attention', 'full_attention'])
+    """
+    missing = [k for k in GEMMA_SIZES if k not in arch]
+    if missing:
+        raise UserError(f"The Gemma backbone config lacks {', '.join(missing)}.")
+    known = (*GEMMA_SIZES, *GEMMA_DEFAULTS)
+    b = SimpleNamespace(**{**GEMMA_DEFAULTS, **{k: v for k, v in arch.items() if k in known}})
     if not (b.use_post_attention_norm and b.use_post_ffw_norm):
         raise UserError("`--to hf` writes Gemma 2 checkpoints; this backbone has no post-norms (Gemma 1). "
                         "Use keras-hub's `export_to_transformers` for Gemma 1.")
@@ -133,7 +181,7 @@ def hf_config(backbone) -> dict:
         "eos_token_id": 1,
         "initializer_range": 0.02,
         "use_cache": True,
-        "torch_dtype": _np_dtype(backbone),
+        "torch_dtype": torch_dtype,
     }
 
 
