@@ -62,6 +62,7 @@ GEMMA2_2B = {
     "use_sliding_window_attention": True,
 }
 
+
 # LoRA target layers (KerasHub names, as in kit.model.LORA_TARGET_LAYERS) ->
 # their KerasHub kernel shapes in one layer of `cfg` (`_in_out` flattens them
 # to the (in, out) matrix transformers holds).
@@ -178,8 +179,9 @@ def train_flops_per_token(cfg: dict, seq_len: int, rank: int, targets: tuple[str
         >>> round(f / 1e9, 2)  # ≈ 10.8 GFLOP per token
         10.79
     """
-    return (4 * matmul_params(cfg) + 6 * lora_macs(cfg, rank, targets, style)
-            + 3 * attention_flops_per_token(cfg, seq_len))
+    return (
+        4 * matmul_params(cfg) + 6 * lora_macs(cfg, rank, targets, style) + 3 * attention_flops_per_token(cfg, seq_len)
+    )
 
 
 def generate_flops_per_token(cfg: dict, context: int) -> int:
@@ -192,16 +194,18 @@ def generate_flops_per_token(cfg: dict, context: int) -> int:
     return 2 * matmul_params(cfg) + attention_flops_per_token(cfg, context)
 
 
-def batch_train_flops(cfg: dict, lengths_and_rows: list[tuple[int, int]], rank: int, targets: tuple[str, ...],
-                      style: str = "peft") -> int:
+def batch_train_flops(
+    cfg: dict, lengths_and_rows: list[tuple[int, int]], rank: int, targets: tuple[str, ...], style: str = "peft"
+) -> int:
     """Total training FLOPs of batches given as `(seq_len, rows)` pairs (padding included).
 
     Example:
         >>> batch_train_flops(GEMMA2_2B, [(512, 8)], 8, ("query",)) == 8 * 512 * train_flops_per_token(GEMMA2_2B, 512, 8, ("query",))
         True
     """
-    return sum(rows * length * train_flops_per_token(cfg, length, rank, targets, style)
-               for length, rows in lengths_and_rows)
+    return sum(
+        rows * length * train_flops_per_token(cfg, length, rank, targets, style) for length, rows in lengths_and_rows
+    )
 
 
 # Dense (no sparsity) bf16 peak FLOP/s by device name, most specific first.
@@ -258,7 +262,7 @@ FORMULA = {
     "N": "attention + FFW kernels of all layers + tied output projection (vocab*hidden); embedding lookup excluded",
     "why_4N": "forward 2N + activation gradients 2N; frozen weights need no weight gradients (full fine-tuning: 6N)",
     "N_lora": "adapter multiply-adds per token (PEFT: rank*(in+out) per adapted matrix; Keras EinsumDense: one A per "
-              "head for q/k/v, so more); trained, so forward + both backward matmuls (6 per multiply-add)",
+    "head for q/k/v, so more); trained, so forward + both backward matmuls (6 per multiply-add)",
     "attention": "PaLM convention over the full sequence T (or cached context C); backward = 2x forward",
     "tokens": "every computed position, padding included",
 }

@@ -76,18 +76,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="where both sides run")
-    p.add_argument("--size", choices=("tiny", "2b"), default="tiny",
-                   help="tiny: --run's model; 2b: Gemma 2 2B architecture (needs --random-init)")
-    p.add_argument("--random-init", action="store_true",
-                   help="random weights (required for --size 2b; with tiny: the HF side only, when no export is possible)")
+    p.add_argument(
+        "--size",
+        choices=("tiny", "2b"),
+        default="tiny",
+        help="tiny: --run's model; 2b: Gemma 2 2B architecture (needs --random-init)",
+    )
+    p.add_argument(
+        "--random-init",
+        action="store_true",
+        help="random weights (required for --size 2b; with tiny: the HF side only, when no export is possible)",
+    )
     p.add_argument("--run", default="runs/tiny-lora", help="the kit run to generate with (exported for the HF side)")
     p.add_argument("--preset", default="models/tiny-base", help="tokenizer source (and tiny config) for --size 2b")
     p.add_argument("--data", default="data/prepared", help="prepared dataset dir: prompts come from its test split")
     p.add_argument("--batch-sizes", default="1,16", help="comma-separated batch sizes")
     p.add_argument("--new-tokens", type=int, default=None, help="new tokens per row (cpu 64, gpu 128)")
     p.add_argument("--repeats", type=int, default=None, help="timed calls per batch size (cpu 10, gpu 5)")
-    p.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
-                   help="weights dtype (auto: float32 on cpu, bfloat16 on gpu)")
+    p.add_argument(
+        "--dtype",
+        choices=("auto", "float32", "bfloat16"),
+        default="auto",
+        help="weights dtype (auto: float32 on cpu, bfloat16 on gpu)",
+    )
     p.add_argument("--threads", type=int, default=None, help="CPU threads for each side (default: all cores)")
     p.add_argument("--sides", default="kit,hf", help="which sides to run: kit, hf or kit,hf")
     p.add_argument("--hf-attn", default="eager", help="transformers attn_implementation (Gemma 2 has no SDPA)")
@@ -102,8 +113,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def resolve(a: argparse.Namespace) -> argparse.Namespace:
     big, gpu = a.size == "2b", a.device == "gpu"
     if big and not a.random_init:
-        raise BenchError("--size 2b needs --random-init: the benchmark uses the Gemma 2 2B architecture with "
-                         "random weights (nothing to download). Received: --size 2b without --random-init")
+        raise BenchError(
+            "--size 2b needs --random-init: the benchmark uses the Gemma 2 2B architecture with "
+            "random weights (nothing to download). Received: --size 2b without --random-init"
+        )
     try:
         a.batch_sizes = tuple(int(b) for b in str(a.batch_sizes).split(",") if b.strip())
     except ValueError:
@@ -120,7 +133,9 @@ def resolve(a: argparse.Namespace) -> argparse.Namespace:
         raise BenchError(f"--sides takes kit, hf or kit,hf. Received: --sides {a.sides}")
     a.sides = sides
     a.threads = a.threads or available_threads()
-    a.out = a.out or str(ROOT / "bench/results" / ("generate_throughput_gpu_2b.json" if big and gpu else "generate_throughput.json"))
+    a.out = a.out or str(
+        ROOT / "bench/results" / ("generate_throughput_gpu_2b.json" if big and gpu else "generate_throughput.json")
+    )
     return a
 
 
@@ -188,6 +203,7 @@ def summarise(batch: int, new_tokens: int, warm: float, times: list[float]) -> d
 
 # ---------------------------------------------------------------------- the kit side
 
+
 def run_kit(a) -> dict:
     from sides import build_kit_lm, check_jax_device, jax_device_info
 
@@ -202,9 +218,16 @@ def run_kit(a) -> dict:
     stop_ids = gen.stop_ids
     gen.stop_ids = (NEVER,)  # early stopping off: every row decodes exactly --new-tokens tokens
     load_s = time.perf_counter() - t0
-    out = {"side": "kit", "load_s": round(load_s, 2), "prompt_tokens": length, "usual_stop_ids": list(stop_ids),
-           "lora_adapter_unmerged": any("lora_kernel" in v.path for v in lm.backbone.weights),
-           "rss_mib_model_loaded": rss_mib(), "batches": {}, "texts": {}}
+    out = {
+        "side": "kit",
+        "load_s": round(load_s, 2),
+        "prompt_tokens": length,
+        "usual_stop_ids": list(stop_ids),
+        "lora_adapter_unmerged": any("lora_kernel" in v.path for v in lm.backbone.weights),
+        "rss_mib_model_loaded": rss_mib(),
+        "batches": {},
+        "texts": {},
+    }
     greedy = SamplerSpec(name="greedy")
     for b in a.batch_sizes:
         traces = gen.traces
@@ -229,6 +252,7 @@ def run_kit(a) -> dict:
 
 # ---------------------------------------------------------------------- the Hugging Face side
 
+
 def run_hf(a) -> dict:
     import hf_gemma2 as hf
     import torch
@@ -248,19 +272,37 @@ def run_hf(a) -> dict:
     model.eval()
     model.generation_config.eos_token_id = None  # early stopping off, as on the kit side
     load_s = time.perf_counter() - t0
-    out = {"side": "hf", "load_s": round(load_s, 2), "prompt_tokens": length, "attn_implementation": a.hf_attn,
-           "weights": a.hf_weights_dir or "random", "cache_implementation": model.generation_config.cache_implementation,
-           "rss_mib_model_loaded": rss_mib(), "torch_threads": torch.get_num_threads(), "batches": {}, "texts": {}}
+    out = {
+        "side": "hf",
+        "load_s": round(load_s, 2),
+        "prompt_tokens": length,
+        "attn_implementation": a.hf_attn,
+        "weights": a.hf_weights_dir or "random",
+        "cache_implementation": model.generation_config.cache_implementation,
+        "rss_mib_model_loaded": rss_mib(),
+        "torch_threads": torch.get_num_threads(),
+        "batches": {},
+        "texts": {},
+    }
     sync = (lambda: torch.cuda.synchronize()) if device == "cuda" else (lambda: None)
     for b in a.batch_sizes:
+
         def call(b=b):
             # Same work as the kit's `complete`: tokenise, generate, decode.
             ids = torch.tensor([[encoder.bos_id, *t] for t in encoder.sp.encode(prompts[:b])], device=device)
             with torch.inference_mode():
-                gen = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=a.new_tokens,
-                                     do_sample=False, eos_token_id=None, pad_token_id=0)
-            new = gen[:, ids.shape[1]:].tolist()
-            return [unescape(extract_response(p + encoder.sp.decode(n))) for p, n in zip(prompts[:b], new, strict=True)], len(new[0])
+                gen = model.generate(
+                    input_ids=ids,
+                    attention_mask=torch.ones_like(ids),
+                    max_new_tokens=a.new_tokens,
+                    do_sample=False,
+                    eos_token_id=None,
+                    pad_token_id=0,
+                )
+            new = gen[:, ids.shape[1] :].tolist()
+            return [
+                unescape(extract_response(p + encoder.sp.decode(n))) for p, n in zip(prompts[:b], new, strict=True)
+            ], len(new[0])
 
         warm, times, (texts, produced) = time_calls(call, a.repeats, sync)
         if produced != a.new_tokens:
@@ -277,6 +319,7 @@ def run_hf(a) -> dict:
 
 
 # ---------------------------------------------------------------------- the parent
+
 
 def child_main(a) -> int:
     a.threads = pin_threads(a.threads)
@@ -312,8 +355,11 @@ def parent_main(a, argv: list[str] | None) -> int:
         child_args += ["--hf-weights-dir", weights_dir]
     load_before = os.getloadavg()
     if load_before[0] > 0.5 * a.threads:
-        print(f"[generate_throughput] warning: load average {load_before[0]:.1f} on {available_threads()} cores: "
-              "other processes distort the timings.", file=sys.stderr)
+        print(
+            f"[generate_throughput] warning: load average {load_before[0]:.1f} on {available_threads()} cores: "
+            "other processes distort the timings.",
+            file=sys.stderr,
+        )
     sides = {}
     for side in a.sides:
         print(f"[generate_throughput] {side} side ...", file=sys.stderr, flush=True)
@@ -322,7 +368,11 @@ def parent_main(a, argv: list[str] | None) -> int:
     context = length + a.new_tokens / 2  # mean context over the decoded positions
     per_token = generate_flops_per_token(cfg, round(context))
     for side in sides.values():
-        peak = a.peak_tflops * 1e12 if a.peak_tflops else (peak_flops(side.get("device_name", "")) if a.device == "gpu" else None)
+        peak = (
+            a.peak_tflops * 1e12
+            if a.peak_tflops
+            else (peak_flops(side.get("device_name", "")) if a.device == "gpu" else None)
+        )
         for res in side["batches"].values():
             flops = per_token * res["batch_size"] * res["new_tokens"]
             res["achieved_tflops_per_s"] = round(flops / res["latency_s_median"] / 1e12, 5)
@@ -341,16 +391,33 @@ def parent_main(a, argv: list[str] | None) -> int:
         "note": " | ".join(notes),
         "device": a.device,
         "size": a.size,
-        "config": {"run": a.run if a.size == "tiny" else None, "backbone": cfg, "dtype": a.dtype,
-                   "batch_sizes": list(a.batch_sizes), "new_tokens": a.new_tokens, "prompt_tokens": length,
-                   "distinct_prompts": min(distinct, max(a.batch_sizes)), "repeats": a.repeats, "sampler": "greedy", "early_stopping": "off on both sides",
-                   "random_init": a.random_init, "hf_weights": weights_dir or "random",
-                   "hf_attn_implementation": a.hf_attn},
+        "config": {
+            "run": a.run if a.size == "tiny" else None,
+            "backbone": cfg,
+            "dtype": a.dtype,
+            "batch_sizes": list(a.batch_sizes),
+            "new_tokens": a.new_tokens,
+            "prompt_tokens": length,
+            "distinct_prompts": min(distinct, max(a.batch_sizes)),
+            "repeats": a.repeats,
+            "sampler": "greedy",
+            "early_stopping": "off on both sides",
+            "random_init": a.random_init,
+            "hf_weights": weights_dir or "random",
+            "hf_attn_implementation": a.hf_attn,
+        },
         "load_average_1m": {"before": round(load_before[0], 2), "after": round(os.getloadavg()[0], 2)},
-        "threads": {"requested": a.threads, **{s: r.get("threads") for s, r in sides.items()},
-                    "hf_torch_threads": sides.get("hf", {}).get("torch_threads")},
-        "flops": {"generate_flops_per_token": FORMULA["generate_flops_per_token"], "N": FORMULA["N"],
-                  "N_value": matmul_params(cfg), "context_used": round(context, 1)},
+        "threads": {
+            "requested": a.threads,
+            **{s: r.get("threads") for s, r in sides.items()},
+            "hf_torch_threads": sides.get("hf", {}).get("torch_threads"),
+        },
+        "flops": {
+            "generate_flops_per_token": FORMULA["generate_flops_per_token"],
+            "N": FORMULA["N"],
+            "N_value": matmul_params(cfg),
+            "context_used": round(context, 1),
+        },
         "sides": sides,
         "ratio_kit_over_hf_tokens_per_s": ratio,
         "greedy_texts_equal": agree,
@@ -360,8 +427,10 @@ def parent_main(a, argv: list[str] | None) -> int:
     print(f"{'side':<5} {'batch':>5} {'tok/s':>9} {'latency s':>10} {'ms/token':>9} {'warm-up s':>10}")
     for name, s in sides.items():
         for m in s["batches"].values():
-            print(f"{name:<5} {m['batch_size']:>5} {m['tokens_per_s']:>9.1f} {m['latency_s_median']:>10.3f} "
-                  f"{m['ms_per_new_token']:>9.2f} {m['warmup_s']:>10.2f}")
+            print(
+                f"{name:<5} {m['batch_size']:>5} {m['tokens_per_s']:>9.1f} {m['latency_s_median']:>10.3f} "
+                f"{m['ms_per_new_token']:>9.2f} {m['warmup_s']:>10.2f}"
+            )
     print(f"kit / HF tokens/s: {ratio}; greedy texts equal: {agree}")
     print(f"wrote {a.out}")
     return 0

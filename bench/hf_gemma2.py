@@ -1,8 +1,8 @@
 """The Hugging Face side of the benchmarks: `Gemma2ForCausalLM` (+ PEFT LoRA) built to match a Keras backbone.
 
 torch, transformers and peft are imported inside the functions, so this
-module (and its doctests) import without them; they come with the `bench`
-extra (`pip install -e '.[bench]'`, torch pinned to the 2.13.0 CPU wheel here).
+module (and its doctests) import without them; they come with the `test`
+extra (`pip install -e '.[test]'`, torch pinned to the 2.13.0 CPU wheel here).
 """
 
 from __future__ import annotations
@@ -69,7 +69,9 @@ def set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def build_model(cfg: dict, *, dtype: str, device: str, attn: str = "eager", weights_dir: str | None = None, seed: int = 0):
+def build_model(
+    cfg: dict, *, dtype: str, device: str, attn: str = "eager", weights_dir: str | None = None, seed: int = 0
+):
     """A `Gemma2ForCausalLM` matching `cfg`: loaded from `weights_dir` (an HF export) or randomly initialised.
 
     transformers' Gemma 2 does not support SDPA (it cannot soft-cap attention
@@ -94,8 +96,14 @@ def add_lora(model, *, rank: int, alpha: float, targets: tuple[str, ...]):
     """PEFT LoRA on the same layers as `kit.model.enable_lora` (scale alpha/rank, no dropout)."""
     import peft
 
-    config = peft.LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, bias="none", task_type="CAUSAL_LM",
-                             target_modules=[PEFT_MODULE[t] for t in targets])
+    config = peft.LoraConfig(
+        r=rank,
+        lora_alpha=alpha,
+        lora_dropout=0.0,
+        bias="none",
+        task_type="CAUSAL_LM",
+        target_modules=[PEFT_MODULE[t] for t in targets],
+    )
     return peft.get_peft_model(model, config)
 
 

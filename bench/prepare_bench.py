@@ -49,7 +49,10 @@ def main() -> int:
     t0 = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-c", TIMER, str(raw), str(work / "prepared")],
-        check=True, capture_output=True, text=True, cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     wall = time.perf_counter() - t0
     inner = json.loads(proc.stdout.strip().splitlines()[-1])

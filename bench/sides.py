@@ -90,6 +90,7 @@ def write_result(path: str | Path, result: dict) -> None:
 
 # ---------------------------------------------------------------------- model configs and data
 
+
 def preset_backbone_config(preset: str | Path) -> dict:
     """The `GemmaBackbone` config dict of a local preset dir (read from its config.json, no Keras import)."""
     path = Path(preset) / "config.json"
@@ -185,8 +186,11 @@ def jax_device_info() -> dict:
         stats = device.memory_stats() or {}
     except Exception:  # CPU devices have no allocator stats
         stats = {}
-    return {"backend": jax.default_backend(), "device_kind": device.device_kind,
-            "peak_bytes_in_use": stats.get("peak_bytes_in_use")}
+    return {
+        "backend": jax.default_backend(),
+        "device_kind": device.device_kind,
+        "peak_bytes_in_use": stats.get("peak_bytes_in_use"),
+    }
 
 
 def check_jax_device(device: str) -> None:
@@ -194,8 +198,10 @@ def check_jax_device(device: str) -> None:
 
     backend = jax.default_backend()
     if device == "gpu" and backend != "gpu":
-        raise BenchError(f"--device gpu: JAX sees no GPU (backend {backend!r}). Install jax[cuda12] "
-                         "(`pip install -e '.[bench,cuda]'`) on a machine with an NVIDIA GPU, or use --device cpu.")
+        raise BenchError(
+            f"--device gpu: JAX sees no GPU (backend {backend!r}). Install jax[cuda12] "
+            "(`pip install -e '.[bench,cuda]'`) on a machine with an NVIDIA GPU, or use --device cpu."
+        )
 
 
 def check_torch_device(device: str) -> str:
@@ -203,13 +209,16 @@ def check_torch_device(device: str) -> str:
 
     if device == "gpu":
         if not torch.cuda.is_available():
-            raise BenchError("--device gpu: torch sees no CUDA device (this is the CPU wheel?). Install a CUDA "
-                             "torch build of the same version on the GPU machine, or use --device cpu.")
+            raise BenchError(
+                "--device gpu: torch sees no CUDA device (this is the CPU wheel?). Install a CUDA "
+                "torch build of the same version on the GPU machine, or use --device cpu."
+            )
         return "cuda"
     return "cpu"
 
 
 # ---------------------------------------------------------------------- identical weights on both sides
+
 
 def exporter_available() -> bool:
     """Whether the kit has its Hugging Face exporter (`kit export --to hf`, kit/export.py)."""
@@ -233,9 +242,11 @@ def hf_export(run: str | Path, out: str | Path, *, refresh: bool = False) -> Pat
     if not refresh and marker.is_file() and marker.stat().st_mtime >= newest:
         return out
     if not exporter_available():
-        raise BenchError("The kit's Hugging Face exporter (`kit export --to hf`, kit/export.py) is not available "
-                         "in this checkout; pass --random-init to compare speed with random weights of the same "
-                         "architecture instead.")
+        raise BenchError(
+            "The kit's Hugging Face exporter (`kit export --to hf`, kit/export.py) is not available "
+            "in this checkout; pass --random-init to compare speed with random weights of the same "
+            "architecture instead."
+        )
     if out.exists():
         import shutil
 

@@ -24,8 +24,11 @@ def make_data(a):
         return synthetic_examples(n, a.max_length, vocab, seed=a.seed), 0, {"fixed": (a.max_length,)}
     examples, pad_id = sample_examples(a.data, a.preset, longest=a.max_length)
     lengths = [len(e.ids) - 1 for e in examples]
-    buckets = {"buckets": choose_buckets(lengths, a.auto_buckets, a.max_length), "fixed": (a.max_length,),
-               "dynamic": (a.max_length,)}
+    buckets = {
+        "buckets": choose_buckets(lengths, a.auto_buckets, a.max_length),
+        "fixed": (a.max_length,),
+        "dynamic": (a.max_length,),
+    }
     return examples, pad_id, {m: buckets[m] for m in a.padding}
 
 

@@ -42,12 +42,18 @@ def run_kit(a) -> dict:
 
     keras.utils.set_random_seed(a.seed)
     enable_lora(lm, rank=a.rank, alpha=a.alpha, targets=a.targets)
-    optimizer = make_optimizer(learning_rate=a.learning_rate, warmup_steps=10, total_steps=10_000,
-                               weight_decay=a.weight_decay, clip_norm=1.0)
+    optimizer = make_optimizer(
+        learning_rate=a.learning_rate, warmup_steps=10, total_steps=10_000, weight_decay=a.weight_decay, clip_norm=1.0
+    )
     engine = Engine(lm, optimizer, pad_id=pad_id)
     load_s = time.perf_counter() - t0
-    out = {"side": "kit", "load_s": round(load_s, 2), "parameters": parameter_counts(lm),
-           "rss_mib_model_loaded": rss_mib(), "modes": {}}
+    out = {
+        "side": "kit",
+        "load_s": round(load_s, 2),
+        "parameters": parameter_counts(lm),
+        "rss_mib_model_loaded": rss_mib(),
+        "modes": {},
+    }
     for mode, buckets in buckets_by_mode.items():
         if mode == "dynamic":
             continue  # every new length would be a new XLA program
@@ -55,22 +61,46 @@ def run_kit(a) -> dict:
         initial_loss = _kit_initial_loss(engine, examples, buckets, a) if not out["modes"] else None
         # Warm-up: the kit's loop over one example per timed shape (compiles each once).
         t0 = time.perf_counter()
-        engine.run(warm_examples, [], LoopOptions(total_steps=len(warm_examples) * a.warmup_rounds,
-                                                  batch_size=a.batch_size, buckets=tuple(buckets), seed=None,
-                                                  progress=False, log_every=1))
+        engine.run(
+            warm_examples,
+            [],
+            LoopOptions(
+                total_steps=len(warm_examples) * a.warmup_rounds,
+                batch_size=a.batch_size,
+                buckets=tuple(buckets),
+                seed=None,
+                progress=False,
+                log_every=1,
+            ),
+        )
         warm_s = time.perf_counter() - t0
         traces = engine._micro._cache_size()
         # Timed: the kit's own loop over the seeded plan (the same batches the HF side gets).
-        state, _ = engine.run(examples, [], LoopOptions(total_steps=len(timed), batch_size=a.batch_size,
-                                                        buckets=tuple(buckets), seed=a.seed, progress=False,
-                                                        log_every=1))
+        state, _ = engine.run(
+            examples,
+            [],
+            LoopOptions(
+                total_steps=len(timed),
+                batch_size=a.batch_size,
+                buckets=tuple(buckets),
+                seed=a.seed,
+                progress=False,
+                log_every=1,
+            ),
+        )
         elapsed = [r["elapsed_s"] for r in state.history if "elapsed_s" in r]
         step_s = [t - s for s, t in zip([0.0, *elapsed[:-1]], elapsed, strict=True)]
         res = summarise(step_s, timed)
-        res.update(warmup_s=round(warm_s, 2), warmup_steps=len(warm_examples) * a.warmup_rounds,
-                   compiled_shapes=sorted({b.length for b in timed}), recompiles_while_timed=engine._micro._cache_size() - traces,
-                   first_loss=state.history[0]["train_loss"], last_loss=state.history[-1]["train_loss"],
-                   peak_rss_mib=peak_rss_mib(), **_jax_mem(jax_device_info()))
+        res.update(
+            warmup_s=round(warm_s, 2),
+            warmup_steps=len(warm_examples) * a.warmup_rounds,
+            compiled_shapes=sorted({b.length for b in timed}),
+            recompiles_while_timed=engine._micro._cache_size() - traces,
+            first_loss=state.history[0]["train_loss"],
+            last_loss=state.history[-1]["train_loss"],
+            peak_rss_mib=peak_rss_mib(),
+            **_jax_mem(jax_device_info()),
+        )
         if initial_loss is not None:
             res["initial_loss"] = initial_loss
         out["modes"][mode] = res
@@ -93,6 +123,7 @@ def _jax_mem(info: dict) -> dict:
 
 
 # ---------------------------------------------------------------------- the Hugging Face side
+
 
 def run_hf(a) -> dict:
     """The Hugging Face side (in its child process): a plain PyTorch loop over the same batches, per padding mode."""
@@ -135,10 +166,17 @@ def run_hf(a) -> dict:
         opt.zero_grad(set_to_none=True)
         return loss_sum.item() / max(int(n.item()), 1)  # .item() syncs, like the kit's float(loss)
 
-    out = {"side": "hf", "load_s": round(load_s, 2), "attn_implementation": a.hf_attn,
-           "weights": a.hf_weights_dir or "random", "lora_dtypes": lora_dtypes,
-           "parameters": {"trainable": int(trainable), "total": int(total)},
-           "rss_mib_model_loaded": rss_mib(), "torch_threads": torch.get_num_threads(), "modes": {}}
+    out = {
+        "side": "hf",
+        "load_s": round(load_s, 2),
+        "attn_implementation": a.hf_attn,
+        "weights": a.hf_weights_dir or "random",
+        "lora_dtypes": lora_dtypes,
+        "parameters": {"trainable": int(trainable), "total": int(total)},
+        "rss_mib_model_loaded": rss_mib(),
+        "torch_threads": torch.get_num_threads(),
+        "modes": {},
+    }
     for mode, buckets in buckets_by_mode.items():
         timed, warm, _ = mode_batches(examples, buckets, a, mode, pad_id)
         initial_loss = None
@@ -155,8 +193,13 @@ def run_hf(a) -> dict:
             losses.append(step(batch))
             step_s.append(time.perf_counter() - s)
         res = summarise(step_s, timed)
-        res.update(warmup_s=round(warm_s, 2), warmup_steps=len(warm), first_loss=losses[0], last_loss=losses[-1],
-                   peak_rss_mib=peak_rss_mib())
+        res.update(
+            warmup_s=round(warm_s, 2),
+            warmup_steps=len(warm),
+            first_loss=losses[0],
+            last_loss=losses[-1],
+            peak_rss_mib=peak_rss_mib(),
+        )
         if initial_loss is not None:
             res["initial_loss"] = initial_loss
         peak = hf.peak_device_bytes(device)
@@ -175,7 +218,9 @@ def hf_weights_dir(a, notes: list[str]) -> str | None:
         return None
     if a.hf_weights != "auto":
         if not (Path(a.hf_weights) / "config.json").is_file():
-            raise BenchError(f"--hf-weights {a.hf_weights}: no config.json there (give an HF export dir, auto or random).")
+            raise BenchError(
+                f"--hf-weights {a.hf_weights}: no config.json there (give an HF export dir, auto or random)."
+            )
         return a.hf_weights
     try:
         return str(hf_export(a.base_run, ROOT / "bench/tmp/hf" / Path(a.base_run).name))

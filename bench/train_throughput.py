@@ -88,41 +88,79 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="where both sides run")
-    p.add_argument("--size", choices=("tiny", "2b"), default="tiny",
-                   help="tiny: the demo base models/tiny-base; 2b: Gemma 2 2B architecture (needs --random-init)")
-    p.add_argument("--random-init", action="store_true",
-                   help="random weights on both sides (required for --size 2b: same FLOPs, no download)")
+    p.add_argument(
+        "--size",
+        choices=("tiny", "2b"),
+        default="tiny",
+        help="tiny: the demo base models/tiny-base; 2b: Gemma 2 2B architecture (needs --random-init)",
+    )
+    p.add_argument(
+        "--random-init",
+        action="store_true",
+        help="random weights on both sides (required for --size 2b: same FLOPs, no download)",
+    )
     p.add_argument("--preset", default="models/tiny-base", help="the tiny base preset (tokenizer, tiny config)")
-    p.add_argument("--data", default=None, help="prepared dataset dir (default data/prepared), or 'synthetic' "
-                   "for random fixed-length sequences (default for --size 2b)")
-    p.add_argument("--base-run", default="runs/tiny-base",
-                   help="run exported with `kit export --to hf` so the HF side holds the same base weights (tiny)")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="prepared dataset dir (default data/prepared), or 'synthetic' "
+        "for random fixed-length sequences (default for --size 2b)",
+    )
+    p.add_argument(
+        "--base-run",
+        default="runs/tiny-base",
+        help="run exported with `kit export --to hf` so the HF side holds the same base weights (tiny)",
+    )
     p.add_argument("--batch-size", type=int, default=None, help="rows per step (tiny 16, 2b 8)")
     p.add_argument("--max-length", type=int, default=None, help="largest sequence length (tiny 256, 2b 512)")
-    p.add_argument("--auto-buckets", type=int, default=8, help="bucket lengths chosen by kit.data.batching.choose_buckets")
-    p.add_argument("--padding", default=None,
-                   help="comma-separated modes: buckets, fixed, dynamic (HF only); default all three for sample "
-                   "data, fixed for synthetic")
-    p.add_argument("--steps", type=int, default=None, help="timed optimizer steps per mode (cpu 80: 30 varied by ±10 % between runs; gpu 20)")
-    p.add_argument("--warmup-rounds", type=int, default=None,
-                   help="untimed steps per distinct shape before timing (cpu 1, gpu 2)")
+    p.add_argument(
+        "--auto-buckets", type=int, default=8, help="bucket lengths chosen by kit.data.batching.choose_buckets"
+    )
+    p.add_argument(
+        "--padding",
+        default=None,
+        help="comma-separated modes: buckets, fixed, dynamic (HF only); default all three for sample "
+        "data, fixed for synthetic",
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="timed optimizer steps per mode (cpu 80: 30 varied by ±10 % between runs; gpu 20)",
+    )
+    p.add_argument(
+        "--warmup-rounds", type=int, default=None, help="untimed steps per distinct shape before timing (cpu 1, gpu 2)"
+    )
     p.add_argument("--rank", type=int, default=8, help="LoRA rank")
     p.add_argument("--alpha", type=float, default=16.0, help="LoRA alpha (scale alpha/rank)")
-    p.add_argument("--targets", choices=tuple(LORA_TARGETS), default=None,
-                   help="LoRA target layers (tiny: all, as configs/tiny.toml; 2b: qv, as configs/gemma2_2b_gpu.toml)")
+    p.add_argument(
+        "--targets",
+        choices=tuple(LORA_TARGETS),
+        default=None,
+        help="LoRA target layers (tiny: all, as configs/tiny.toml; 2b: qv, as configs/gemma2_2b_gpu.toml)",
+    )
     p.add_argument("--learning-rate", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
-                   help="weights dtype (auto: float32 on cpu, bfloat16 on gpu); LoRA adapters stay float32 on both sides")
+    p.add_argument(
+        "--dtype",
+        choices=("auto", "float32", "bfloat16"),
+        default="auto",
+        help="weights dtype (auto: float32 on cpu, bfloat16 on gpu); LoRA adapters stay float32 on both sides",
+    )
     p.add_argument("--threads", type=int, default=None, help="CPU threads for each side (default: all cores)")
     p.add_argument("--sides", default="kit,hf", help="which sides to run: kit, hf or kit,hf")
     p.add_argument("--hf-attn", default="eager", help="transformers attn_implementation (Gemma 2 has no SDPA)")
-    p.add_argument("--hf-weights", default="auto",
-                   help="auto: export --base-run with the kit's exporter when it exists, else random; random; or an HF dir")
+    p.add_argument(
+        "--hf-weights",
+        default="auto",
+        help="auto: export --base-run with the kit's exporter when it exists, else random; random; or an HF dir",
+    )
     p.add_argument("--peak-tflops", type=float, default=None, help="device peak bf16 TFLOP/s for MFU (else looked up)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="result JSON (default bench/results/train_throughput[_gpu_2b].json)")
-    p.add_argument("--note", default="", help="free text stored with the result (e.g. 'preliminary, machine under load')")
+    p.add_argument(
+        "--note", default="", help="free text stored with the result (e.g. 'preliminary, machine under load')"
+    )
     p.add_argument("--child", choices=("kit", "hf"), help=argparse.SUPPRESS)
     p.add_argument("--hf-weights-dir", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -133,8 +171,10 @@ def resolve(a: argparse.Namespace) -> argparse.Namespace:
     big = a.size == "2b"
     gpu = a.device == "gpu"
     if big and not a.random_init:
-        raise BenchError("--size 2b needs --random-init: the benchmark uses the Gemma 2 2B architecture with "
-                         "random weights (same FLOPs, nothing to download). Received: --size 2b without --random-init")
+        raise BenchError(
+            "--size 2b needs --random-init: the benchmark uses the Gemma 2 2B architecture with "
+            "random weights (same FLOPs, nothing to download). Received: --size 2b without --random-init"
+        )
     a.data = a.data or ("synthetic" if big else "data/prepared")
     a.batch_size = (8 if big else 16) if a.batch_size is None else a.batch_size
     a.max_length = (512 if big else 256) if a.max_length is None else a.max_length
@@ -143,12 +183,16 @@ def resolve(a: argparse.Namespace) -> argparse.Namespace:
     a.warmup_rounds = (2 if gpu else 1) if a.warmup_rounds is None else a.warmup_rounds
     a.dtype = a.dtype if a.dtype != "auto" else ("bfloat16" if gpu else "float32")
     synthetic = a.data == "synthetic"
-    modes = tuple(m.strip() for m in (a.padding or ("fixed" if synthetic else "buckets,fixed,dynamic")).split(",") if m.strip())
+    modes = tuple(
+        m.strip() for m in (a.padding or ("fixed" if synthetic else "buckets,fixed,dynamic")).split(",") if m.strip()
+    )
     bad = set(modes) - {"buckets", "fixed", "dynamic"}
     if bad or not modes:
         raise BenchError(f"--padding takes buckets, fixed and/or dynamic. Received: --padding {a.padding}")
     if synthetic and set(modes) != {"fixed"}:
-        raise BenchError("--data synthetic has one fixed length: use --padding fixed. Received: --padding " + str(a.padding))
+        raise BenchError(
+            "--data synthetic has one fixed length: use --padding fixed. Received: --padding " + str(a.padding)
+        )
     a.padding = modes
     sides = tuple(s.strip() for s in a.sides.split(",") if s.strip())
     if not sides or set(sides) - {"kit", "hf"}:
@@ -158,11 +202,14 @@ def resolve(a: argparse.Namespace) -> argparse.Namespace:
         if getattr(a, name) < 1:
             raise BenchError(f"--{name.replace('_', '-')} must be ≥ 1. Received: {getattr(a, name)}")
     a.threads = a.threads or available_threads()
-    a.out = a.out or str(ROOT / "bench/results" / ("train_throughput_gpu_2b.json" if big and gpu else "train_throughput.json"))
+    a.out = a.out or str(
+        ROOT / "bench/results" / ("train_throughput_gpu_2b.json" if big and gpu else "train_throughput.json")
+    )
     return a
 
 
 # ---------------------------------------------------------------------- the parent
+
 
 def child_main(a) -> int:
     """One side, in its own process (`--child kit|hf`): pin the cores, run it, print its JSON line."""
@@ -198,9 +245,11 @@ def parent_main(a, argv: list[str] | None) -> int:
         child_args += ["--hf-weights-dir", weights_dir]
     load_before = os.getloadavg()
     if load_before[0] > 0.5 * a.threads:
-        print(f"[train_throughput] warning: load average {load_before[0]:.1f} on {available_threads()} cores: other "
-              "processes compete for the CPU and distort the timings (torch's OpenMP threads suffer most).",
-              file=sys.stderr)
+        print(
+            f"[train_throughput] warning: load average {load_before[0]:.1f} on {available_threads()} cores: other "
+            "processes compete for the CPU and distort the timings (torch's OpenMP threads suffer most).",
+            file=sys.stderr,
+        )
     sides = {}
     for side in a.sides:
         print(f"[train_throughput] {side} side ...", file=sys.stderr, flush=True)
@@ -212,8 +261,11 @@ def parent_main(a, argv: list[str] | None) -> int:
         "size": a.size,
         "config": config_record(a, cfg, len(examples), buckets_by_mode, weights_dir),
         "load_average_1m": {"before": round(load_before[0], 2), "after": round(os.getloadavg()[0], 2)},
-        "threads": {"requested": a.threads, **{s: r.get("threads") for s, r in sides.items()},
-                    "hf_torch_threads": sides.get("hf", {}).get("torch_threads")},
+        "threads": {
+            "requested": a.threads,
+            **{s: r.get("threads") for s, r in sides.items()},
+            "hf_torch_threads": sides.get("hf", {}).get("torch_threads"),
+        },
         "padding_share": shares,
         "flops": flops_record(cfg, a),
         "sides": sides,

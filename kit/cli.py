@@ -49,8 +49,9 @@ def _flag(field) -> str:
     return "--" + (field.metadata.get("flag") or field.name).replace("_", "-")
 
 
-def add_options(parser: argparse.ArgumentParser, cls: type, *, dest_prefix: str = "",
-                exclude: Sequence[str] = ()) -> None:
+def add_options(
+    parser: argparse.ArgumentParser, cls: type, *, dest_prefix: str = "", exclude: Sequence[str] = ()
+) -> None:
     """Add one flag per `kit.config.option` field of the dataclass `cls`, default and help from the field.
 
     A bool field that defaults to True becomes `--no-<flag>`; fields without
@@ -82,11 +83,14 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, dest_prefix: str 
             convert = _positive_int if minimum >= 1 else _nonneg_int
         choices = field.metadata.get("choices")
         if choices and convert is str:
+
             def convert(text, _choices=choices):  # `top-k` and `top_k` alike
                 name = text.replace("-", "_")
                 return name if name in _choices else text
-        parser.add_argument(_flag(field), dest=dest, type=convert, default=default, choices=choices,
-                            help=f"{text} (default {default})")
+
+        parser.add_argument(
+            _flag(field), dest=dest, type=convert, default=default, choices=choices, help=f"{text} (default {default})"
+        )
 
 
 def options_from(cls: type, args: argparse.Namespace, *, dest_prefix: str = "", **values):
@@ -138,8 +142,7 @@ def _cmd_data_prepare(args: argparse.Namespace) -> int:
 def _cmd_data_download(args: argparse.Namespace) -> int:
     from kit.data.download import download
 
-    path = download(args.source, args.out, url=args.url, size=args.size, sha256=args.sha256,
-                    progress=not args.quiet)
+    path = download(args.source, args.out, url=args.url, size=args.size, sha256=args.sha256, progress=not args.quiet)
     print(f"Dataset ready: {path}")
     return EXIT_OK
 
@@ -157,11 +160,16 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     p = dsub.add_parser("prepare", help="clean, split by organisation, add keywords and prompts")
     p.add_argument("--input", required=True, help=".tskv or .parquet file, or hf://OWNER/NAME")
     p.add_argument("--out", required=True, help="output directory for the prepared dataset")
-    p.add_argument("--on-error", choices=["fail", "skip"], default="fail",
-                   help="bad lines: stop at the first (fail) or list them in stats.json (skip)")
+    p.add_argument(
+        "--on-error",
+        choices=["fail", "skip"],
+        default="fail",
+        help="bad lines: stop at the first (fail) or list them in stats.json (skip)",
+    )
     p.add_argument("--max-rows", type=_positive_int, default=None, help="read at most N input rows")
-    p.add_argument("--balance", choices=["none", "rating"], default="none",
-                   help="rating: downsample train so ratings are balanced")
+    p.add_argument(
+        "--balance", choices=["none", "rating"], default="none", help="rating: downsample train so ratings are balanced"
+    )
     p.add_argument("--seed", type=_nonneg_int, default=0, help="seed for splitting and field dropping")
     p.add_argument("--val-share", type=float, default=0.05, help="share of organisations in validation")
     p.add_argument("--test-share", type=float, default=0.05, help="share of organisations in test")
@@ -169,14 +177,21 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_data_prepare)
 
     p = dsub.add_parser("download", help="download the real dataset (needs internet)")
-    p.add_argument("--source", choices=["github", "hub"], default="github",
-                   help="github: the original .tskv (LFS); hub: the parquet on the Hugging Face Hub")
+    p.add_argument(
+        "--source",
+        choices=["github", "hub"],
+        default="github",
+        help="github: the original .tskv (LFS); hub: the parquet on the Hugging Face Hub",
+    )
     p.add_argument("--out", default="data/raw", help="output directory (default data/raw)")
     p.add_argument("--url", default=None, help="override the download URL (mirrors, tests)")
-    p.add_argument("--size", type=_positive_int, default=None,
-                   help="github: expected size in bytes (default: the official file's 378730064)")
-    p.add_argument("--sha256", default=None,
-                   help="github: expected sha256 in hex (default: the official file's)")
+    p.add_argument(
+        "--size",
+        type=_positive_int,
+        default=None,
+        help="github: expected size in bytes (default: the official file's 378730064)",
+    )
+    p.add_argument("--sha256", default=None, help="github: expected sha256 in hex (default: the official file's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_data_download)
 
@@ -190,14 +205,25 @@ def _cmd_tiny(args: argparse.Namespace) -> int:
     from kit.model.tiny import TinySpec
     from kit.train.pretrain import make_tiny_base
 
-    overrides = {k: v for k, v in (("epochs", args.epochs), ("max_steps", args.max_steps), ("seed", args.seed),
-                                   ("documents", args.documents), ("batch_size", args.batch_size)) if v is not None}
+    overrides = {
+        k: v
+        for k, v in (
+            ("epochs", args.epochs),
+            ("max_steps", args.max_steps),
+            ("seed", args.seed),
+            ("documents", args.documents),
+            ("batch_size", args.batch_size),
+        )
+        if v is not None
+    }
     spec = dataclasses.replace(TinySpec(), **overrides)
     info = make_tiny_base(args.data, args.out, spec, progress=not args.quiet)
     p = info["pretraining"]
-    print(f"Wrote tiny Gemma 2 base to {args.out}: {info['parameters']:,} parameters, vocabulary "
-          f"{info['vocabulary_size']}, val loss {p['initial_val_loss']:.3f} -> {p['final_val_loss']:.3f} "
-          f"in {info['total_seconds']:.0f} s")
+    print(
+        f"Wrote tiny Gemma 2 base to {args.out}: {info['parameters']:,} parameters, vocabulary "
+        f"{info['vocabulary_size']}, val loss {p['initial_val_loss']:.3f} -> {p['final_val_loss']:.3f} "
+        f"in {info['total_seconds']:.0f} s"
+    )
     return EXIT_OK
 
 
@@ -210,8 +236,10 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     m = info.metrics
     where = f"{cfg.run.out_dir}/{cfg.run.name}"
     if info.adapter:
-        print(f"Fine-tuned {where} ({info.status}): val loss {m.get('initial_val_loss', float('nan')):.4f} "
-              f"-> {m.get('val_loss', float('nan')):.4f} on review tokens in {info.timings['train_s']:.0f} s")
+        print(
+            f"Fine-tuned {where} ({info.status}): val loss {m.get('initial_val_loss', float('nan')):.4f} "
+            f"-> {m.get('val_loss', float('nan')):.4f} on review tokens in {info.timings['train_s']:.0f} s"
+        )
     else:
         loss = f"val loss {m['val_loss']:.4f}" if "val_loss" in m else "no validation data"
         print(f"Registered base model {cfg.model.preset} as {where} ({loss})")
@@ -224,20 +252,33 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="models/tiny-base", help="preset dir to write (default models/tiny-base)")
     p.add_argument("--epochs", type=float, default=None, help="pretraining passes over the train reviews")
     p.add_argument("--max-steps", type=_positive_int, default=None, help="cap on pretraining steps (quick tries)")
-    p.add_argument("--batch-size", type=_positive_int, default=None,
-                   help="documents per step (default 32); smaller means more steps in about the same time")
+    p.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=None,
+        help="documents per step (default 32); smaller means more steps in about the same time",
+    )
     p.add_argument("--seed", type=_nonneg_int, default=None, help="initialisation/data-order seed")
-    p.add_argument("--documents", choices=("reviews", "pages"), default=None,
-                   help="pretrain on bare review texts (default) or on them laid out as web pages "
-                   "(place header, star lines, topic words and quotes, review listings: the base learns to read a rating "
-                   "and to use given words; ~2.5x slower)")
+    p.add_argument(
+        "--documents",
+        choices=("reviews", "pages"),
+        default=None,
+        help="pretrain on bare review texts (default) or on them laid out as web pages "
+        "(place header, star lines, topic words and quotes, review listings: the base learns to read a rating "
+        "and to use given words; ~2.5x slower)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_tiny)
 
     p = sub.add_parser("finetune", help="LoRA fine-tune a Gemma preset into runs/<name> (or register a base model)")
     p.add_argument("--config", required=True, help="TOML config, e.g. configs/tiny.toml")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a config value (repeatable), e.g. --set lora.rank=4")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value (repeatable), e.g. --set lora.rank=4",
+    )
     p.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run dir of the same name")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -278,8 +319,16 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     if args.requests:
         requests = read_requests(args.requests, vocabulary)
     else:
-        requests = [Request.create(rubrics=args.rubrics, rating=args.rating, keywords=args.keywords,
-                                   name=args.name, address=args.address, vocabulary=vocabulary)]
+        requests = [
+            Request.create(
+                rubrics=args.rubrics,
+                rating=args.rating,
+                keywords=args.keywords,
+                name=args.name,
+                address=args.address,
+                vocabulary=vocabulary,
+            )
+        ]
     enable_compile_cache()
     t0 = time.perf_counter()
     generator = Generator(load_model(args.model, dtype=args.dtype), batch_size=options.batch_size)
@@ -290,11 +339,18 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     if args.requests:
         meta = {"model": args.model, "sampler": dataclasses.asdict(sampler), "max_new_tokens": options.max_new_tokens}
         write_responses(args.out, records, meta)
-        print(f"Wrote {sum(len(s) for s in results)} reviews for {len(requests)} requests to {args.out} "
-              f"(load {seconds['load']:.1f} s, generate {seconds['generate']:.1f} s)")
+        print(
+            f"Wrote {sum(len(s) for s in results)} reviews for {len(requests)} requests to {args.out} "
+            f"(load {seconds['load']:.1f} s, generate {seconds['generate']:.1f} s)"
+        )
     elif args.json:
-        print(json.dumps({"model": args.model, "sampler": dataclasses.asdict(sampler), **records[0],
-                          "seconds": seconds}, ensure_ascii=False, indent=2))
+        print(
+            json.dumps(
+                {"model": args.model, "sampler": dataclasses.asdict(sampler), **records[0], "seconds": seconds},
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
     else:
         texts = [s.text for s in results[0]]
         print(texts[0] if len(texts) == 1 else "\n\n".join(f"[{i}] {t}" for i, t in enumerate(texts, 1)))
@@ -316,32 +372,52 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     from kit.generate import GenerateOptions, SamplerSpec
 
     p = sub.add_parser("generate", help="write reviews for a request (or a JSONL file of requests)")
-    p.add_argument("--model", required=True, help="run dir (runs/<name>), preset dir, built-in preset, kaggle:// or hf://")
+    p.add_argument(
+        "--model", required=True, help="run dir (runs/<name>), preset dir, built-in preset, kaggle:// or hf://"
+    )
     p.add_argument("--rubrics", default=None, help="1-5 rubrics separated by ';', e.g. 'Кафе;Ресторан'")
     p.add_argument("--rating", default=None, help="requested stars, 1-5")
     p.add_argument("--keywords", default=None, help="up to 10 keywords separated by ',', e.g. 'кофе, десерты'")
     p.add_argument("--name", default=None, help="organisation name (optional)")
     p.add_argument("--address", default=None, help="organisation address (optional)")
-    p.add_argument("--requests", default=None, metavar="IN.jsonl",
-                   help="batch mode: one JSON request per line (keys rubrics, rating, keywords, name, address)")
+    p.add_argument(
+        "--requests",
+        default=None,
+        metavar="IN.jsonl",
+        help="batch mode: one JSON request per line (keys rubrics, rating, keywords, name, address)",
+    )
     p.add_argument("--out", default=None, metavar="OUT.jsonl", help="batch mode: output file (written atomically)")
-    p.add_argument("--data", default=None,
-                   help="prepared dataset dir holding the rubric vocabulary (default: the run's data dir, else data/prepared)")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="prepared dataset dir holding the rubric vocabulary (default: the run's data dir, else data/prepared)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON (request, samples, timings) instead of text")
     add_options(p, GenerateOptions)
     add_options(p, SamplerSpec, dest_prefix="sampler_")
-    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
-                   help="weights dtype (default: the run's)")
+    p.add_argument(
+        "--dtype", default=None, choices=["float32", "bfloat16", "float16"], help="weights dtype (default: the run's)"
+    )
     p.set_defaults(func=_cmd_generate)
 
     p = sub.add_parser("export", help="export a run as a merged KerasHub preset or a Hugging Face Gemma 2 checkpoint")
     p.add_argument("--run", required=True, help="run dir, e.g. runs/tiny-lora")
-    p.add_argument("--to", required=True, choices=["keras", "hf"], help="keras: merged preset; hf: transformers Gemma 2")
+    p.add_argument(
+        "--to", required=True, choices=["keras", "hf"], help="keras: merged preset; hf: transformers Gemma 2"
+    )
     p.add_argument("--out", required=True, help="output directory (replaced atomically)")
-    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
-                   help="weights dtype of the export (default: the run's)")
-    p.add_argument("--push", default=None, metavar="TARGET",
-                   help="also upload: hf://OWNER/REPO (keras or hf export) or kaggle://OWNER/MODEL/keras/VARIANT (keras)")
+    p.add_argument(
+        "--dtype",
+        default=None,
+        choices=["float32", "bfloat16", "float16"],
+        help="weights dtype of the export (default: the run's)",
+    )
+    p.add_argument(
+        "--push",
+        default=None,
+        metavar="TARGET",
+        help="also upload: hf://OWNER/REPO (keras or hf export) or kaggle://OWNER/MODEL/keras/VARIANT (keras)",
+    )
     p.set_defaults(func=_cmd_export)
 
 
@@ -356,8 +432,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     options = options_from(EvalOptions, args, sampler=sampler, progress=not args.quiet)
     result = evaluate_models(args.models, args.data, out=args.out, options=options)
     label = " (SYNTHETIC sample data)" if result["synthetic"] else ""
-    print(f"Report {args.out}{label}: {result['requests']['n']} requests, {len(args.models)} models + human, "
-          f"{result['timings']['total_s']:.0f} s")
+    print(
+        f"Report {args.out}{label}: {result['requests']['n']} requests, {len(args.models)} models + human, "
+        f"{result['timings']['total_s']:.0f} s"
+    )
     print(headline_table(result))
     return EXIT_OK
 
@@ -367,8 +445,13 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     from kit.generate import SamplerSpec
 
     p = sub.add_parser("evaluate", help="run models on the same requests and write a side-by-side report")
-    p.add_argument("--models", nargs="+", required=True, metavar="RUN_DIR",
-                   help="run dirs to compare (base or LoRA), e.g. runs/tiny-base runs/tiny-lora")
+    p.add_argument(
+        "--models",
+        nargs="+",
+        required=True,
+        metavar="RUN_DIR",
+        help="run dirs to compare (base or LoRA), e.g. runs/tiny-base runs/tiny-lora",
+    )
     p.add_argument("--data", default="data/prepared", help="prepared dataset dir (default data/prepared)")
     p.add_argument("--out", required=True, help="report dir to write, e.g. reports/demo (replaced atomically)")
     add_options(p, EvalOptions, exclude=("progress",))

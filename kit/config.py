@@ -47,8 +47,9 @@ def option(default, help: str, *, flag: str | None = None, choices=None, minimum
         >>> dataclasses.fields(Opt)[0].metadata["help"]
         'how many'
     """
-    return dataclasses.field(default=default,
-                             metadata={"help": help, "flag": flag, "choices": choices, "minimum": minimum})
+    return dataclasses.field(
+        default=default, metadata={"help": help, "flag": flag, "choices": choices, "minimum": minimum}
+    )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -276,7 +277,9 @@ def _build_section(section: str, cls: type, values: Mapping[str, Any]) -> Any:
     kwargs = {}
     for key, value in values.items():
         if key not in known:
-            raise UserError(f"Unknown config key {section}.{key}. Known keys in [{section}]: {', '.join(sorted(known))}.")
+            raise UserError(
+                f"Unknown config key {section}.{key}. Known keys in [{section}]: {', '.join(sorted(known))}."
+            )
         kwargs[key] = _coerce(f"{section}.{key}", hints[key], value)
     return cls(**kwargs)
 
@@ -301,7 +304,13 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
             return None
     elif hint is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
-    elif hint is int and isinstance(value, int) and not isinstance(value, bool) or hint in (str, bool) and isinstance(value, hint):
+    elif (
+        hint is int
+        and isinstance(value, int)
+        and not isinstance(value, bool)
+        or hint in (str, bool)
+        and isinstance(value, hint)
+    ):
         return value
     name = getattr(hint, "__name__", str(hint))
     raise UserError(f"Config key {key} must be {name}, received {value!r} ({type(value).__name__}).")
@@ -338,13 +347,21 @@ def _validate(cfg: Config) -> None:
     _check(cfg.lora.alpha > 0, "lora.alpha", cfg.lora.alpha, "> 0")
     _check(cfg.lora.targets in LORA_TARGETS, "lora.targets", cfg.lora.targets, "'qv' or 'all'")
     b = cfg.data.buckets
-    _check(len(b) > 0 and all(x > 1 for x in b) and list(b) == sorted(set(b)),
-           "data.buckets", list(b), "a non-empty increasing list of lengths > 1")
+    _check(
+        len(b) > 0 and all(x > 1 for x in b) and list(b) == sorted(set(b)),
+        "data.buckets",
+        list(b),
+        "a non-empty increasing list of lengths > 1",
+    )
     _check(0 <= cfg.data.auto_buckets <= 32, "data.auto_buckets", cfg.data.auto_buckets, "0 (off) to 32")
     _check(cfg.data.max_train_rows >= 0, "data.max_train_rows", cfg.data.max_train_rows, "≥ 0")
     _check(cfg.data.max_val_rows >= 0, "data.max_val_rows", cfg.data.max_val_rows, "≥ 0")
-    _check(0 <= cfg.data.rating_power <= 1, "data.rating_power", cfg.data.rating_power,
-           "between 0 (balanced ratings) and 1 (the natural mix)")
+    _check(
+        0 <= cfg.data.rating_power <= 1,
+        "data.rating_power",
+        cfg.data.rating_power,
+        "between 0 (balanced ratings) and 1 (the natural mix)",
+    )
     t = cfg.train
     for name in ("batch_size", "grad_accum", "log_every", "keep_last"):
         _check(getattr(t, name) >= 1, f"train.{name}", getattr(t, name), "≥ 1")

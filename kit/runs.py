@@ -280,12 +280,14 @@ def list_runs(out_dir: str | Path = "runs") -> list[dict]:
         if not (p / RUN_JSON).is_file():
             continue
         info = RunInfo.read(p)
-        out.append({
-            "name": p.name,
-            "path": str(p),
-            "preset": info.preset,
-            "has_adapter": bool(info.adapter),
-            "status": info.status,
-            "val_loss": info.metrics.get("val_loss"),
-        })
+        out.append(
+            {
+                "name": p.name,
+                "path": str(p),
+                "preset": info.preset,
+                "has_adapter": bool(info.adapter),
+                "status": info.status,
+                "val_loss": info.metrics.get("val_loss"),
+            }
+        )
     return out

@@ -20,16 +20,21 @@ from shared import config  # noqa: E402
 import kit  # noqa: E402,F401  (JAX backend before keras)
 
 st.set_page_config(page_title="Geo reviews evaluator", page_icon=":material/rate_review:", layout="wide")
-st.markdown("<style>mark.kw{background:#ffe08a;padding:0 2px;border-radius:3px}"
-            "u.shared{text-decoration:underline 2px #3b82f6}</style>", unsafe_allow_html=True)
+st.markdown(
+    "<style>mark.kw{background:#ffe08a;padding:0 2px;border-radius:3px}"
+    "u.shared{text-decoration:underline 2px #3b82f6}</style>",
+    unsafe_allow_html=True,
+)
 
-page = st.navigation([
-    # Material icons ship with Streamlit; emoji need a colour-emoji font the browser may lack.
-    st.Page(HERE / "pages" / "generate.py", title="Generate", icon=":material/edit_note:", default=True),
-    st.Page(HERE / "pages" / "compare.py", title="Compare", icon=":material/compare:"),
-    st.Page(HERE / "pages" / "metrics.py", title="Metrics", icon=":material/bar_chart:"),
-    st.Page(HERE / "pages" / "samples.py", title="Samples", icon=":material/search:"),
-])
+page = st.navigation(
+    [
+        # Material icons ship with Streamlit; emoji need a colour-emoji font the browser may lack.
+        st.Page(HERE / "pages" / "generate.py", title="Generate", icon=":material/edit_note:", default=True),
+        st.Page(HERE / "pages" / "compare.py", title="Compare", icon=":material/compare:"),
+        st.Page(HERE / "pages" / "metrics.py", title="Metrics", icon=":material/bar_chart:"),
+        st.Page(HERE / "pages" / "samples.py", title="Samples", icon=":material/search:"),
+    ]
+)
 DIRS = config()
 st.sidebar.caption(f"runs: `{DIRS.runs}`  \nreports: `{DIRS.reports}`  \ndata: `{DIRS.data}`")
 page.run()

@@ -43,9 +43,8 @@ def config(argv: list[str] | None = None) -> Dirs:
     return Dirs(Path(args.runs), Path(args.reports), Path(args.data))
 
 
-
-
 # ----------------------------------------------------------------- cached resources
+
 
 @st.cache_resource(show_spinner="Loading the model…")
 def generator(run_dir: str):
@@ -134,6 +133,7 @@ def synthetic_banner(synthetic: bool, what: str = "data") -> None:
 
 # ----------------------------------------------------------------- the request form
 
+
 def request_fields(prefix: str, vocab: dict[str, int]) -> dict:
     """The request and sampler widgets (call inside an `st.form`); returns their raw values.
 
@@ -144,8 +144,13 @@ def request_fields(prefix: str, vocab: dict[str, int]) -> dict:
 
     spec, gen = SamplerSpec(), GenerateOptions()
     v = {}
-    v["rubrics"] = st.multiselect("Rubrics", list(vocab), max_selections=5, key=f"{prefix}_rubrics",
-                                  placeholder="Type to search the data's rubrics")
+    v["rubrics"] = st.multiselect(
+        "Rubrics",
+        list(vocab),
+        max_selections=5,
+        key=f"{prefix}_rubrics",
+        placeholder="Type to search the data's rubrics",
+    )
     c1, c2 = st.columns(2)
     # The default goes through session state, not `value=`: "Random test request"
     # sets the rating there, and Streamlit warns when a widget gets both.
@@ -158,14 +163,16 @@ def request_fields(prefix: str, vocab: dict[str, int]) -> dict:
     with st.expander("Sampler"):
         c1, c2, c3 = st.columns(3)
         v["sampler"] = c1.selectbox("Sampler", SAMPLERS, index=SAMPLERS.index(spec.name), key=f"{prefix}_sampler")
-        v["temperature"] = c2.number_input("Temperature", 0.05, 5.0, spec.temperature, 0.05,
-                                           key=f"{prefix}_temperature")
+        v["temperature"] = c2.number_input(
+            "Temperature", 0.05, 5.0, spec.temperature, 0.05, key=f"{prefix}_temperature"
+        )
         v["seed"] = c3.number_input("Seed", 0, 2**31 - 1, spec.seed, key=f"{prefix}_seed")
         c1, c2, c3, c4 = st.columns(4)
         v["top_k"] = c1.number_input("Top-k", 0, 1000, spec.k, key=f"{prefix}_top_k")
         v["top_p"] = c2.number_input("Top-p", 0.01, 1.0, spec.p, 0.01, key=f"{prefix}_top_p")
-        v["max_new_tokens"] = c3.number_input("Max new tokens", 1, 1024, gen.max_new_tokens,
-                                              key=f"{prefix}_max_new_tokens")
+        v["max_new_tokens"] = c3.number_input(
+            "Max new tokens", 1, 1024, gen.max_new_tokens, key=f"{prefix}_max_new_tokens"
+        )
         v["n"] = c4.number_input("Samples", 1, 8, gen.n, key=f"{prefix}_n")
     return v
 
@@ -174,10 +181,21 @@ def parse_form(v: dict, vocab: dict[str, int]):
     """`(Request, SamplerSpec)` from the form values; raises `UserError` with kit's one-line message."""
     from kit.generate import Request, SamplerSpec
 
-    request = Request.create(rubrics=v["rubrics"], rating=v["rating"], keywords=v["keywords"], name=v["name"],
-                             address=v["address"], vocabulary=vocab)
-    sampler = SamplerSpec(name=v["sampler"], temperature=float(v["temperature"]), k=int(v["top_k"]),
-                          p=float(v["top_p"]), seed=int(v["seed"]))
+    request = Request.create(
+        rubrics=v["rubrics"],
+        rating=v["rating"],
+        keywords=v["keywords"],
+        name=v["name"],
+        address=v["address"],
+        vocabulary=vocab,
+    )
+    sampler = SamplerSpec(
+        name=v["sampler"],
+        temperature=float(v["temperature"]),
+        k=int(v["top_k"]),
+        p=float(v["top_p"]),
+        seed=int(v["seed"]),
+    )
     return request, sampler
 
 
@@ -224,5 +242,7 @@ def show_scores(s: dict, *, requested_rating: int | None = None) -> None:
     rating = s.get("rating_predicted")
     stars = "—" if rating is None else f"{int(rating)}★"
     ok = "" if requested_rating is None or rating is None else (" ✓" if int(rating) == requested_rating else " ✗")
-    st.caption(f"predicted rating **{stars}**{ok} · keyword coverage **{fmt(s.get('keyword_coverage'))}** · "
-               f"rubric top-3 **{fmt(s.get('rubric_top3'), '{:.0f}')}**")
+    st.caption(
+        f"predicted rating **{stars}**{ok} · keyword coverage **{fmt(s.get('keyword_coverage'))}** · "
+        f"rubric top-3 **{fmt(s.get('rubric_top3'), '{:.0f}')}**"
+    )

@@ -54,6 +54,9 @@ SLOW_TESTS = {
 def pytest_collection_modifyitems(config, items):
     for item in items:
         name = getattr(item, "originalname", None) or item.name
-        if (item.path.name in SLOW_MODULES or name in SLOW_TESTS
-                or TRAINING_FIXTURES & set(getattr(item, "fixturenames", ()))):
+        if (
+            item.path.name in SLOW_MODULES
+            or name in SLOW_TESTS
+            or TRAINING_FIXTURES & set(getattr(item, "fixturenames", ()))
+        ):
             item.add_marker(pytest.mark.slow)

@@ -17,8 +17,23 @@ RUBRICS = ["Кафе", "Ресторан", "Гостиница", "Суперма
 NAMES = ["Кофемания", "Пятёрочка", "Вкусно и точка", "Азимут", "Эрмитаж", "Магнит", "Шоколадница"]
 STREETS = ["Тверская улица", "Невский проспект", "улица Ленина", "проспект Мира", "Садовая улица"]
 CITIES = ["Москва", "Санкт-Петербург", "Казань", "Екатеринбург", "Новосибирск"]
-KEYWORDS = ["персонал", "цены", "кофе", "обслуживание", "чистота", "очередь", "завтрак", "номер",
-            "выбор", "атмосфера", "десерт", "парковка", "экскурсия", "мастер", "интерьер"]
+KEYWORDS = [
+    "персонал",
+    "цены",
+    "кофе",
+    "обслуживание",
+    "чистота",
+    "очередь",
+    "завтрак",
+    "номер",
+    "выбор",
+    "атмосфера",
+    "десерт",
+    "парковка",
+    "экскурсия",
+    "мастер",
+    "интерьер",
+]
 OPENERS = {
     5: ["Отличное место!", "Очень понравилось.", "Всё супер, рекомендую.", "Прекрасное заведение."],
     4: ["Хорошее место.", "В целом понравилось.", "Неплохо, но есть нюансы."],
@@ -54,17 +69,19 @@ def make_rows(n: int, seed: int = 0) -> list[dict]:
         name = rng.choice(NAMES) if rng.random() < 0.9 else None
         address = f"{rng.choice(CITIES)}, {rng.choice(STREETS)}, {rng.randint(1, 99)}"
         text = _review(rng, rating, keywords)
-        rows.append({
-            "org_id": f"org{i % max(n // 3, 1)}",
-            "address": address,
-            "name_ru": name,
-            "rating": rating,
-            "rubrics": rubrics,
-            "text": text,
-            "keywords": keywords,
-            "prompt": build_prompt(rubrics=rubrics, rating=rating, keywords=keywords, name=name, address=address),
-            "target": build_target(text),
-        })
+        rows.append(
+            {
+                "org_id": f"org{i % max(n // 3, 1)}",
+                "address": address,
+                "name_ru": name,
+                "rating": rating,
+                "rubrics": rubrics,
+                "text": text,
+                "keywords": keywords,
+                "prompt": build_prompt(rubrics=rubrics, rating=rating, keywords=keywords, name=name, address=address),
+                "target": build_target(text),
+            }
+        )
     return rows
 
 
@@ -80,10 +97,12 @@ def make_prepared(path: str | Path, *, train: int = 48, validation: int = 16, te
     import datasets
 
     rows = make_rows(train + validation + test, seed)
-    dd = datasets.DatasetDict({
-        "train": datasets.Dataset.from_list(rows[:train]),
-        "validation": datasets.Dataset.from_list(rows[train : train + validation]),
-        "test": datasets.Dataset.from_list(rows[train + validation :]),
-    })
+    dd = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_list(rows[:train]),
+            "validation": datasets.Dataset.from_list(rows[train : train + validation]),
+            "test": datasets.Dataset.from_list(rows[train + validation :]),
+        }
+    )
     dd.save_to_disk(str(path))
     return dd

@@ -31,8 +31,11 @@ def main(preset: str, data: str) -> None:
         val = enc.encode_pairs(dd["validation"]["prompt"], dd["validation"]["target"])
         opt = make_optimizer(learning_rate=1e-2, warmup_steps=1, total_steps=4)
         engine = Engine(lm, opt, distribution=dist)
-        state, _ = engine.run(train, val, LoopOptions(total_steps=4, batch_size=8, grad_accum=2, buckets=(64, 128),
-                                                       eval_every=2, progress=False))
+        state, _ = engine.run(
+            train,
+            val,
+            LoopOptions(total_steps=4, batch_size=8, grad_accum=2, buckets=(64, 128), eval_every=2, progress=False),
+        )
         kernel = lm.backbone.get_layer("decoder_block_0").weights[0]
         query = [w for w in lm.backbone.weights if w.path == "decoder_block_0/attention/query/kernel"][0]
         out[mode] = {

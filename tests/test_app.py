@@ -34,12 +34,26 @@ def app_dirs(tmp_path_factory, tiny_preset, tiny_prepared):
     (data / "rubrics.json").write_text(json.dumps(dict(counts.most_common()), ensure_ascii=False), encoding="utf-8")
     (data / "stats.json").write_text(json.dumps({"synthetic": True}), encoding="utf-8")
     for name, extra in (("micro-base", {"lora.enabled": "false"}), ("micro-lora", {})):
-        finetune(load_config(ROOT / "configs" / "tiny.toml",
-                             micro_overrides(root, tiny_preset, data, name=name, **extra)), progress=False)
+        finetune(
+            load_config(ROOT / "configs" / "tiny.toml", micro_overrides(root, tiny_preset, data, name=name, **extra)),
+            progress=False,
+        )
     runs = [str(root / "runs" / "micro-base"), str(root / "runs" / "micro-lora")]
-    evaluate_models(runs, data, out=root / "reports" / "micro",
-                    options=EvalOptions(limit=6, seed=1, max_new_tokens=8, batch_size=8, n_resamples=50,
-                                        top_rubrics=2, perplexity=False, progress=False))
+    evaluate_models(
+        runs,
+        data,
+        out=root / "reports" / "micro",
+        options=EvalOptions(
+            limit=6,
+            seed=1,
+            max_new_tokens=8,
+            batch_size=8,
+            n_resamples=50,
+            top_rubrics=2,
+            perplexity=False,
+            progress=False,
+        ),
+    )
     return {"runs": root / "runs", "reports": root / "reports", "data": data, "root": root}
 
 
@@ -85,11 +99,14 @@ def test_generate_form_gives_reviews_with_scores(env):
     assert "predicted rating" in out and "keyword coverage" in out
 
 
-@pytest.mark.parametrize("rubrics,keywords,match", [
-    ([], "", "Request field 'rubrics'"),
-    (["Кафе"], "x" * 41, "at most 40 characters"),
-    (["Кафе"], ", ".join(f"k{i}" for i in range(11)), "at most 10 keywords"),
-])
+@pytest.mark.parametrize(
+    "rubrics,keywords,match",
+    [
+        ([], "", "Request field 'rubrics'"),
+        (["Кафе"], "x" * 41, "at most 40 characters"),
+        (["Кафе"], ", ".join(f"k{i}" for i in range(11)), "at most 10 keywords"),
+    ],
+)
 def test_generate_bad_input_is_one_error_line(env, rubrics, keywords, match):
     at = app()
     fill(at, "gen", rubrics=rubrics, keywords=keywords)

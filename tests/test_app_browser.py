@@ -20,8 +20,14 @@ from test_app import app_dirs  # noqa: F401  (the micro runs + report fixture)
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("KIT_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def _missing() -> str | None:
@@ -58,10 +64,28 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server(app_dirs):  # noqa: F811
     port = _free_port()
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app" / "app.py"),
-           "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
-           "--browser.gatherUsageStats", "false", "--",
-           "--runs", str(app_dirs["runs"]), "--reports", str(app_dirs["reports"]), "--data", str(app_dirs["data"])]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(ROOT / "streamlit_app" / "app.py"),
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--browser.gatherUsageStats",
+        "false",
+        "--",
+        "--runs",
+        str(app_dirs["runs"]),
+        "--reports",
+        str(app_dirs["reports"]),
+        "--data",
+        str(app_dirs["data"]),
+    ]
     log = open(app_dirs["root"] / "server.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

@@ -28,7 +28,9 @@ def entries(directory: Path) -> list[str]:
 
 def run_killed(code: str, *args: str) -> None:
     """Run `code` in a child that SIGKILLs itself: nothing after the kill (no `finally`) runs."""
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args], cwd=ROOT, capture_output=True, text=True
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
 
 

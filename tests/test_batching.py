@@ -104,9 +104,7 @@ def test_choose_buckets_is_optimal_against_brute_force():
         assert got[-1] == cap and len(got) <= 3
         rounded = np.minimum(-(-np.minimum(lengths, cap) // multiple) * multiple, cap)
         candidates = sorted(set(rounded.tolist()) - {cap})
-        best = min(
-            _padded(rounded, (*combo, cap)) for r in range(3) for combo in itertools.combinations(candidates, r)
-        )
+        best = min(_padded(rounded, (*combo, cap)) for r in range(3) for combo in itertools.combinations(candidates, r))
         assert _padded(rounded, got) == best
 
 

@@ -29,9 +29,21 @@ def test_gemma2_2b_config_is_transformers_default():
     transformers = pytest.importorskip("transformers")
     ours = hf_gemma2.hf_config_from(flops.GEMMA2_2B)
     ref = transformers.Gemma2Config()
-    for key in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-                "num_key_value_heads", "head_dim", "query_pre_attn_scalar", "sliding_window",
-                "final_logit_softcapping", "attn_logit_softcapping", "hidden_activation", "layer_types"):
+    for key in (
+        "vocab_size",
+        "hidden_size",
+        "intermediate_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "head_dim",
+        "query_pre_attn_scalar",
+        "sliding_window",
+        "final_logit_softcapping",
+        "attn_logit_softcapping",
+        "hidden_activation",
+        "layer_types",
+    ):
         assert ours[key] == getattr(ref, key), key
 
 
@@ -41,14 +53,17 @@ def test_bench_config_is_the_kits_export_mapping():
 
     assert hf_gemma2._kit_export().__file__ == export.__file__
     assert hf_gemma2.hf_config_from(flops.GEMMA2_2B, dtype="bfloat16") == export.hf_config_from(
-        flops.GEMMA2_2B, torch_dtype="bfloat16")
+        flops.GEMMA2_2B, torch_dtype="bfloat16"
+    )
 
 
 def test_bench_config_needs_no_keras():
     """The HF side's child process stays free of Keras/JAX (its load time and peak memory are measured)."""
-    code = ("import sys; sys.path.insert(0, 'bench'); import hf_gemma2, flops; "
-            "hf_gemma2.hf_config_from(flops.GEMMA2_2B); "
-            "print(sorted(m for m in ('keras', 'keras_hub', 'jax') if m in sys.modules))")
+    code = (
+        "import sys; sys.path.insert(0, 'bench'); import hf_gemma2, flops; "
+        "hf_gemma2.hf_config_from(flops.GEMMA2_2B); "
+        "print(sorted(m for m in ('keras', 'keras_hub', 'jax') if m in sys.modules))"
+    )
     # cwd=ROOT puts this checkout's kit first on sys.path, as for the bench's children.
     proc = subprocess.run([sys.executable, "-c", code], cwd=BENCH.parent, capture_output=True, text=True, check=True)
     assert proc.stdout.strip().splitlines()[-1] == "[]"
@@ -84,24 +99,30 @@ def test_both_sides_build_the_same_architecture(tiny_preset):
     assert peft_model.get_nb_trainable_parameters()[0] == flops.lora_params(cfg, 4, ALL, style="peft")
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--size", "2b"], "--size 2b needs --random-init"),
-    (["--padding", "nope"], "--padding takes"),
-    (["--sides", "tf"], "--sides takes"),
-    (["--steps", "0"], "--steps must be"),
-    (["--data", "synthetic", "--padding", "buckets"], "use --padding fixed"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--size", "2b"], "--size 2b needs --random-init"),
+        (["--padding", "nope"], "--padding takes"),
+        (["--sides", "tf"], "--sides takes"),
+        (["--steps", "0"], "--steps must be"),
+        (["--data", "synthetic", "--padding", "buckets"], "use --padding fixed"),
+    ],
+)
 def test_train_flags_refused(argv, message, capsys):
     assert train_throughput.main(argv) == 2
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--size", "2b"], "--size 2b needs --random-init"),
-    (["--batch-sizes", "1,x"], "--batch-sizes takes integers"),
-    (["--batch-sizes", "0"], "--batch-sizes must be"),
-    (["--run", "runs/no-such-run", "--data", "no/such/data"], "make demo"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--size", "2b"], "--size 2b needs --random-init"),
+        (["--batch-sizes", "1,x"], "--batch-sizes takes integers"),
+        (["--batch-sizes", "0"], "--batch-sizes must be"),
+        (["--run", "runs/no-such-run", "--data", "no/such/data"], "make demo"),
+    ],
+)
 def test_generate_flags_refused(argv, message, capsys):
     assert generate_throughput.main(argv) == 2
     assert message in capsys.readouterr().err
@@ -109,9 +130,18 @@ def test_generate_flags_refused(argv, message, capsys):
 
 def test_gpu_mode_defaults():
     a = train_throughput.resolve(train_throughput.parse_args(["--device", "gpu", "--size", "2b", "--random-init"]))
-    assert (a.batch_size, a.max_length, a.targets, a.dtype, a.data, a.padding) == (8, 512, "qv", "bfloat16", "synthetic", ("fixed",))
+    assert (a.batch_size, a.max_length, a.targets, a.dtype, a.data, a.padding) == (
+        8,
+        512,
+        "qv",
+        "bfloat16",
+        "synthetic",
+        ("fixed",),
+    )
     assert a.out.endswith("train_throughput_gpu_2b.json")
-    g = generate_throughput.resolve(generate_throughput.parse_args(["--device", "gpu", "--size", "2b", "--random-init"]))
+    g = generate_throughput.resolve(
+        generate_throughput.parse_args(["--device", "gpu", "--size", "2b", "--random-init"])
+    )
     assert g.out.endswith("generate_throughput_gpu_2b.json") and g.dtype == "bfloat16"
 
 
@@ -131,9 +161,28 @@ def test_gpu_mode_without_a_gpu_fails_in_one_line(tmp_path, capsys):
 def test_train_smoke_on_the_micro_model(tiny_preset, tiny_prepared, tmp_path):
     pytest.importorskip("peft")
     out = tmp_path / "train.json"
-    argv = ["--preset", str(tiny_preset), "--data", str(tiny_prepared), "--steps", "2", "--batch-size", "4",
-            "--max-length", "128", "--auto-buckets", "2", "--hf-weights", "random", "--threads", "1",
-            "--padding", "buckets,dynamic", "--out", str(out)]
+    argv = [
+        "--preset",
+        str(tiny_preset),
+        "--data",
+        str(tiny_prepared),
+        "--steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--max-length",
+        "128",
+        "--auto-buckets",
+        "2",
+        "--hf-weights",
+        "random",
+        "--threads",
+        "1",
+        "--padding",
+        "buckets,dynamic",
+        "--out",
+        str(out),
+    ]
     assert train_throughput.main(argv) == 0
     r = json.loads(out.read_text())
     assert set(r["sides"]) == {"kit", "hf"}

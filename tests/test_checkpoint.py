@@ -23,9 +23,16 @@ def arrays(seed: int, shapes=((3, 4), (4,), (2, 1, 5))) -> list[np.ndarray]:
 
 
 def state(step: int) -> LoopState:
-    return LoopState(step=step, epoch=1, position=7, tokens=12_345, best_val=1.25, bad_evals=2,
-                     history=[{"step": 1, "train_loss": 2.5, "lr": 1e-3}, {"step": step, "val_loss": 1.25}],
-                     elapsed_s=3.5)
+    return LoopState(
+        step=step,
+        epoch=1,
+        position=7,
+        tokens=12_345,
+        best_val=1.25,
+        bad_evals=2,
+        history=[{"step": 1, "train_loss": 2.5, "lr": 1e-3}, {"step": step, "val_loss": 1.25}],
+        elapsed_s=3.5,
+    )
 
 
 def save(paths: RunPaths, step: int, **kwargs):

@@ -12,7 +12,13 @@ from kit.data.tskv import Record
 from kit.errors import UserError
 
 
-def rec(text="Очень хорошее место, рекомендую всем", rating=5, rubrics=("Кафе",), name="Ромашка", address="Омск, ул. Ленина, 1"):
+def rec(
+    text="Очень хорошее место, рекомендую всем",
+    rating=5,
+    rubrics=("Кафе",),
+    name="Ромашка",
+    address="Омск, ул. Ленина, 1",
+):
     return Record(address=address, name_ru=name, rating=rating, rubrics=tuple(rubrics), text=text)
 
 
@@ -90,10 +96,14 @@ def test_lemmas_and_candidates():
 
 
 def test_extractor_prefers_specific_words_and_keeps_text_order():
-    corpus = ["Кофе и персонал хорошие"] * 5 + ["Персонал вежливый"] * 5 + [
-        "Отличный персонал, а круассаны и кофе отменные",
-        "Круассаны свежие",
-    ]
+    corpus = (
+        ["Кофе и персонал хорошие"] * 5
+        + ["Персонал вежливый"] * 5
+        + [
+            "Отличный персонал, а круассаны и кофе отменные",
+            "Круассаны свежие",
+        ]
+    )
     kx = KeywordExtractor(min_df=1, max_df_share=0.9).fit(corpus)
     assert kx.extract("Отличный персонал, а круассаны и кофе отменные", k=2) == ["круассан", "кофе"]
     assert kx.extract("Отличный персонал, а круассаны и кофе", k=1) == ["круассан"]
@@ -114,7 +124,9 @@ def test_keyword_count_covers_one_to_five():
 
 
 def test_prompt_has_every_field_in_gemma_turn_format():
-    p = build_prompt(rubrics=["Кафе", "Ресторан"], rating=4, keywords=["кофе", "десерт"], name="Ромашка", address="Омск")
+    p = build_prompt(
+        rubrics=["Кафе", "Ресторан"], rating=4, keywords=["кофе", "десерт"], name="Ромашка", address="Омск"
+    )
     assert p == (
         "<start_of_turn>user\nНапиши отзыв о месте.\nРубрики: Кафе; Ресторан\nОценка: 4 из 5\n"
         "Ключевые слова: кофе, десерт\nНазвание: Ромашка\nАдрес: Омск<end_of_turn>\n<start_of_turn>model\n"

@@ -35,8 +35,12 @@ def test_python_dash_m_kit_and_help():
     proc = subprocess.run([sys.executable, "-m", "kit", "data", "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0
     assert "synth" in proc.stdout and "prepare" in proc.stdout and "download" in proc.stdout
-    proc = subprocess.run([sys.executable, "-m", "kit", "data", "prepare", "--input", "missing.tskv", "--out", "o"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "kit", "data", "prepare", "--input", "missing.tskv", "--out", "o"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
         "error: Input file not found: missing.tskv. Run `kit data synth` or `kit data download` first."

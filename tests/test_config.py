@@ -31,9 +31,18 @@ def test_tiny_base_config_registers_a_base_model():
 
 def test_toml_file_and_overrides(tmp_path):
     f = tmp_path / "c.toml"
-    f.write_text('[lora]\nrank = 4\n[train]\nlearning_rate = 1\n[data]\nbuckets = [64, 128]\n')
-    cfg = load_config(f, ["lora.rank=16", "run.name=my-run", "train.weight_decay=0", 'model.preset="hf://x/y"',
-                          "data.buckets=[32, 64]", "lora.enabled=false"])
+    f.write_text("[lora]\nrank = 4\n[train]\nlearning_rate = 1\n[data]\nbuckets = [64, 128]\n")
+    cfg = load_config(
+        f,
+        [
+            "lora.rank=16",
+            "run.name=my-run",
+            "train.weight_decay=0",
+            'model.preset="hf://x/y"',
+            "data.buckets=[32, 64]",
+            "lora.enabled=false",
+        ],
+    )
     assert cfg.lora.rank == 16
     assert cfg.run.name == "my-run"  # bare strings need no quotes
     assert cfg.train.learning_rate == 1.0 and isinstance(cfg.train.learning_rate, float)

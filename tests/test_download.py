@@ -80,8 +80,15 @@ def server():
 
 
 def fetch(url, target, **kw):
-    kw = {"size": len(DATA), "sha256": SHA, "progress": False, "chunk_size": 8192,
-          "timeout": (2, 5), "retry_wait_s": 0, **kw}
+    kw = {
+        "size": len(DATA),
+        "sha256": SHA,
+        "progress": False,
+        "chunk_size": 8192,
+        "timeout": (2, 5),
+        "retry_wait_s": 0,
+        **kw,
+    }
     return dl.fetch_file(url, target, **kw)
 
 
@@ -196,8 +203,21 @@ def test_bad_sha256_argument(tmp_path):
 
 
 def test_cli_success(server, tmp_path, capsys):
-    code = main(["data", "download", "--url", server.url, "--out", str(tmp_path), "--quiet",
-                 "--size", str(len(DATA)), "--sha256", SHA])
+    code = main(
+        [
+            "data",
+            "download",
+            "--url",
+            server.url,
+            "--out",
+            str(tmp_path),
+            "--quiet",
+            "--size",
+            str(len(DATA)),
+            "--sha256",
+            SHA,
+        ]
+    )
     assert code == 0
     assert (tmp_path / NAME).read_bytes() == DATA
     assert str(tmp_path / NAME) in capsys.readouterr().out
@@ -273,8 +293,9 @@ def test_hub_other_repo_gets_its_own_file(tmp_path, monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
     seen = []
-    monkeypatch.setattr(datasets, "load_dataset",
-                        lambda repo_id, **kw: seen.append(repo_id) or datasets.Dataset.from_dict({"a": [1]}))
+    monkeypatch.setattr(
+        datasets, "load_dataset", lambda repo_id, **kw: seen.append(repo_id) or datasets.Dataset.from_dict({"a": [1]})
+    )
     path = dl.download("hub", tmp_path, repo="me/reviews", progress=False)
     assert path.name == "me__reviews.parquet" and seen == ["me/reviews"]
     assert dl.download("hub", tmp_path, repo="me/reviews", progress=False) == path

@@ -25,21 +25,27 @@ def _clean_environ(monkeypatch):
     """A private copy of os.environ without credentials: what load_secrets sets is undone after the test."""
     import os
 
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("HUGGING_FACE_ACCESS_TOKEN", "HF_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("HUGGING_FACE_ACCESS_TOKEN", "HF_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY")
+    }
     monkeypatch.setattr(os, "environ", env)
 
 
-@pytest.mark.parametrize("environ, paths, expected", [
-    ({"KAGGLE_KERNEL_RUN_TYPE": "Interactive", "TPU_NAME": "local"}, (), ("kaggle", "tpu", "tpu")),
-    ({"KAGGLE_KERNEL_RUN_TYPE": "Batch"}, ("/dev/nvidia0",), ("kaggle", "gpu", "cuda")),
-    ({"KAGGLE_KERNEL_RUN_TYPE": "Batch"}, (), ("kaggle", "cpu", None)),
-    ({"COLAB_RELEASE_TAG": "r", "COLAB_GPU": "1"}, (), ("colab", "gpu", "cuda")),
-    ({"COLAB_RELEASE_TAG": "r", "COLAB_TPU_ADDR": "10.0.0.2:8470"}, (), ("colab", "tpu", "tpu")),
-    ({"COLAB_RELEASE_TAG": "r"}, ("/dev/accel0",), ("colab", "tpu", "tpu")),
-    ({}, ("/kaggle/input",), ("kaggle", "cpu", None)),
-    ({}, (), ("local", "cpu", None)),
-])
+@pytest.mark.parametrize(
+    "environ, paths, expected",
+    [
+        ({"KAGGLE_KERNEL_RUN_TYPE": "Interactive", "TPU_NAME": "local"}, (), ("kaggle", "tpu", "tpu")),
+        ({"KAGGLE_KERNEL_RUN_TYPE": "Batch"}, ("/dev/nvidia0",), ("kaggle", "gpu", "cuda")),
+        ({"KAGGLE_KERNEL_RUN_TYPE": "Batch"}, (), ("kaggle", "cpu", None)),
+        ({"COLAB_RELEASE_TAG": "r", "COLAB_GPU": "1"}, (), ("colab", "gpu", "cuda")),
+        ({"COLAB_RELEASE_TAG": "r", "COLAB_TPU_ADDR": "10.0.0.2:8470"}, (), ("colab", "tpu", "tpu")),
+        ({"COLAB_RELEASE_TAG": "r"}, ("/dev/accel0",), ("colab", "tpu", "tpu")),
+        ({}, ("/kaggle/input",), ("kaggle", "cpu", None)),
+        ({}, (), ("local", "cpu", None)),
+    ],
+)
 def test_detect_environment(environ, paths, expected):
     env = detect_environment(environ=environ, exists=lambda p: p in paths)
     assert (env.platform, env.accelerator, env.extra) == expected
@@ -98,10 +104,13 @@ def test_eda_tables(tiny_prepared):
     from kit.notebook import eda
 
     dd = load_prepared(tiny_prepared)
-    stats = {"synthetic": True, "input": "x.tskv",
-             "ratings": {"train": {"5": 3, "1": 1}, "all": {"5": 6, "1": 2}},
-             "rubrics_top": [{"rubric": "Кафе", "reviews": 5}, {"rubric": "Музей", "reviews": 3}],
-             "counts": {"lines": 10, "skipped_lines": 0, "dropped": {"rating_0": 1, "duplicate_text": 1}, "final": 8}}
+    stats = {
+        "synthetic": True,
+        "input": "x.tskv",
+        "ratings": {"train": {"5": 3, "1": 1}, "all": {"5": 6, "1": 2}},
+        "rubrics_top": [{"rubric": "Кафе", "reviews": 5}, {"rubric": "Музей", "reviews": 3}],
+        "counts": {"lines": 10, "skipped_lines": 0, "dropped": {"rating_0": 1, "duplicate_text": 1}, "final": 8},
+    }
     assert eda.data_label(stats).startswith("SYNTHETIC")
     assert eda.rating_table(stats)["share_%"].tolist() == [25.0, 75.0]
     lengths = eda.review_lengths(dd, "train")
@@ -141,9 +150,11 @@ def test_run_sweep_on_the_micro_model(tmp_path, tiny_prepared, tiny_preset):
 
     from kit.notebook import sweep
 
-    overrides = [o for o in micro_overrides(tmp_path, tiny_preset, tiny_prepared)
-                 if not o.startswith(("run.", "lora.rank", "train.steps"))] + ["train.steps=2", "train.eval_every=0",
-                                                                              "train.checkpoint_every=0"]
+    overrides = [
+        o
+        for o in micro_overrides(tmp_path, tiny_preset, tiny_prepared)
+        if not o.startswith(("run.", "lora.rank", "train.steps"))
+    ] + ["train.steps=2", "train.eval_every=0", "train.checkpoint_every=0"]
     points = sweep.one_at_a_time({"lora.rank": [2, 4]})
     results = sweep.run_sweep("configs/tiny.toml", points, overrides=overrides, out_dir=tmp_path / "sweep")
     assert results["lora.rank"].tolist() == [2, 4]
@@ -161,11 +172,22 @@ def test_run_sweep_on_the_micro_model(tmp_path, tiny_prepared, tiny_preset):
 def test_metrics_and_samples_tables():
     from kit.eval import tables
 
-    result = {"columns_order": ["base", "lora", "human"],
-              "metrics": {"columns": {n: {"chrf": {"value": v, "low": v - 1, "high": v + 1}}
-                                      for n, v in (("base", 10.0), ("lora", 20.0), ("human", 100.0))}},
-              "samples": [{"request": {"rubrics": ["Кафе"], "rating": 5, "keywords": []}, "reference": "a\nb",
-                           "outputs": {"base": "x", "lora": "y" * 500}}]}
+    result = {
+        "columns_order": ["base", "lora", "human"],
+        "metrics": {
+            "columns": {
+                n: {"chrf": {"value": v, "low": v - 1, "high": v + 1}}
+                for n, v in (("base", 10.0), ("lora", 20.0), ("human", 100.0))
+            }
+        },
+        "samples": [
+            {
+                "request": {"rubrics": ["Кафе"], "rating": 5, "keywords": []},
+                "reference": "a\nb",
+                "outputs": {"base": "x", "lora": "y" * 500},
+            }
+        ],
+    }
     t = tables.metrics_table(result)
     assert t.columns.tolist() == ["base", "lora", "human"] and t.index.tolist() == ["chrf"]
     s = tables.samples_table(result, chars=50)

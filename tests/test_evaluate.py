@@ -20,8 +20,7 @@ from kit.generate import SamplerSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 # Small but complete: every model, the human column, slices and the comparator export.
-FAST = EvalOptions(limit=10, seed=3, max_new_tokens=12, batch_size=8, n_resamples=200, top_rubrics=2,
-                   progress=False)
+FAST = EvalOptions(limit=10, seed=3, max_new_tokens=12, batch_size=8, n_resamples=200, top_rubrics=2, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +32,7 @@ def setup(tmp_path_factory, tiny_preset, tiny_prepared):
     data = root / "prepared"
     shutil.copytree(tiny_prepared, data)
     for name, extra in (("micro-base", {"lora.enabled": "false"}), ("micro-lora", {})):
-        cfg = load_config(ROOT / "configs" / "tiny.toml",
-                          micro_overrides(root, tiny_preset, data, name=name, **extra))
+        cfg = load_config(ROOT / "configs" / "tiny.toml", micro_overrides(root, tiny_preset, data, name=name, **extra))
         finetune(cfg, progress=False)
     runs = [str(root / "runs" / "micro-base"), str(root / "runs" / "micro-lora")]
     result = evaluate_models(runs, data, out=root / "reports" / "a", options=FAST)
@@ -50,9 +48,23 @@ def test_report_files_and_schema(setup):
     assert m["requests"]["n"] == 10 and m["requests"]["mode"] == "balanced"
     cols = m["metrics"]["columns"]
     for name in ("micro-base", "micro-lora"):
-        for key in ("rating_accuracy", "rating_balanced_accuracy", "rating_mae", "rubric_top3", "chrf", "bleu",
-                    "rouge_l", "corpus_chrf", "corpus_bleu", "distinct_1", "distinct_2", "self_bleu",
-                    "repeated_4gram", "length_ratio", "ref_perplexity"):
+        for key in (
+            "rating_accuracy",
+            "rating_balanced_accuracy",
+            "rating_mae",
+            "rubric_top3",
+            "chrf",
+            "bleu",
+            "rouge_l",
+            "corpus_chrf",
+            "corpus_bleu",
+            "distinct_1",
+            "distinct_2",
+            "self_bleu",
+            "repeated_4gram",
+            "length_ratio",
+            "ref_perplexity",
+        ):
             ci = cols[name][key]
             assert set(ci) == {"value", "low", "high", "confidence", "n"}, key
             assert ci["confidence"] == 0.95 and ci["low"] <= ci["high"], key
@@ -96,8 +108,15 @@ def test_samples_and_comparator_export(setup):
     assert set(lc) == {"metadata", "models", "examples"}
     assert lc["models"] == [{"name": "micro-base"}, {"name": "micro-lora"}]
     ex = lc["examples"][0]
-    assert {"input_text", "tags", "output_text_a", "output_text_b", "score", "individual_rater_scores",
-            "custom_fields"} <= set(ex)
+    assert {
+        "input_text",
+        "tags",
+        "output_text_a",
+        "output_text_b",
+        "score",
+        "individual_rater_scores",
+        "custom_fields",
+    } <= set(ex)
     assert ex["output_text_a"] == r["outputs"]["micro-base"] and -1.5 <= ex["score"] <= 1.5
     names = {f["name"] for f in lc["metadata"]["custom_fields_schema"]}
     assert names <= set(ex["custom_fields"])
@@ -161,8 +180,19 @@ def test_select_requests_balanced_and_random():
 
 
 def test_cli_missing_run_exits_2(setup, capsys):
-    code = main(["evaluate", "--models", setup["runs"][0], str(setup["root"] / "runs" / "nope"),
-                 "--data", str(setup["data"]), "--out", str(setup["root"] / "reports" / "x"), "--quiet"])
+    code = main(
+        [
+            "evaluate",
+            "--models",
+            setup["runs"][0],
+            str(setup["root"] / "runs" / "nope"),
+            "--data",
+            str(setup["data"]),
+            "--out",
+            str(setup["root"] / "reports" / "x"),
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("error: Run not found:") and "nope" in err and "\n" not in err
     assert not (setup["root"] / "reports" / "x").exists()

@@ -43,8 +43,9 @@ def logits(lm, ids=TOKENS) -> np.ndarray:
 @pytest.fixture(scope="module")
 def micro_run(tmp_path_factory, tiny_preset, tiny_prepared) -> Path:
     tmp = tmp_path_factory.mktemp("export")
-    finetune(load_config(ROOT / "configs" / "tiny.toml", micro_overrides(tmp, tiny_preset, tiny_prepared)),
-             progress=False)
+    finetune(
+        load_config(ROOT / "configs" / "tiny.toml", micro_overrides(tmp, tiny_preset, tiny_prepared)), progress=False
+    )
     return tmp / "runs" / "micro"
 
 
@@ -69,8 +70,14 @@ def test_keras_export_is_merged_and_identical(micro_run, run_logits, tmp_path):
 def test_hf_export_config(micro_run, tmp_path):
     export_run(micro_run, "hf", tmp_path / "hf")
     files = {p.name for p in (tmp_path / "hf").iterdir()}
-    assert {"config.json", "model.safetensors", "tokenizer.model", "tokenizer_config.json",
-            "special_tokens_map.json", "generation_config.json"} <= files
+    assert {
+        "config.json",
+        "model.safetensors",
+        "tokenizer.model",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "generation_config.json",
+    } <= files
     cfg = json.loads((tmp_path / "hf" / "config.json").read_text())
     assert cfg["model_type"] == "gemma2" and cfg["architectures"] == ["Gemma2ForCausalLM"]
     assert (cfg["final_logit_softcapping"], cfg["attn_logit_softcapping"]) == (30.0, 50.0)
@@ -98,9 +105,17 @@ def test_hf_config_from_a_preset_config_equals_the_backbone_s(tiny_preset):
 
 
 def test_hf_config_refuses_gemma_1_and_missing_sizes():
-    gemma2 = {"vocabulary_size": 64, "num_layers": 2, "num_query_heads": 2, "num_key_value_heads": 1,
-              "hidden_dim": 8, "intermediate_dim": 32, "head_dim": 4,
-              "use_post_ffw_norm": True, "use_post_attention_norm": True}
+    gemma2 = {
+        "vocabulary_size": 64,
+        "num_layers": 2,
+        "num_query_heads": 2,
+        "num_key_value_heads": 1,
+        "hidden_dim": 8,
+        "intermediate_dim": 32,
+        "head_dim": 4,
+        "use_post_ffw_norm": True,
+        "use_post_attention_norm": True,
+    }
     assert hf_config_from(gemma2)["intermediate_size"] == 16
     with pytest.raises(UserError, match="no post-norms"):
         hf_config_from({**gemma2, "use_post_ffw_norm": False})

@@ -20,8 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def micro_run(tmp_path_factory, tiny_preset, tiny_prepared) -> Path:
     """A micro LoRA run (8 steps, non-zero adapters) - shared by the tests of this module."""
     tmp = tmp_path_factory.mktemp("gen")
-    finetune(load_config(ROOT / "configs" / "tiny.toml", micro_overrides(tmp, tiny_preset, tiny_prepared)),
-             progress=False)
+    finetune(
+        load_config(ROOT / "configs" / "tiny.toml", micro_overrides(tmp, tiny_preset, tiny_prepared)), progress=False
+    )
     return tmp / "runs" / "micro"
 
 
@@ -32,8 +33,9 @@ def gen(micro_run) -> Generator:
 
 REQS = [
     Request.create(rubrics="Кафе", rating=5, keywords="кофе, десерт"),
-    Request.create(rubrics="Гостиница;Ресторан", rating=1, keywords="номер", name="Азимут",
-                   address="Москва, Тверская улица, 3"),
+    Request.create(
+        rubrics="Гостиница;Ресторан", rating=1, keywords="номер", name="Азимут", address="Москва, Тверская улица, 3"
+    ),
     Request.create(rubrics="Музей", rating=3),
 ]
 
@@ -89,7 +91,7 @@ def test_stops_on_the_stop_ids(micro_run):
     ids = [gen.encoder.bos_id, *gen.encoder.sp.encode(REQS[0].prompt())]
     row = gen._run([(0, ids)], SamplerSpec(name="greedy"), 0, 20)[0]
     first = int(row[len(ids)])
-    assert first not in gen.stop_ids and not all(row[len(ids):] == 0)
+    assert first not in gen.stop_ids and not all(row[len(ids) :] == 0)
     gen.stop_ids = (*gen.stop_ids, first)  # the token greedy writes first now ends the review
     stopped = gen.generate(REQS[:1], SamplerSpec(name="greedy"), max_new_tokens=20)[0][0]
     assert stopped.stopped and stopped.new_tokens == 0 and stopped.text == ""
@@ -172,23 +174,27 @@ def test_cli_single_request_text_and_json(cli):
     assert code == 0 and out.strip() and not err
     import json
 
-    code, out, _ = cli("--rubrics", "Кафе;Музей", "--rating", "4", "--n", "2", "--json", "--seed", "3",
-                       "--max-new-tokens", "16")
+    code, out, _ = cli(
+        "--rubrics", "Кафе;Музей", "--rating", "4", "--n", "2", "--json", "--seed", "3", "--max-new-tokens", "16"
+    )
     doc = json.loads(out)
     assert code == 0 and doc["request"]["rubrics"] == ["Кафе", "Музей"] and len(doc["samples"]) == 2
     assert doc["sampler"]["seed"] == 3 and set(doc["seconds"]) == {"load", "generate"}
 
 
-@pytest.mark.parametrize("argv,match", [
-    (["--rubrics", "Кафэ", "--rating", "5"], "closest: 'Кафе'"),
-    (["--rubrics", "Кафе", "--rating", "7"], "'rating' must be an integer from 1 to 5"),
-    (["--rubrics", "Кафе", "--rating", "5", "--name", "A\x07B"], "control characters"),
-    (["--rubrics", "Кафе"], "needs --rubrics and --rating"),
-    (["--rubrics", "Кафе", "--rating", "5", "--requests", "x.jsonl", "--out", "y.jsonl"], "not both"),
-    (["--rubrics", "Кафе", "--rating", "5", "--sampler", "nucleus"], "invalid choice"),
-    (["--rubrics", "Кафе", "--rating", "5", "--temperature", "0"], "temperature must be > 0"),
-    (["--rubrics", "Кафе", "--rating", "5", "--n", "0"], "expected a positive integer"),
-])
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        (["--rubrics", "Кафэ", "--rating", "5"], "closest: 'Кафе'"),
+        (["--rubrics", "Кафе", "--rating", "7"], "'rating' must be an integer from 1 to 5"),
+        (["--rubrics", "Кафе", "--rating", "5", "--name", "A\x07B"], "control characters"),
+        (["--rubrics", "Кафе"], "needs --rubrics and --rating"),
+        (["--rubrics", "Кафе", "--rating", "5", "--requests", "x.jsonl", "--out", "y.jsonl"], "not both"),
+        (["--rubrics", "Кафе", "--rating", "5", "--sampler", "nucleus"], "invalid choice"),
+        (["--rubrics", "Кафе", "--rating", "5", "--temperature", "0"], "temperature must be > 0"),
+        (["--rubrics", "Кафе", "--rating", "5", "--n", "0"], "expected a positive integer"),
+    ],
+)
 def test_cli_bad_input_exits_2_with_one_line(cli, argv, match):
     code, out, err = cli(*argv)
     assert code == 2 and not out
@@ -198,8 +204,22 @@ def test_cli_bad_input_exits_2_with_one_line(cli, argv, match):
 def test_cli_missing_model_and_vocabulary(cli, tmp_path, capsys):
     from kit.cli import main
 
-    assert main(["generate", "--model", str(tmp_path / "runs" / "nope"), "--rubrics", "Кафе", "--rating", "5",
-                 "--data", str(tmp_path / "data")]) == 2
+    assert (
+        main(
+            [
+                "generate",
+                "--model",
+                str(tmp_path / "runs" / "nope"),
+                "--rubrics",
+                "Кафе",
+                "--rating",
+                "5",
+                "--data",
+                str(tmp_path / "data"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "Model not found" in err and "make demo" in err and err.count("\n") == 1
     code, _, err = cli("--rubrics", "Кафе", "--rating", "5", "--data", str(tmp_path / "nodata"), data_dir=False)
@@ -210,8 +230,11 @@ def test_cli_batch_mode(cli, tmp_path):
     import json
 
     src, dst = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    lines = [{"rubrics": "Кафе", "rating": 5, "keywords": "кофе"}, {"rubrics": ["Музей"], "rating": "3."},
-             {"rubrics": "Аптека;Кафе", "rating": 1, "name": "Ромашка"}]
+    lines = [
+        {"rubrics": "Кафе", "rating": 5, "keywords": "кофе"},
+        {"rubrics": ["Музей"], "rating": "3."},
+        {"rubrics": "Аптека;Кафе", "rating": 1, "name": "Ромашка"},
+    ]
     src.write_text("\n".join(json.dumps(x, ensure_ascii=False) for x in lines) + "\n\n", encoding="utf-8")
     code, out, _ = cli("--requests", str(src), "--out", str(dst), "--n", "2", "--max-new-tokens", "12")
     rows = [json.loads(x) for x in dst.read_text(encoding="utf-8").splitlines()]

@@ -43,8 +43,11 @@ def _imports(path: Path) -> list[tuple[int, str]]:
 
 
 def _violations_in(path: Path, forbidden) -> list[str]:
-    return [f"{path.name}:{line} imports {module}" for line, module in _imports(path)
-            if any(module == f or module.startswith(f + ".") for f in forbidden)]
+    return [
+        f"{path.name}:{line} imports {module}"
+        for line, module in _imports(path)
+        if any(module == f or module.startswith(f + ".") for f in forbidden)
+    ]
 
 
 def _violations(files, forbidden) -> list[str]:

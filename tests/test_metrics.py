@@ -78,12 +78,8 @@ def test_words_keep_cyrillic_digits_and_fold_yo():
 
 def test_chrf_plus_plus_matches_sacrebleu():
     for h, r in PAIRS:
-        assert sentence_chrf(h, r) == pytest.approx(
-            sacrebleu.sentence_chrf(h, [r], word_order=2).score
-        )
-    assert corpus_chrf(HYPS, REFS) == pytest.approx(
-        sacrebleu.corpus_chrf(HYPS, [REFS], word_order=2).score
-    )
+        assert sentence_chrf(h, r) == pytest.approx(sacrebleu.sentence_chrf(h, [r], word_order=2).score)
+    assert corpus_chrf(HYPS, REFS) == pytest.approx(sacrebleu.corpus_chrf(HYPS, [REFS], word_order=2).score)
     # chrF++ (word 1-2-grams added), not plain chrF:
     assert corpus_chrf(HYPS, REFS) != pytest.approx(sacrebleu.corpus_chrf(HYPS, [REFS]).score)
     assert sentence_chrf(REFS[0], REFS[0]) == pytest.approx(100.0)
@@ -111,9 +107,7 @@ def _lcs(a: list[str], b: list[str]) -> int:
     table = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
     for i, x in enumerate(a):
         for j, y in enumerate(b):
-            table[i + 1][j + 1] = (
-                table[i][j] + 1 if x == y else max(table[i][j + 1], table[i + 1][j])
-            )
+            table[i + 1][j + 1] = table[i][j] + 1 if x == y else max(table[i][j + 1], table[i + 1][j])
     return table[-1][-1]
 
 
@@ -140,9 +134,7 @@ def test_rouge_l_matches_hand_lcs_and_default_tokenizer_fails():
         assert rouge_l(h, r) > 0
         # The pitfall this guards against: rouge_score's own tokenizer drops Cyrillic.
         assert RougeScorer(["rougeL"]).score(r, h)["rougeL"].fmeasure == 0.0
-    assert corpus_rouge_l(HYPS, REFS) == pytest.approx(
-        np.mean([_hand_rouge_l(h, r) for h, r in PAIRS])
-    )
+    assert corpus_rouge_l(HYPS, REFS) == pytest.approx(np.mean([_hand_rouge_l(h, r) for h, r in PAIRS]))
     # "Ёлка" and "елка" are one word (ё folded): LCS "елка во дворе гуляли" = 4 of 7 and 7 words.
     assert rouge_l(HYPS[3], REFS[3]) == pytest.approx(4 / 7)
 
@@ -176,9 +168,7 @@ def test_self_bleu():
     assert self_bleu(["очень вкусный кофе"] * 2) == pytest.approx(100.0)
     assert self_bleu(["очень вкусный кофе", "грязные номера и шум"]) == 0.0
     # Three texts: each against the other two, checked against sacrebleu directly.
-    expected = np.mean(
-        [sacrebleu.sentence_bleu(HYPS[i], HYPS[:i] + HYPS[i + 1 :]).score for i in range(4)]
-    )
+    expected = np.mean([sacrebleu.sentence_bleu(HYPS[i], HYPS[:i] + HYPS[i + 1 :]).score for i in range(4)])
     assert self_bleu(HYPS) == pytest.approx(expected)
     subset = self_bleu(HYPS, max_hypotheses=2, seed=1)
     assert subset == self_bleu(HYPS, max_hypotheses=2, seed=1)
@@ -188,9 +178,7 @@ def test_self_bleu():
 
 def test_length_ratio():
     assert length_ratio("Чисто и уютно", "Чисто, уютно, тихо и недорого") == pytest.approx(3 / 5)
-    assert corpus_length_ratio(
-        ["Чисто", "Очень грязно и шумно"], ["Чисто и уютно", "Грязно"]
-    ) == pytest.approx(5 / 4)
+    assert corpus_length_ratio(["Чисто", "Очень грязно и шумно"], ["Чисто и уютно", "Грязно"]) == pytest.approx(5 / 4)
     with pytest.raises(ValueError, match="no words"):
         length_ratio("Чисто", "!!!")
 
@@ -275,12 +263,7 @@ def test_keyword_coverage_matches_inflected_forms():
 
 
 def test_mean_keyword_coverage_skips_requests_without_keywords():
-    assert (
-        mean_keyword_coverage(
-            ["Вкусный кофе", "Чисто", "Номер"], [["кофе", "десерт"], [], ["номер"]]
-        )
-        == 0.75
-    )
+    assert mean_keyword_coverage(["Вкусный кофе", "Чисто", "Номер"], [["кофе", "десерт"], [], ["номер"]]) == 0.75
     assert mean_keyword_coverage(["Чисто"], [[]]) is None
 
 
@@ -348,9 +331,7 @@ def no_network(monkeypatch):
 
 
 def test_load_metric_lists_and_rejects_unknown_names():
-    assert {"chrf", "bleu", "rouge_l_ru", "keyword_coverage", "diversity", "length_ratio"} <= set(
-        metric_names()
-    )
+    assert {"chrf", "bleu", "rouge_l_ru", "keyword_coverage", "diversity", "length_ratio"} <= set(metric_names())
     with pytest.raises(UserError, match="Unknown metric 'rouge'. Available: "):
         load_metric("rouge")
 
@@ -365,21 +346,15 @@ def test_evaluate_modules_match_pure_functions(no_network):
     assert bleu["sentence_bleu"] == pytest.approx([sentence_bleu(h, r) for h, r in PAIRS])
 
     rouge = load_metric("rouge_l_ru")
-    assert rouge.compute(predictions=HYPS, references=REFS)["rouge_l"] == pytest.approx(
-        corpus_rouge_l(HYPS, REFS)
-    )
+    assert rouge.compute(predictions=HYPS, references=REFS)["rouge_l"] == pytest.approx(corpus_rouge_l(HYPS, REFS))
     lem = rouge.compute(predictions=HYPS, references=REFS, use_lemmas=True)["rouge_l"]
     assert lem == pytest.approx(corpus_rouge_l(HYPS, REFS, use_lemmas=True))
 
     keywords = [["номер", "персонал"], [], ["овощ", "касса", "парковка"], ["ёлка"]]
-    kc = load_metric("keyword_coverage").compute(
-        predictions=HYPS, references=keywords, return_per_sample=True
-    )
+    kc = load_metric("keyword_coverage").compute(predictions=HYPS, references=keywords, return_per_sample=True)
     assert kc["keyword_coverage"] == pytest.approx(mean_keyword_coverage(HYPS, keywords))
     assert kc["n"] == 3
-    assert kc["keyword_coverage_per_sample"] == [
-        keyword_coverage(h, k) for h, k in zip(HYPS, keywords, strict=True)
-    ]
+    assert kc["keyword_coverage_per_sample"] == [keyword_coverage(h, k) for h, k in zip(HYPS, keywords, strict=True)]
 
     div = load_metric("diversity").compute(predictions=HYPS)
     assert div == pytest.approx(
@@ -391,9 +366,7 @@ def test_evaluate_modules_match_pure_functions(no_network):
         }
     )
 
-    lr = load_metric("length_ratio").compute(
-        predictions=HYPS, references=REFS, return_per_sample=True
-    )
+    lr = load_metric("length_ratio").compute(predictions=HYPS, references=REFS, return_per_sample=True)
     assert lr["length_ratio"] == pytest.approx(corpus_length_ratio(HYPS, REFS))
     assert lr["length_ratio_per_sample"] == pytest.approx([length_ratio(h, r) for h, r in PAIRS])
 

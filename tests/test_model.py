@@ -98,9 +98,24 @@ def test_offline_cli_error_is_one_line_exit_2(tmp_path, preset):
     """No network here: a clear one-line error naming the fix, no traceback, exit code 2."""
     env = {**os.environ, "HUGGING_FACE_ACCESS_TOKEN": "hf_dummy_secret", "KAGGLEHUB_CACHE": str(tmp_path / "kh")}
     proc = subprocess.run(
-        [sys.executable, "-m", "kit", "finetune", "--config", str(ROOT / "configs" / "gemma2_2b_gpu.toml"),
-         "--set", f"model.preset={preset}", "--set", f"run.out_dir={tmp_path}", "--quiet"],
-        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "kit",
+            "finetune",
+            "--config",
+            str(ROOT / "configs" / "gemma2_2b_gpu.toml"),
+            "--set",
+            f"model.preset={preset}",
+            "--set",
+            f"run.out_dir={tmp_path}",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
     )
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]

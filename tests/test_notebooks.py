@@ -67,8 +67,11 @@ def test_eda_notebook(work):
     text = _text(nb)
     assert "SYNTHETIC sample" in text
     assert "<start_of_turn>user" in text
-    assert any(o.get("output_type") == "display_data" and "image/png" in o.get("data", {})
-               for c in nb.cells for o in c.get("outputs", []))
+    assert any(
+        o.get("output_type") == "display_data" and "image/png" in o.get("data", {})
+        for c in nb.cells
+        for o in c.get("outputs", [])
+    )
 
 
 @pytest.mark.slow

@@ -61,7 +61,11 @@ def test_prepare_writes_splits_stats_and_vocabulary(raw, tmp_path):
     ds = load_prepared(out)
     assert set(ds) == {"train", "validation", "test"}
     assert stats["counts"]["dropped"] == {
-        "rating_0": 1, "empty_text": 0, "too_short": 1, "too_long": 0, "duplicate_text": 1,
+        "rating_0": 1,
+        "empty_text": 0,
+        "too_short": 1,
+        "too_long": 0,
+        "duplicate_text": 1,
     }
     assert stats["counts"]["kept"] == 400 == sum(stats["splits"].values())
     assert {k: len(v) for k, v in ds.items()} == stats["splits"]
@@ -91,8 +95,11 @@ def test_rows_carry_keywords_prompt_and_target(raw, tmp_path):
     for row in ds["test"]:
         # test prompts carry every field the row has
         assert row["prompt"] == build_prompt(
-            rubrics=row["rubrics"], rating=row["rating"], keywords=row["keywords"],
-            name=row["name_ru"], address=row["address"],
+            rubrics=row["rubrics"],
+            rating=row["rating"],
+            keywords=row["keywords"],
+            name=row["name_ru"],
+            address=row["address"],
         )
         assert row["target"] == row["text"] + "<end_of_turn>"
     train = ds["train"]

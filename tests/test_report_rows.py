@@ -27,8 +27,11 @@ def win(rate):
 @pytest.fixture
 def result() -> dict:
     """A small but complete `evaluate_models` result: two models, the human column, perplexity."""
-    model = {"rating_accuracy": ci(0.5, 0.25, 0.75), "chrf": ci(20.0, 18.0, 22.0),
-             "ref_perplexity": ci(12.345, 11.0, 14.0)}
+    model = {
+        "rating_accuracy": ci(0.5, 0.25, 0.75),
+        "chrf": ci(20.0, 18.0, 22.0),
+        "ref_perplexity": ci(12.345, 11.0, 14.0),
+    }
     return {
         "synthetic": True,
         "data": {"dir": "data/prepared", "split": "test"},
@@ -36,14 +39,23 @@ def result() -> dict:
         "sampler": {"name": "top_k", "temperature": 1.0, "k": 5, "p": 0.9, "seed": 0},
         "columns_order": ["base", "lora", HUMAN],
         "metrics": {
-            "columns": {"base": model, "lora": {**model, "ref_perplexity": ci(9.5, 9.0, 10.0)},
-                        HUMAN: {"rating_accuracy": ci(1.0, 1.0, 1.0)}},
+            "columns": {
+                "base": model,
+                "lora": {**model, "ref_perplexity": ci(9.5, 9.0, 10.0)},
+                HUMAN: {"rating_accuracy": ci(1.0, 1.0, 1.0)},
+            },
             "slices": {"rating": {"5": {"n": 4, "columns": {"base": model}}}, "rubric": {}},
-            "win_rates": {"base vs lora": {"chrf": win(0.25), "rouge_l": win(0.5), "rating_accuracy": win(0.75)},
-                          "base vs human": {"rating_accuracy": win(0.0)}},
+            "win_rates": {
+                "base vs lora": {"chrf": win(0.25), "rouge_l": win(0.5), "rating_accuracy": win(0.75)},
+                "base vs human": {"rating_accuracy": win(0.0)},
+            },
         },
-        "timings": {"judges_s": 1.0, "scoring_s": 1.0, "total_s": 3.0,
-                    "models": {"base": {"load_s": 1.0, "generate_s": 1.0, "tokens_per_s": 10.0, "cut_at_limit": 0}}},
+        "timings": {
+            "judges_s": 1.0,
+            "scoring_s": 1.0,
+            "total_s": 3.0,
+            "models": {"base": {"load_s": 1.0, "generate_s": 1.0, "tokens_per_s": 10.0, "cut_at_limit": 0}},
+        },
         "samples": [],
     }
 
@@ -69,8 +81,9 @@ def test_every_table_has_the_same_rows_and_cells(result):
     assert cells.index.tolist() == [r.key for r in rows]
     for r in rows:
         # a cell the column lacks is "—" in markdown and empty in the notebook's frame
-        assert [cells.loc[r.key, c] if r.values[c] is not None else "—" for c in result["columns_order"]] \
-            == list(r.cells.values())
+        assert [cells.loc[r.key, c] if r.values[c] is not None else "—" for c in result["columns_order"]] == list(
+            r.cells.values()
+        )
     assert rows[0].title == "rating acc. ↑" and rows[0].cells[HUMAN] == "1.000 [1.000, 1.000]"
     assert rows[1].values == {"base": 20.0, "lora": 20.0, HUMAN: None} and rows[1].cells["base"] == "20.0 [18.0, 22.0]"
 
@@ -84,11 +97,18 @@ def test_rows_only_for_metrics_some_column_has(result):
 
 def test_win_rate_rows_for_the_report_and_for_the_page(result):
     page = win_rate_rows(result)
-    assert [(w.pair, w.key) for w in page] == [("base vs lora", "chrf"), ("base vs lora", "rouge_l"),
-                                               ("base vs lora", "rating_accuracy"), ("base vs human", "rating_accuracy")]
+    assert [(w.pair, w.key) for w in page] == [
+        ("base vs lora", "chrf"),
+        ("base vs lora", "rouge_l"),
+        ("base vs lora", "rating_accuracy"),
+        ("base vs human", "rating_accuracy"),
+    ]
     md = win_rate_rows(result, REPORT_WIN_RATES)
-    assert [(w.pair, w.label) for w in md] == [("base vs lora", "rating acc."), ("base vs lora", "chrF++"),
-                                               ("base vs human", "rating acc.")]
+    assert [(w.pair, w.label) for w in md] == [
+        ("base vs lora", "rating acc."),
+        ("base vs lora", "chrF++"),
+        ("base vs human", "rating acc."),
+    ]
     text = render_markdown(result)
     assert "| base vs lora | chrF++ | 0.25 | 0.75 | 0.00 | 0.25 |" in text
     assert "ROUGE-L" not in text.split("## Win rates")[1]  # report.md keeps to REPORT_WIN_RATES

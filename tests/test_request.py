@@ -26,8 +26,13 @@ def refused(field, match=None, **kw):
 
 
 def test_normalises_loose_input():
-    r = make(rubrics="  кафе ; Ресторан;;Кафе ", rating=" 4. ", keywords=" кофе ,десерты, кофе,",
-             name="  Кофемания ", address="   ")
+    r = make(
+        rubrics="  кафе ; Ресторан;;Кафе ",
+        rating=" 4. ",
+        keywords=" кофе ,десерты, кофе,",
+        name="  Кофемания ",
+        address="   ",
+    )
     assert r.rubrics == ("Кафе", "Ресторан")  # case matched to the vocabulary, duplicates and blanks dropped
     assert r.rating == 4 and r.keywords == ("кофе", "десерты")
     assert r.name == "Кофемания" and r.address is None

@@ -15,12 +15,18 @@ from kit.runs import RUN_JSON, DataInfo, LoraInfo, RunInfo, default_data_dir, li
 
 
 def _lora_run() -> RunInfo:
-    return RunInfo(name="tiny-lora", preset="models/tiny-base", dtype="float32", status="finished",
-                   config={"data": {"dir": "data/prepared"}}, adapter="adapter.lora.h5",
-                   lora=LoraInfo(rank=16, alpha=32.0, targets="qv", layers=["decoder_block_0/attention/query"]),
-                   data=DataInfo(dir="data/prepared", dataset_fingerprint="abc", rows_sha256="def",
-                                 train_rows=10, val_rows=2),
-                   metrics={"val_loss": 0.75}, timings={"train_s": 1.0})
+    return RunInfo(
+        name="tiny-lora",
+        preset="models/tiny-base",
+        dtype="float32",
+        status="finished",
+        config={"data": {"dir": "data/prepared"}},
+        adapter="adapter.lora.h5",
+        lora=LoraInfo(rank=16, alpha=32.0, targets="qv", layers=["decoder_block_0/attention/query"]),
+        data=DataInfo(dir="data/prepared", dataset_fingerprint="abc", rows_sha256="def", train_rows=10, val_rows=2),
+        metrics={"val_loss": 0.75},
+        timings={"train_s": 1.0},
+    )
 
 
 def test_run_info_round_trips_through_the_file(tmp_path):
@@ -88,12 +94,46 @@ def test_help_shows_the_defaults_from_the_code(monkeypatch):
 
 
 def test_flags_map_onto_the_option_fields():
-    args = build_parser().parse_args(["generate", "--model", "m", "--requests", "in.jsonl", "--out", "o.jsonl",
-                                      "--sampler", "top-p", "--top-p", "0.7", "--top-k", "0", "--n", "3",
-                                      "--max-new-tokens", "64", "--seed", "4"])
+    args = build_parser().parse_args(
+        [
+            "generate",
+            "--model",
+            "m",
+            "--requests",
+            "in.jsonl",
+            "--out",
+            "o.jsonl",
+            "--sampler",
+            "top-p",
+            "--top-p",
+            "0.7",
+            "--top-k",
+            "0",
+            "--n",
+            "3",
+            "--max-new-tokens",
+            "64",
+            "--seed",
+            "4",
+        ]
+    )
     assert options_from(SamplerSpec, args, dest_prefix="sampler_") == SamplerSpec(name="top_p", p=0.7, k=0, seed=4)
     assert options_from(GenerateOptions, args) == GenerateOptions(n=3, max_new_tokens=64)
-    args = build_parser().parse_args(["evaluate", "--models", "a", "--out", "r", "--bootstrap", "10",
-                                      "--no-perplexity", "--limit", "7", "--top-k", "3"])
+    args = build_parser().parse_args(
+        [
+            "evaluate",
+            "--models",
+            "a",
+            "--out",
+            "r",
+            "--bootstrap",
+            "10",
+            "--no-perplexity",
+            "--limit",
+            "7",
+            "--top-k",
+            "3",
+        ]
+    )
     options = options_from(EvalOptions, args, sampler=options_from(SamplerSpec, args, dest_prefix="sampler_"))
     assert (options.n_resamples, options.perplexity, options.limit, options.sampler.k) == (10, False, 7, 3)

@@ -17,8 +17,8 @@ def test_shares_follow_count_to_the_power():
     natural = rating_shares(TRAIN, 1.0)
     assert natural[5] == pytest.approx(3508 / len(TRAIN))
     sqrt = rating_shares(TRAIN, 0.5)
-    total = sum(n ** 0.5 for n in (318, 116, 200, 339, 3508))
-    assert sqrt[2] == pytest.approx(116 ** 0.5 / total)
+    total = sum(n**0.5 for n in (318, 116, 200, 339, 3508))
+    assert sqrt[2] == pytest.approx(116**0.5 / total)
     assert list(rating_shares(TRAIN, 0.0).values()) == [pytest.approx(0.2)] * 5
 
 

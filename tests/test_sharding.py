@@ -11,8 +11,13 @@ import pytest
 
 def test_data_and_model_parallel_match_single_device(tiny_preset, tiny_prepared):
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
-    proc = subprocess.run([sys.executable, str(Path(__file__).parent / "sharding_check.py"), str(tiny_preset),
-                           str(tiny_prepared)], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).parent / "sharding_check.py"), str(tiny_preset), str(tiny_prepared)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["devices"] == 8
@@ -37,9 +42,21 @@ def test_mesh_that_cannot_split_the_heads_is_one_clear_line(tmp_path, tiny_prese
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
     config = Path(__file__).resolve().parents[1] / "configs" / "tiny.toml"
     proc = subprocess.run(
-        [sys.executable, "-m", "kit", "finetune", "--config", str(config), "--quiet",
-         *sum((["--set", o] for o in overrides), [])],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "kit",
+            "finetune",
+            "--config",
+            str(config),
+            "--quiet",
+            *sum((["--set", o] for o in overrides), []),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
     )
     assert proc.returncode == 2, proc.stderr[-2000:]
     err = proc.stderr.strip().splitlines()[-1]

@@ -59,9 +59,7 @@ def test_file_reads_back_line_for_line(tmp_path):
 
 def test_committed_sample_is_what_the_command_writes(tmp_path):
     # Guards the README's claim: `kit data synth --rows 5000 --seed 0` makes this file.
-    assert SAMPLE.is_file(), (
-        "run: kit data synth --out data/sample/geo-reviews-sample.tskv --rows 5000 --seed 0"
-    )
+    assert SAMPLE.is_file(), "run: kit data synth --out data/sample/geo-reviews-sample.tskv --rows 5000 --seed 0"
     fresh = tmp_path / "fresh.tskv"
     write_sample(fresh, rows=5000, seed=0)
     assert SAMPLE.read_bytes() == fresh.read_bytes()
@@ -153,12 +151,8 @@ def test_organisations_have_several_reviews(big):
 
 
 def test_addresses_look_russian(big):
-    pattern = re.compile(
-        r"^(?:[А-ЯЁ][^,]+, )?[А-ЯЁ][^,]+, [^,]+, \d+(?:к\d|[АБВ]|с\d|, корп\. \d)?$"
-    )
-    assert all(pattern.match(r.address) for r in big), [
-        r.address for r in big if not pattern.match(r.address)
-    ][:5]
+    pattern = re.compile(r"^(?:[А-ЯЁ][^,]+, )?[А-ЯЁ][^,]+, [^,]+, \d+(?:к\d|[АБВ]|с\d|, корп\. \d)?$")
+    assert all(pattern.match(r.address) for r in big), [r.address for r in big if not pattern.match(r.address)][:5]
     addresses = [r.address for r in big]
     assert any(a.startswith("Москва, ") for a in addresses)
     assert any(a.startswith("Санкт-Петербург, ") for a in addresses)

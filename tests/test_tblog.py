@@ -38,8 +38,9 @@ def test_tensorflow_reads_the_scalars(tmp_path):
     w = ScalarWriter(tmp_path)
     w.add_scalars(7, {"val/val_loss": 2.25})
     w.close()
-    proc = subprocess.run([sys.executable, "-c", _READ_WITH_TF, str(w.path)], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", _READ_WITH_TF, str(w.path)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     version, step, tag, value = json.loads(proc.stdout.strip().splitlines()[-1])
     assert version == "brain.Event:2"

@@ -34,8 +34,18 @@ def test_tiny_architecture_is_gemma2():
 
 
 def test_make_tiny_base_round_trip(tmp_path, tiny_prepared):
-    spec = TinySpec(num_layers=2, hidden_dim=32, intermediate_dim=64, head_dim=8, vocab_size=400,
-                    buckets=(64, 128), batch_size=8, max_steps=12, learning_rate=1e-2, warmup_steps=2)
+    spec = TinySpec(
+        num_layers=2,
+        hidden_dim=32,
+        intermediate_dim=64,
+        head_dim=8,
+        vocab_size=400,
+        buckets=(64, 128),
+        batch_size=8,
+        max_steps=12,
+        learning_rate=1e-2,
+        warmup_steps=2,
+    )
     info = make_tiny_base(tiny_prepared, tmp_path / "tiny-base", spec, progress=False)
     p = info["pretraining"]
     assert p["steps"] == 12 and p["final_val_loss"] < p["initial_val_loss"]
@@ -48,8 +58,22 @@ def test_make_tiny_base_round_trip(tmp_path, tiny_prepared):
 
 
 def test_kit_tiny_cli_bad_data_dir(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "kit", "tiny", "--data", str(tmp_path / "missing"),
-                           "--out", str(tmp_path / "m"), "--quiet"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kit",
+            "tiny",
+            "--data",
+            str(tmp_path / "missing"),
+            "--out",
+            str(tmp_path / "m"),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "kit data prepare" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -62,12 +86,30 @@ def test_kit_tiny_cli_passes_its_options_to_the_spec(monkeypatch, capsys):
 
     def fake_make(data, out, spec, progress):  # stands in for the minutes-long pretraining only
         seen.update(data=data, out=out, spec=spec, progress=progress)
-        return {"parameters": 1, "vocabulary_size": 64, "total_seconds": 0.0,
-                "pretraining": {"initial_val_loss": 2.0, "final_val_loss": 1.0}}
+        return {
+            "parameters": 1,
+            "vocabulary_size": 64,
+            "total_seconds": 0.0,
+            "pretraining": {"initial_val_loss": 2.0, "final_val_loss": 1.0},
+        }
 
     monkeypatch.setattr(kit.train.pretrain, "make_tiny_base", fake_make)
-    argv = ["tiny", "--data", "d", "--out", "m", "--documents", "pages", "--batch-size", "4", "--epochs", "1.5",
-            "--seed", "3", "--quiet"]
+    argv = [
+        "tiny",
+        "--data",
+        "d",
+        "--out",
+        "m",
+        "--documents",
+        "pages",
+        "--batch-size",
+        "4",
+        "--epochs",
+        "1.5",
+        "--seed",
+        "3",
+        "--quiet",
+    ]
     assert main(argv) == 0
     spec = seen["spec"]
     assert (spec.documents, spec.batch_size, spec.epochs, spec.seed) == ("pages", 4, 1.5, 3)

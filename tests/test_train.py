@@ -65,10 +65,16 @@ def test_adapter_round_trip_identical_logits(tmp_path, tiny_preset):
     expected = np.asarray(lm(_x()))
     run = tmp_path / "run"
     save_adapter(lm, run / "adapter.lora.h5")
-    (run / "run.json").write_text(json.dumps({
-        "preset": str(tiny_preset), "dtype": "float32", "adapter": "adapter.lora.h5",
-        "lora": {"rank": 3, "alpha": 6.0, "targets": "all", "layers": layers},
-    }))
+    (run / "run.json").write_text(
+        json.dumps(
+            {
+                "preset": str(tiny_preset),
+                "dtype": "float32",
+                "adapter": "adapter.lora.h5",
+                "lora": {"rank": 3, "alpha": 6.0, "targets": "all", "layers": layers},
+            }
+        )
+    )
     fresh = load_run(run)
     np.testing.assert_array_equal(np.asarray(fresh(_x())), expected)
     for a, b in zip(adapter_arrays(fresh), adapter_arrays(lm), strict=True):
@@ -76,8 +82,10 @@ def test_adapter_round_trip_identical_logits(tmp_path, tiny_preset):
 
 
 def test_base_model_registers_as_a_run(tmp_path, tiny_preset, tiny_prepared):
-    cfg = load_config(ROOT / "configs" / "tiny_base.toml",
-                      micro_overrides(tmp_path, tiny_preset, tiny_prepared, name="base", **{"lora.enabled": "false"}))
+    cfg = load_config(
+        ROOT / "configs" / "tiny_base.toml",
+        micro_overrides(tmp_path, tiny_preset, tiny_prepared, name="base", **{"lora.enabled": "false"}),
+    )
     info = finetune(cfg, progress=False)
     assert info.adapter is None and info.status == "base"
     assert info.metrics["val_loss"] > 0
@@ -114,8 +122,14 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_preset, ti
 
 def _cli(args, cwd, env_extra=None):
     env = {**os.environ, **(env_extra or {})}
-    return subprocess.Popen([sys.executable, "-m", "kit", "finetune", "--config", str(ROOT / "configs" / "tiny.toml"), *args, "--quiet"], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "kit", "finetune", "--config", str(ROOT / "configs" / "tiny.toml"), *args, "--quiet"],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _adapter(path):
@@ -126,8 +140,9 @@ def _adapter(path):
 
 
 def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, tiny_preset, tiny_prepared):
-    full = _cli(sum((["--set", o] for o in micro_overrides(tmp_path, tiny_preset, tiny_prepared, name="full")), []),
-                tmp_path)
+    full = _cli(
+        sum((["--set", o] for o in micro_overrides(tmp_path, tiny_preset, tiny_prepared, name="full")), []), tmp_path
+    )
     args = sum((["--set", o] for o in micro_overrides(tmp_path, tiny_preset, tiny_prepared, name="killed")), [])
     # Slow the killed run down so the kill lands between its first checkpoint and the end.
     killed = _cli(args, tmp_path, {"KIT_STEP_DELAY": "1.0"})
@@ -168,9 +183,18 @@ def test_auto_buckets_are_chosen_from_the_data_and_recorded(tmp_path, tiny_prese
     from kit.data.batching import Encoder, choose_buckets
     from kit.data.prepare import load_prepared
 
-    overrides = micro_overrides(tmp_path, tiny_preset, tiny_prepared, name="auto", **{
-        "data.auto_buckets": 3, "train.steps": 2, "train.eval_every": 0, "train.checkpoint_every": 0,
-    })
+    overrides = micro_overrides(
+        tmp_path,
+        tiny_preset,
+        tiny_prepared,
+        name="auto",
+        **{
+            "data.auto_buckets": 3,
+            "train.steps": 2,
+            "train.eval_every": 0,
+            "train.checkpoint_every": 0,
+        },
+    )
     info = finetune(load_config(None, overrides), progress=False)
     encoder = Encoder((tiny_preset / "assets" / "tokenizer" / "vocabulary.spm").read_bytes())
     train = load_prepared(tiny_prepared)["train"]
@@ -181,7 +205,9 @@ def test_auto_buckets_are_chosen_from_the_data_and_recorded(tmp_path, tiny_prese
     assert RunInfo.read(tmp_path / "runs" / "auto").batching["buckets"] == list(expected)
 
 
-def test_rating_power_redraws_the_train_examples_and_records_the_shares(tmp_path, tiny_preset, tiny_prepared, monkeypatch):
+def test_rating_power_redraws_the_train_examples_and_records_the_shares(
+    tmp_path, tiny_preset, tiny_prepared, monkeypatch
+):
     import importlib
 
     train_mod = importlib.import_module("kit.train.finetune")
@@ -197,9 +223,18 @@ def test_rating_power_redraws_the_train_examples_and_records_the_shares(tmp_path
         return real_plan(examples, *args, **kwargs)
 
     monkeypatch.setattr(train_mod, "plan_batches", spy)
-    overrides = micro_overrides(tmp_path, tiny_preset, tiny_prepared, name="mix", **{
-        "data.rating_power": 0.0, "train.steps": 1, "train.eval_every": 0, "train.checkpoint_every": 0,
-    })
+    overrides = micro_overrides(
+        tmp_path,
+        tiny_preset,
+        tiny_prepared,
+        name="mix",
+        **{
+            "data.rating_power": 0.0,
+            "train.steps": 1,
+            "train.eval_every": 0,
+            "train.checkpoint_every": 0,
+        },
+    )
     info = finetune(load_config(None, overrides), progress=False)
     train = load_prepared(tiny_prepared)["train"]
     encoder = Encoder((tiny_preset / "assets" / "tokenizer" / "vocabulary.spm").read_bytes())
@@ -211,9 +246,17 @@ def test_rating_power_redraws_the_train_examples_and_records_the_shares(tmp_path
     assert info.batching["rating_shares"] == {str(r): round(s, 4) for r, s in rating_shares(ratings, 0.0).items()}
     # The natural mix (the default) leaves the split alone and records no shares.
     seen.clear()
-    overrides = micro_overrides(tmp_path, tiny_preset, tiny_prepared, name="natural", **{
-        "train.steps": 1, "train.eval_every": 0, "train.checkpoint_every": 0,
-    })
+    overrides = micro_overrides(
+        tmp_path,
+        tiny_preset,
+        tiny_prepared,
+        name="natural",
+        **{
+            "train.steps": 1,
+            "train.eval_every": 0,
+            "train.checkpoint_every": 0,
+        },
+    )
     info = finetune(load_config(None, overrides), progress=False)
     assert [e.ids.tolist() for e in seen[0]] == [e.ids.tolist() for e in examples]
     assert info.batching["rating_shares"] is None
@@ -224,8 +267,15 @@ def test_rating_power_without_a_rating_column_is_a_user_error(tmp_path, tiny_pre
 
     dd = load_prepared(tiny_prepared)
     bare = {split: dd[split].remove_columns("rating") for split in ("train", "validation")}
-    overrides = micro_overrides(tmp_path, tiny_preset, tiny_prepared, name="norating", **{
-        "data.rating_power": 0.5, "train.steps": 1,
-    })
+    overrides = micro_overrides(
+        tmp_path,
+        tiny_preset,
+        tiny_prepared,
+        name="norating",
+        **{
+            "data.rating_power": 0.5,
+            "train.steps": 1,
+        },
+    )
     with pytest.raises(UserError, match="data.rating_power needs a 'rating' column"):
         finetune(load_config(None, overrides), progress=False, dataset=bare)

@@ -88,7 +88,9 @@ class Encoder:
         """Vectorised `encode` over two equally long lists."""
         ps = self.sp.encode(list(prompts))
         ts = self.sp.encode(list(targets))
-        return [Example(np.asarray([self.bos_id, *p, *t], dtype=np.int32), 1 + len(p)) for p, t in zip(ps, ts, strict=True)]
+        return [
+            Example(np.asarray([self.bos_id, *p, *t], dtype=np.int32), 1 + len(p)) for p, t in zip(ps, ts, strict=True)
+        ]
 
 
 def bucket_for(n_inputs: int, buckets: Sequence[int]) -> int:

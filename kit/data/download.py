@@ -28,16 +28,12 @@ from urllib.parse import urlparse
 from kit.errors import UserError
 
 GITHUB_URL = (
-    "https://media.githubusercontent.com/media/yandex/geo-reviews-dataset-2023/"
-    "master/geo-reviews-dataset-2023.tskv"
+    "https://media.githubusercontent.com/media/yandex/geo-reviews-dataset-2023/master/geo-reviews-dataset-2023.tskv"
 )
 GITHUB_FILENAME = "geo-reviews-dataset-2023.tskv"
 GITHUB_SIZE = 378_730_064
 GITHUB_SHA256 = "3aa1a838276e23217b14d904f47ab20c753751a48eef8e046d6d671a65098109"
-SAMPLE_HINT = (
-    "Check your internet access, or use the bundled synthetic sample "
-    "data/sample/geo-reviews-sample.tskv."
-)
+SAMPLE_HINT = "Check your internet access, or use the bundled synthetic sample data/sample/geo-reviews-sample.tskv."
 # (connect, read) seconds: a dead host fails fast, a slow LFS server may pause.
 TIMEOUT = (15.0, 60.0)
 CHUNK_SIZE = 1 << 20
@@ -160,8 +156,10 @@ def fetch_file(
             if attempt >= retries or got <= have:  # no progress: retrying will not help
                 total = f"{size:,}" if size is not None else "?"
                 kept = f"The partial file {part} is kept: run" if got else "Run"
-                raise UserError(f"Download of {url} interrupted after {got:,} of {total} bytes "
-                                f"({reason}). {kept} the same command again to resume.")
+                raise UserError(
+                    f"Download of {url} interrupted after {got:,} of {total} bytes "
+                    f"({reason}). {kept} the same command again to resume."
+                )
             attempt += 1
             _say(progress, f"Transfer interrupted ({reason}); resuming (retry {attempt}/{retries}).")
             time.sleep(retry_wait_s)
@@ -193,8 +191,10 @@ def _fetch_once(session, url, part, have, size, progress, timeout, chunk_size) -
             match = re.match(r"bytes (\d+)-\d+/(\d+|\*)", resp.headers.get("Content-Range", ""))
             if not match or int(match[1]) != have:
                 part.unlink(missing_ok=True)  # cannot append a range we did not ask for
-                raise UserError(f"Cannot resume {url}: the server sent an unexpected byte range "
-                                f"({resp.headers.get('Content-Range')!r}). The partial file was deleted; run again.")
+                raise UserError(
+                    f"Cannot resume {url}: the server sent an unexpected byte range "
+                    f"({resp.headers.get('Content-Range')!r}). The partial file was deleted; run again."
+                )
             total = None if match[2] == "*" else int(match[2])
             mode = "ab"
         elif resp.status_code == 200:
@@ -212,19 +212,31 @@ def _fetch_once(session, url, part, have, size, progress, timeout, chunk_size) -
                 f"Size mismatch for {url}: expected {size:,} bytes, the server reports {total:,} "
                 "bytes. Check the URL (--url) or the expected --size."
             )
-        bar = tqdm(total=size or total, initial=have, unit="B", unit_scale=True,
-                   unit_divisor=1024, desc=part.name, disable=not progress, file=sys.stderr)
+        bar = tqdm(
+            total=size or total,
+            initial=have,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=part.name,
+            disable=not progress,
+            file=sys.stderr,
+        )
         try:
             with bar, open(part, mode) as f:
                 for chunk in resp.iter_content(chunk_size=chunk_size):
                     f.write(chunk)
                     bar.update(len(chunk))
-        except (requests.exceptions.ChunkedEncodingError,
-                requests.exceptions.ConnectionError,
-                requests.exceptions.Timeout) as e:
+        except (
+            requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.ConnectionError,
+            requests.exceptions.Timeout,
+        ) as e:
             return _one_line(e)
         except OSError as e:
-            raise UserError(f"Cannot write {part}: {e.strerror or e}. Free some disk space or choose another --out.") from None
+            raise UserError(
+                f"Cannot write {part}: {e.strerror or e}. Free some disk space or choose another --out."
+            ) from None
     # A clean end short of the expected size means the server stopped early
     # without a Content-Length to tell urllib3 so: an interruption too.
     if size is not None and part.stat().st_size < size:
@@ -265,8 +277,9 @@ def _network_message(url: str, error: BaseException, timeout: tuple[float, float
         what = f"no network connection (cannot resolve the host name {urlparse(url).hostname!r})"
     elif any(isinstance(c, ConnectionRefusedError) for c in causes) or "refused" in text.lower():
         what = "connection refused (nothing answers at that address)"
-    elif isinstance(error, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
-                            requests.exceptions.InvalidSchema)):
+    elif isinstance(
+        error, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema)
+    ):
         return f"--url must be an http(s) URL. Received: {url!r}"
     else:
         what = f"no network connection ({_one_line(error)})"

@@ -65,8 +65,10 @@ def download_hub(out_dir: str | os.PathLike, *, repo_id: str = HUB_REPO, progres
     # huggingface_hub reads HF_HUB_OFFLINE once, at import: checking it here
     # also honours a value set later in the process, and fails without waiting.
     if any(os.environ.get(v, "").strip().lower() in _TRUE for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")):
-        raise UserError(f"Cannot download {repo_id} from the Hugging Face Hub: offline mode is on "
-                        f"(HF_HUB_OFFLINE). Unset it to download. {SAMPLE_HINT}")
+        raise UserError(
+            f"Cannot download {repo_id} from the Hugging Face Hub: offline mode is on "
+            f"(HF_HUB_OFFLINE). Unset it to download. {SAMPLE_HINT}"
+        )
     import datasets
 
     from kit.atomic import atomic_path
@@ -94,16 +96,22 @@ def _hub_message(repo_id: str, error: BaseException) -> str | None:
     causes = list(_chain(error))
     names = {type(c).__name__ for c in causes}
     if names & {"DatasetNotFoundError", "RepositoryNotFoundError", "GatedRepoError"}:
-        return (f"Cannot download {repo_id} from the Hugging Face Hub: not found or no access "
-                f"({_one_line(error)}). Check the name, or set HF_TOKEN if it needs a login.")
+        return (
+            f"Cannot download {repo_id} from the Hugging Face Hub: not found or no access "
+            f"({_one_line(error)}). Check the name, or set HF_TOKEN if it needs a login."
+        )
     # Class names and modules rather than imports: the HTTP stack under
     # huggingface_hub changes between releases (requests, then httpx).
-    network = (names & {"OfflineModeIsEnabled", "LocalEntryNotFoundError"}
-               or {type(c).__module__.split(".")[0] for c in causes} & _NETWORK_MODULES
-               or any(isinstance(c, ConnectionError | TimeoutError | socket.gaierror) for c in causes))
+    network = (
+        names & {"OfflineModeIsEnabled", "LocalEntryNotFoundError"}
+        or {type(c).__module__.split(".")[0] for c in causes} & _NETWORK_MODULES
+        or any(isinstance(c, ConnectionError | TimeoutError | socket.gaierror) for c in causes)
+    )
     if network:
-        return (f"Cannot download {repo_id} from the Hugging Face Hub: no network connection "
-                f"({_one_line(error)}). {SAMPLE_HINT}")
+        return (
+            f"Cannot download {repo_id} from the Hugging Face Hub: no network connection "
+            f"({_one_line(error)}). {SAMPLE_HINT}"
+        )
     return None
 
 

@@ -118,7 +118,9 @@ def organisation_pages(rows: Mapping[str, Sequence], *, per_page: int = 3) -> li
         for start in range(0, len(idx), per_page):
             chunk = idx[start : start + per_page]
             first = chunk[0]
-            header = [x for x in (rows["name_ru"][first], ", ".join(rows["rubrics"][first]), rows["address"][first]) if x]
+            header = [
+                x for x in (rows["name_ru"][first], ", ".join(rows["rubrics"][first]), rows["address"][first]) if x
+            ]
             keywords = {i: list(rows["keywords"][i]) if "keywords" in rows else [] for i in chunk}
             words = list(dict.fromkeys(w for i in chunk for w in keywords[i]))
             if words:

@@ -216,7 +216,9 @@ def _bar(items, desc: str, *, progress: bool, **kwargs):
     return tqdm(items, desc=desc, disable=not progress, mininterval=1.0, **kwargs)
 
 
-def _read_clean(input: str, options: PrepareOptions, report: ReadReport, cleaner: Cleaner, *, progress: bool) -> list[Record]:
+def _read_clean(
+    input: str, options: PrepareOptions, report: ReadReport, cleaner: Cleaner, *, progress: bool
+) -> list[Record]:
     """Read the input and clean it record by record, so the raw file is never held in memory.
 
     `report` and `cleaner` keep the line and drop counts for stats.json.
@@ -424,9 +426,7 @@ def _dropped_summary(cleaner: Cleaner) -> str:
 def _stats(input, options, report, cleaner, rows: _Rows, keyword_counter: Counter, vocabulary: dict[str, int]) -> dict:
     """Everything stats.json says, except the fingerprint of the written files."""
     kept, orgs, rows_by_split = rows.kept, rows.orgs, rows.by_split
-    ratings = {
-        s: dict(sorted(Counter(kept[i].rating for i in rows).items())) for s, rows in rows_by_split.items()
-    }
+    ratings = {s: dict(sorted(Counter(kept[i].rating for i in rows).items())) for s, rows in rows_by_split.items()}
     ratings["all"] = dict(sorted(Counter(r.rating for r in kept).items()))
     chars = [len(r.text) for r in kept]
     by_rating: dict[int, list[int]] = {}
@@ -458,7 +458,10 @@ def _stats(input, options, report, cleaner, rows: _Rows, keyword_counter: Counte
         "keywords": {
             "mean_per_review": round(sum(keyword_counter.values()) / max(n_rows, 1), 2),
             "reviews_without": without,
-            "top": [{"keyword": k, "reviews": n} for k, n in sorted(keyword_counter.items(), key=lambda kv: (-kv[1], kv[0]))[:30]],
+            "top": [
+                {"keyword": k, "reviews": n}
+                for k, n in sorted(keyword_counter.items(), key=lambda kv: (-kv[1], kv[0]))[:30]
+            ],
         },
         "skipped_lines": [b.to_dict() for b in report.skipped],
     }

@@ -115,9 +115,7 @@ def escape(value: str) -> str:
         >>> escape("два\nслова\tи \\")
         'два\\nслова\\tи \\\\'
     """
-    return (
-        value.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
-    )
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
 
 
 def unescape(value: str) -> str:
@@ -329,13 +327,17 @@ def read_parquet(
     try:
         pf = pq.ParquetFile(path)
     except Exception as e:  # pyarrow raises several types for a broken file
-        raise UserError(f"Cannot read {path} as parquet ({e}). Re-download it with `kit data download --source hub`.") from None
+        raise UserError(
+            f"Cannot read {path} as parquet ({e}). Re-download it with `kit data download --source hub`."
+        ) from None
     names = set(pf.schema_arrow.names)
     missing = [c for c in REQUIRED if c not in names]
     if missing:
         raise UserError(f"{path}: parquet file has no column {missing[0]!r} (needs {', '.join(REQUIRED)})")
     columns = [c for c in FIELDS if c in names]
-    return _iter_parquet(path, pf, columns, on_error, report if report is not None else ReadReport(str(path)), batch_size)
+    return _iter_parquet(
+        path, pf, columns, on_error, report if report is not None else ReadReport(str(path)), batch_size
+    )
 
 
 def _iter_parquet(path, pf, columns, on_error, report, batch_size) -> Iterator[Record]:

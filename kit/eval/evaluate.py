@@ -62,8 +62,10 @@ def _check_not_empty(data_dir, split) -> None:
 
     state = Path(data_dir) / split / "state.json"
     if state.is_file() and not json.loads(state.read_text(encoding="utf-8")).get("_data_files"):
-        raise UserError(f"Split {split!r} of {data_dir} is empty: nothing to evaluate. Re-run `kit data prepare` "
-                        "with a larger --test-share, or pass another --split.")
+        raise UserError(
+            f"Split {split!r} of {data_dir} is empty: nothing to evaluate. Re-run `kit data prepare` "
+            "with a larger --test-share, or pass another --split."
+        )
 
 
 def _check_inputs(run_dirs, data_dir, split):
@@ -76,11 +78,14 @@ def _check_inputs(run_dirs, data_dir, split):
     _check_not_empty(data_dir, split)
     dataset = load_prepared(data_dir)
     if split not in dataset:
-        raise UserError(f"{data_dir} has no split {split!r} (it has {', '.join(dataset)}). Pass --split "
-                        "with one of those.")
+        raise UserError(
+            f"{data_dir} has no split {split!r} (it has {', '.join(dataset)}). Pass --split with one of those."
+        )
     if dataset[split].num_rows == 0:
-        raise UserError(f"Split {split!r} of {data_dir} is empty: nothing to evaluate. Re-run `kit data prepare` "
-                        "with a larger --test-share, or pass another --split.")
+        raise UserError(
+            f"Split {split!r} of {data_dir} is empty: nothing to evaluate. Re-run `kit data prepare` "
+            "with a larger --test-share, or pass another --split."
+        )
     if "train" not in dataset or dataset["train"].num_rows == 0:
         raise UserError(f"{data_dir} has no train rows to fit the rating/rubric judges on; re-run `kit data prepare`.")
     try:
@@ -90,8 +95,13 @@ def _check_inputs(run_dirs, data_dir, split):
     return runs, dataset, stats
 
 
-def evaluate_models(run_dirs: Sequence[str | Path], data_dir: str | Path, *, out: str | Path | None = None,
-                    options: EvalOptions = EvalOptions()) -> dict:
+def evaluate_models(
+    run_dirs: Sequence[str | Path],
+    data_dir: str | Path,
+    *,
+    out: str | Path | None = None,
+    options: EvalOptions = EvalOptions(),
+) -> dict:
     """Run every model on the same requests, score them and the human reviews, write the report.
 
     Args:
@@ -126,8 +136,7 @@ def evaluate_models(run_dirs: Sequence[str | Path], data_dir: str | Path, *, out
     metrics = _aggregate(columns, texts, requests, baseline=names[0], options=options)
     timings["scoring_s"] = time.perf_counter() - t
 
-    result = _assemble(names, run_dirs, runs, data_dir, dataset, stats, requests, sampler, options, metrics,
-                       timings)
+    result = _assemble(names, run_dirs, runs, data_dir, dataset, stats, requests, sampler, options, metrics, timings)
     result["samples"] = report.sample_rows(requests, texts, columns, extra, names)
     timings["total_s"] = round(time.perf_counter() - t0, 3)
     if out is not None:
@@ -140,16 +149,23 @@ def evaluate_models(run_dirs: Sequence[str | Path], data_dir: str | Path, *, out
 
 def _pick_requests(split, options: EvalOptions) -> list[dict]:
     """The evaluated rows of `split` as dicts, each with `row`: its index in the split."""
-    rows = select_requests([int(r) for r in split["rating"]], limit=options.limit, seed=options.seed,
-                           mode=options.requests)
+    rows = select_requests(
+        [int(r) for r in split["rating"]], limit=options.limit, seed=options.seed, mode=options.requests
+    )
     requests = split.select(rows).to_list()
     for i, r in zip(rows, requests, strict=True):
         r["row"] = i
     return requests
 
 
-def _run_models(names: Sequence[str], run_dirs: Sequence[str | Path], runs: Sequence, requests: Sequence[dict],
-                sampler, options: EvalOptions) -> tuple[dict[str, list[str]], dict[str, dict], dict[str, dict]]:
+def _run_models(
+    names: Sequence[str],
+    run_dirs: Sequence[str | Path],
+    runs: Sequence,
+    requests: Sequence[dict],
+    sampler,
+    options: EvalOptions,
+) -> tuple[dict[str, list[str]], dict[str, dict], dict[str, dict]]:
     """`(outputs, extra, timings)` per column name: each model's reviews, generation details, timings."""
     from tqdm.auto import tqdm
 
@@ -166,8 +182,9 @@ def _run_models(names: Sequence[str], run_dirs: Sequence[str | Path], runs: Sequ
     return outputs, extra, timings
 
 
-def _run_model(name: str, path: str | Path, info, requests: Sequence[dict], sampler, options: EvalOptions,
-               bar) -> tuple[list[str], dict, dict]:
+def _run_model(
+    name: str, path: str | Path, info, requests: Sequence[dict], sampler, options: EvalOptions, bar
+) -> tuple[list[str], dict, dict]:
     """Load one model, write a review per request and (with `options.perplexity`) score the references.
 
     Returns:
@@ -198,39 +215,73 @@ def _run_model(name: str, path: str | Path, info, requests: Sequence[dict], samp
         t = time.perf_counter()
         bar.set_postfix_str(f"{name}: scoring the references")
         buckets = (info.config.get("data") or {}).get("buckets") or DEFAULT_PPL_BUCKETS
-        nll, tok = reference_nll(lm, prompts, [r["text"] for r in requests], buckets=buckets,
-                                 batch_size=options.batch_size, progress=options.progress, desc=name)
+        nll, tok = reference_nll(
+            lm,
+            prompts,
+            [r["text"] for r in requests],
+            buckets=buckets,
+            batch_size=options.batch_size,
+            progress=options.progress,
+            desc=name,
+        )
         extra.update(ref_nll=nll, ref_tokens=tok)
         mt["perplexity_s"] = time.perf_counter() - t
     return [s.text for s in samples], extra, mt
 
 
-def _score_columns(texts: Mapping[str, Sequence[str]], extra: Mapping[str, Mapping], requests: Sequence[dict],
-                   judges) -> dict[str, dict[str, np.ndarray]]:
+def _score_columns(
+    texts: Mapping[str, Sequence[str]], extra: Mapping[str, Mapping], requests: Sequence[dict], judges
+) -> dict[str, dict[str, np.ndarray]]:
     """Per-sample scores of every column: `texts` holds each model's reviews, then `human`'s."""
     rating_judge, rubric_judge = judges
-    return {name: scoring.sample_scores(column, requests, rating_judge=rating_judge, rubric_judge=rubric_judge,
-                                        is_human=name == HUMAN, ref_nll=extra.get(name, {}).get("ref_nll"),
-                                        ref_tokens=extra.get(name, {}).get("ref_tokens"))
-            for name, column in texts.items()}
+    return {
+        name: scoring.sample_scores(
+            column,
+            requests,
+            rating_judge=rating_judge,
+            rubric_judge=rubric_judge,
+            is_human=name == HUMAN,
+            ref_nll=extra.get(name, {}).get("ref_nll"),
+            ref_tokens=extra.get(name, {}).get("ref_tokens"),
+        )
+        for name, column in texts.items()
+    }
 
 
-def _aggregate(columns: Mapping[str, dict[str, np.ndarray]], texts: Mapping[str, Sequence[str]],
-               requests: Sequence[dict], *, baseline: str, options: EvalOptions) -> dict:
+def _aggregate(
+    columns: Mapping[str, dict[str, np.ndarray]],
+    texts: Mapping[str, Sequence[str]],
+    requests: Sequence[dict],
+    *,
+    baseline: str,
+    options: EvalOptions,
+) -> dict:
     """The `metrics` block: per column, per slice, pairwise win rates and differences vs `baseline`."""
     requested = [int(r["rating"]) for r in requests]
-    corpus = {name: scoring.corpus_statistics(texts[name], texts[HUMAN], columns[name], requested,
-                                              is_human=name == HUMAN) for name in columns}
-    summary = {name: scoring.summarize(columns[name], corpus[name], seed=options.seed,
-                                       n_resamples=options.n_resamples) for name in columns}
-    return {"columns": summary, "slices": _slices(columns, corpus, requests, options),
-            "win_rates": scoring.pairwise_win_rates(columns),
-            f"difference_vs_{baseline}": scoring.paired_differences(columns, baseline, seed=options.seed,
-                                                                     n_resamples=options.n_resamples)}
+    corpus = {
+        name: scoring.corpus_statistics(texts[name], texts[HUMAN], columns[name], requested, is_human=name == HUMAN)
+        for name in columns
+    }
+    summary = {
+        name: scoring.summarize(columns[name], corpus[name], seed=options.seed, n_resamples=options.n_resamples)
+        for name in columns
+    }
+    return {
+        "columns": summary,
+        "slices": _slices(columns, corpus, requests, options),
+        "win_rates": scoring.pairwise_win_rates(columns),
+        f"difference_vs_{baseline}": scoring.paired_differences(
+            columns, baseline, seed=options.seed, n_resamples=options.n_resamples
+        ),
+    }
 
 
-def _slices(columns: Mapping[str, dict[str, np.ndarray]], corpus: Mapping[str, dict], requests: Sequence[dict],
-            options: EvalOptions) -> dict:
+def _slices(
+    columns: Mapping[str, dict[str, np.ndarray]],
+    corpus: Mapping[str, dict],
+    requests: Sequence[dict],
+    options: EvalOptions,
+) -> dict:
     """Every column summarised on the requests of each rating and of each most requested rubric."""
     slices: dict = {}
     for kind, groups in scoring.slice_rows(requests, top_rubrics=options.top_rubrics).items():
@@ -238,33 +289,72 @@ def _slices(columns: Mapping[str, dict[str, np.ndarray]], corpus: Mapping[str, d
         for value, idx in groups.items():
             # Fewer resamples for corpus statistics: each recomputes the statistic, and there
             # are (ratings + rubrics) x columns of them.
-            slices[kind][value] = {"n": int(len(idx)), "columns": {
-                name: scoring.summarize(columns[name], corpus[name], rows=idx, seed=options.seed,
-                                        n_resamples=options.n_resamples, corpus_resamples=min(options.n_resamples, 200))
-                for name in columns}}
+            slices[kind][value] = {
+                "n": int(len(idx)),
+                "columns": {
+                    name: scoring.summarize(
+                        columns[name],
+                        corpus[name],
+                        rows=idx,
+                        seed=options.seed,
+                        n_resamples=options.n_resamples,
+                        corpus_resamples=min(options.n_resamples, 200),
+                    )
+                    for name in columns
+                },
+            }
     return slices
 
 
-def _assemble(names, run_dirs, runs, data_dir, dataset, stats: Mapping, requests: Sequence[dict], sampler,
-              options: EvalOptions, metrics: dict, timings: dict) -> dict:
+def _assemble(
+    names,
+    run_dirs,
+    runs,
+    data_dir,
+    dataset,
+    stats: Mapping,
+    requests: Sequence[dict],
+    sampler,
+    options: EvalOptions,
+    metrics: dict,
+    timings: dict,
+) -> dict:
     """The `metrics.json` content: what was evaluated, how, the metrics and the timings."""
     requested = [int(r["rating"]) for r in requests]
     return {
         "schema": report.SCHEMA,
         "synthetic": bool(stats.get("synthetic", False)),
-        "data": {"dir": str(data_dir), "split": options.split, "fingerprint": stats.get("fingerprint"),
-                 "split_rows": dataset[options.split].num_rows},
-        "requests": {"n": len(requests), "mode": options.requests, "seed": options.seed,
-                     "ratings": {str(k): requested.count(k) for k in sorted(set(requested))}},
+        "data": {
+            "dir": str(data_dir),
+            "split": options.split,
+            "fingerprint": stats.get("fingerprint"),
+            "split_rows": dataset[options.split].num_rows,
+        },
+        "requests": {
+            "n": len(requests),
+            "mode": options.requests,
+            "seed": options.seed,
+            "ratings": {str(k): requested.count(k) for k in sorted(set(requested))},
+        },
         "options": dataclasses.asdict(options),
         "sampler": dataclasses.asdict(sampler),
-        "models": [{"name": n, "path": str(p), "preset": i.preset, "adapter": i.adapter,
-                    "lora": dataclasses.asdict(i.lora) if i.lora else None, "val_loss": i.metrics.get("val_loss")}
-                   for n, p, i in zip(names, run_dirs, runs, strict=True)],
+        "models": [
+            {
+                "name": n,
+                "path": str(p),
+                "preset": i.preset,
+                "adapter": i.adapter,
+                "lora": dataclasses.asdict(i.lora) if i.lora else None,
+                "val_loss": i.metrics.get("val_loss"),
+            }
+            for n, p, i in zip(names, run_dirs, runs, strict=True)
+        ],
         "columns_order": [*names, HUMAN],
-        "judges": {"rating": "RatingClassifier (TF-IDF + logistic regression, balanced classes)",
-                   "rubric": "RubricClassifier (TF-IDF + Complement NB), top-3 hit",
-                   "fitted_on": f"{data_dir}:train ({dataset['train'].num_rows} reviews)"},
+        "judges": {
+            "rating": "RatingClassifier (TF-IDF + logistic regression, balanced classes)",
+            "rubric": "RubricClassifier (TF-IDF + Complement NB), top-3 hit",
+            "fitted_on": f"{data_dir}:train ({dataset['train'].num_rows} reviews)",
+        },
         "metrics": metrics,
         "timings": timings,
     }

@@ -30,11 +30,11 @@ def load_judges(data_dir: str | Path, train, *, progress: bool = False):
             continue
         if progress:
             print(f"Fitting the {cls.kind} on {train.num_rows} train reviews (cached in {cache})")
-        clf = cls().fit(list(train[fit_args[0]]), [list(x) if isinstance(x, list) else int(x) for x in train[fit_args[1]]])
+        clf = cls().fit(
+            list(train[fit_args[0]]), [list(x) if isinstance(x, list) else int(x) for x in train[fit_args[1]]]
+        )
         # A read-only data dir: the judge still works, it is only refitted next time.
         with contextlib.suppress(OSError):
             clf.save(path)
         judges.append(clf)
     return judges[0], judges[1]
-
-

@@ -9,8 +9,16 @@ import numpy as np
 DEFAULT_PPL_BUCKETS = (256, 512, 1024)
 
 
-def reference_nll(lm, prompts: Sequence[str], references: Sequence[str], *, buckets: Sequence[int],
-                  batch_size: int, progress: bool = False, desc: str = "") -> tuple[np.ndarray, np.ndarray]:
+def reference_nll(
+    lm,
+    prompts: Sequence[str],
+    references: Sequence[str],
+    *,
+    buckets: Sequence[int],
+    batch_size: int,
+    progress: bool = False,
+    desc: str = "",
+) -> tuple[np.ndarray, np.ndarray]:
     """Summed negative log-likelihood of each reference (review + end of turn) given its prompt.
 
     The examples and their masks are exactly the training ones (`kit.data.batching`:
@@ -49,5 +57,3 @@ def reference_nll(lm, prompts: Sequence[str], references: Sequence[str], *, buck
         nll[list(idx)] = np.asarray(s)[: len(idx)]
         count[list(idx)] = np.asarray(c)[: len(idx)]
     return nll, count
-
-

@@ -41,8 +41,12 @@ class EvalOptions:
     split: str = option("test", "split to draw requests from")
     limit: int | None = option(150, "number of requests", minimum=1)
     seed: int = option(0, "seed of requests, sampler and bootstrap", minimum=0)
-    requests: str = option("balanced", "balanced: as many requests per rating as the split allows (judges rating "
-                           "control fairly); random: the split's own rating mix", choices=REQUEST_MODES)
+    requests: str = option(
+        "balanced",
+        "balanced: as many requests per rating as the split allows (judges rating "
+        "control fairly); random: the split's own rating mix",
+        choices=REQUEST_MODES,
+    )
     sampler: SamplerSpec = dataclasses.field(default_factory=SamplerSpec)
     max_new_tokens: int = option(GenerateOptions.max_new_tokens, "longest review, in tokens", minimum=1)
     batch_size: int = option(16, "requests per batch", minimum=1)
@@ -57,8 +61,10 @@ class EvalOptions:
         if self.requests not in REQUEST_MODES:
             raise UserError(f"--requests must be one of {', '.join(REQUEST_MODES)}. Received: {self.requests!r}")
         if self.batch_size < 1 or self.n_resamples < 1 or self.max_new_tokens < 1:
-            raise UserError("--batch-size, --bootstrap and --max-new-tokens must be positive integers. "
-                            f"Received: {self.batch_size}, {self.n_resamples}, {self.max_new_tokens}")
+            raise UserError(
+                "--batch-size, --bootstrap and --max-new-tokens must be positive integers. "
+                f"Received: {self.batch_size}, {self.n_resamples}, {self.max_new_tokens}"
+            )
         if self.top_rubrics < 0:
             raise UserError(f"--top-rubrics must be ≥ 0. Received: top_rubrics={self.top_rubrics}")
 

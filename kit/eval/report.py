@@ -43,8 +43,21 @@ SAMPLES_JSONL = "samples.jsonl"
 REPORT_MD = "report.md"
 COMPARATOR_DIR = "llm_comparator"
 # Per-sample scores kept in samples.jsonl (the rest are in metrics.json only).
-SAMPLE_KEYS = ("rating_predicted", "rating_accuracy", "rating_mae", "rubric_top3", "keyword_coverage", "chrf",
-               "bleu", "rouge_l", "self_bleu", "repeated_4gram", "length_ratio", "words", "ref_perplexity")
+SAMPLE_KEYS = (
+    "rating_predicted",
+    "rating_accuracy",
+    "rating_mae",
+    "rubric_top3",
+    "keyword_coverage",
+    "chrf",
+    "bleu",
+    "rouge_l",
+    "self_bleu",
+    "repeated_4gram",
+    "length_ratio",
+    "words",
+    "ref_perplexity",
+)
 COMPARATOR_FIELDS = ("rating_predicted", "rating_accuracy", "rubric_top3", "keyword_coverage", "chrf", "words")
 # The win rates report.md lists (the Metrics page shows them all): the control scores and chrF++.
 REPORT_WIN_RATES = ("rating_accuracy", "keyword_coverage", "rubric_top3", "chrf")
@@ -67,9 +80,13 @@ def _clean(value):
     return value
 
 
-def sample_rows(requests: Sequence[Mapping], texts: Mapping[str, Sequence[str]],
-                columns: Mapping[str, Mapping[str, np.ndarray]], extra: Mapping[str, Mapping],
-                names: Sequence[str]) -> list[dict]:
+def sample_rows(
+    requests: Sequence[Mapping],
+    texts: Mapping[str, Sequence[str]],
+    columns: Mapping[str, Mapping[str, np.ndarray]],
+    extra: Mapping[str, Mapping],
+    names: Sequence[str],
+) -> list[dict]:
     """The `samples.jsonl` rows: request, reference, each model's output and scores.
 
     Example:
@@ -84,16 +101,23 @@ def sample_rows(requests: Sequence[Mapping], texts: Mapping[str, Sequence[str]],
         row = {
             "id": i,
             "split_row": r.get("row"),
-            "request": {"rubrics": list(r["rubrics"]), "rating": int(r["rating"]), "keywords": list(r["keywords"]),
-                        "name": r.get("name_ru"), "address": r.get("address")},
+            "request": {
+                "rubrics": list(r["rubrics"]),
+                "rating": int(r["rating"]),
+                "keywords": list(r["keywords"]),
+                "name": r.get("name_ru"),
+                "address": r.get("address"),
+            },
             "prompt": r["prompt"],
             "reference": r["text"],
             "outputs": {n: texts[n][i] for n in names},
-            "scores": {c: {k: _clean(float(col[k][i])) for k in SAMPLE_KEYS if k in col}
-                       for c, col in columns.items()},
+            "scores": {c: {k: _clean(float(col[k][i])) for k in SAMPLE_KEYS if k in col} for c, col in columns.items()},
         }
-        gen = {n: {k: _clean(v[i]) for k, v in extra.get(n, {}).items() if k in ("new_tokens", "stopped")}
-               for n in names if n in extra}
+        gen = {
+            n: {k: _clean(v[i]) for k, v in extra.get(n, {}).items() if k in ("new_tokens", "stopped")}
+            for n in names
+            if n in extra
+        }
         if gen:
             row["generation"] = gen
         out.append(row)
@@ -188,10 +212,15 @@ def headline_rows(result: Mapping, metrics: Sequence[str] = HEADLINE) -> list[Me
             continue
         cis = {c: (cols.get(c) or {}).get(key) for c in order}
         m = BY_KEY.get(key)
-        rows.append(MetricRow(
-            key=key, label=m.label if m else key, arrow=ARROWS[m.higher_is_better] if m else "",
-            values={c: _value(ci) for c, ci in cis.items()},
-            cells={c: interval_cell(key, ci) for c, ci in cis.items()}))
+        rows.append(
+            MetricRow(
+                key=key,
+                label=m.label if m else key,
+                arrow=ARROWS[m.higher_is_better] if m else "",
+                values={c: _value(ci) for c, ci in cis.items()},
+                cells={c: interval_cell(key, ci) for c, ci in cis.items()},
+            )
+        )
     return rows
 
 
@@ -218,9 +247,18 @@ def win_rate_rows(result: Mapping, metrics: Sequence[str] | None = None) -> list
             w = by_metric[key]
             if not w or not isinstance(w, Mapping):
                 continue
-            rows.append(WinRateRow(pair=pair, key=key, label=BY_KEY[key].label if key in BY_KEY else key,
-                                   wins=w.get("wins"), losses=w.get("losses"), ties=w.get("ties"),
-                                   win_rate=w.get("win_rate"), n=w.get("n")))
+            rows.append(
+                WinRateRow(
+                    pair=pair,
+                    key=key,
+                    label=BY_KEY[key].label if key in BY_KEY else key,
+                    wins=w.get("wins"),
+                    losses=w.get("losses"),
+                    ties=w.get("ties"),
+                    win_rate=w.get("win_rate"),
+                    n=w.get("n"),
+                )
+            )
     return rows
 
 
@@ -247,8 +285,11 @@ def _slice_table(result: Mapping, kind: str, metric: str) -> str:
     slices = result["metrics"]["slices"].get(kind, {})
     lines = [f"| {kind} | n | " + " | ".join(order) + " |", "|---" * (len(order) + 2) + "|"]
     for value, s in slices.items():
-        lines.append(f"| {value} | {s['n']} | "
-                     + " | ".join(interval_cell(metric, s["columns"].get(c, {}).get(metric)) for c in order) + " |")
+        lines.append(
+            f"| {value} | {s['n']} | "
+            + " | ".join(interval_cell(metric, s["columns"].get(c, {}).get(metric)) for c in order)
+            + " |"
+        )
     return "\n".join(lines)
 
 
@@ -285,17 +326,25 @@ def render_markdown(result: Mapping, *, examples: int = 5) -> str:
     for w in win_rate_rows(result, REPORT_WIN_RATES):
         parts.append(f"| {w.pair} | {w.label} | {w.wins:.2f} | {w.losses:.2f} | {w.ties:.2f} | {w.win_rate:.2f} |")
     t = result["timings"]
-    parts += ["", "## Timings", "", "| model | load s | generate s | new tokens/s | cut at limit | perplexity s |",
-              "|---|---|---|---|---|---|"]
+    parts += [
+        "",
+        "## Timings",
+        "",
+        "| model | load s | generate s | new tokens/s | cut at limit | perplexity s |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, mt in t["models"].items():
-        parts.append(f"| {name} | {mt['load_s']:.1f} | {mt['generate_s']:.1f} | {mt['tokens_per_s']:.0f} | "
-                     f"{mt['cut_at_limit']} | {mt.get('perplexity_s', float('nan')):.1f} |")
+        parts.append(
+            f"| {name} | {mt['load_s']:.1f} | {mt['generate_s']:.1f} | {mt['tokens_per_s']:.0f} | "
+            f"{mt['cut_at_limit']} | {mt.get('perplexity_s', float('nan')):.1f} |"
+        )
     parts += ["", f"Judges {t['judges_s']:.1f} s, scoring {t['scoring_s']:.1f} s, total {t['total_s']:.1f} s.", ""]
     parts += ["## Samples", ""]
     for row in result["samples"][:examples]:
         q = row["request"]
-        parts.append(f"**#{row['id']}** {'; '.join(q['rubrics'])} · {q['rating']}★ · keywords: "
-                     f"{', '.join(q['keywords']) or '—'}")
+        parts.append(
+            f"**#{row['id']}** {'; '.join(q['rubrics'])} · {q['rating']}★ · keywords: {', '.join(q['keywords']) or '—'}"
+        )
         parts.append("")
         for name, text in [*row["outputs"].items(), (HUMAN, row["reference"])]:
             parts.append(f"- *{name}*: {text.replace(chr(10), ' ')}")
@@ -320,6 +369,7 @@ def comparator_export(result: Mapping, a: str, b: str) -> dict:
         >>> ex["output_text_b"], ex["score"], ex["tags"]
         ('y', 1.5, ['Кафе', '5★'])
     """
+
     def text(row, name):
         return row["reference"] if name == HUMAN else row["outputs"][name]
 
@@ -329,20 +379,24 @@ def comparator_export(result: Mapping, a: str, b: str) -> dict:
         ca, cb = _control_score(sa), _control_score(sb)
         fields = {k: [sa.get(k), sb.get(k)] for k in COMPARATOR_FIELDS}
         fields["requested_rating"] = str(row["request"]["rating"])
-        examples.append({
-            "input_text": row["prompt"],
-            "tags": [*row["request"]["rubrics"], f"{row['request']['rating']}★"],
-            "output_text_a": text(row, a),
-            "output_text_b": text(row, b),
-            "score": None if ca is None or cb is None else round(1.5 * (ca - cb), 6),
-            "individual_rater_scores": [],
-            "custom_fields": fields,
-        })
+        examples.append(
+            {
+                "input_text": row["prompt"],
+                "tags": [*row["request"]["rubrics"], f"{row['request']['rating']}★"],
+                "output_text_a": text(row, a),
+                "output_text_b": text(row, b),
+                "score": None if ca is None or cb is None else round(1.5 * (ca - cb), 6),
+                "individual_rater_scores": [],
+                "custom_fields": fields,
+            }
+        )
     schema = [{"name": k, "type": "per_model_number"} for k in COMPARATOR_FIELDS]
     schema.append({"name": "requested_rating", "type": "category"})
     return {
-        "metadata": {"source_path": f"kit evaluate: {result['data']['dir']} split {result['data']['split']}",
-                     "custom_fields_schema": schema},
+        "metadata": {
+            "source_path": f"kit evaluate: {result['data']['dir']} split {result['data']['split']}",
+            "custom_fields_schema": schema,
+        },
         "models": [{"name": a}, {"name": b}],
         "examples": examples,
     }
@@ -359,7 +413,7 @@ def write_report(out: str | Path, result: Mapping) -> Path:
         write_text(tmp / SAMPLES_JSONL, "\n".join(lines) + "\n")
         write_text(tmp / REPORT_MD, render_markdown(result))
         for i, a in enumerate(order):
-            for b in order[i + 1:]:
+            for b in order[i + 1 :]:
                 write_json(tmp / COMPARATOR_DIR / f"{a}__vs__{b}.json", _clean(comparator_export(result, a, b)))
     return out
 
@@ -380,8 +434,10 @@ def read_metrics(report_dir: str | Path) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{file} is not valid JSON ({e}); re-run `kit evaluate --out {report_dir}`.") from None
     if not isinstance(data, dict) or not isinstance(data.get("metrics"), dict) or "columns_order" not in data:
-        raise UserError(f"{file} is not a `kit evaluate` report (no metrics / columns_order); "
-                        f"re-run `kit evaluate --out {report_dir}`.")
+        raise UserError(
+            f"{file} is not a `kit evaluate` report (no metrics / columns_order); "
+            f"re-run `kit evaluate --out {report_dir}`."
+        )
     return data
 
 
@@ -395,8 +451,9 @@ def list_reports(root: str | Path = "reports") -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
-                  and (p / METRICS_JSON).is_file())
+    return sorted(
+        p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / METRICS_JSON).is_file()
+    )
 
 
 def read_samples(report_dir: str | Path) -> list[dict]:
@@ -424,9 +481,13 @@ def read_samples(report_dir: str | Path) -> list[dict]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
-                raise UserError(f"{file}:{n} is not valid JSON ({e.msg}); re-run `kit evaluate --out {report_dir}`.") from None
+                raise UserError(
+                    f"{file}:{n} is not valid JSON ({e.msg}); re-run `kit evaluate --out {report_dir}`."
+                ) from None
             if not isinstance(row, dict) or not {"id", "request", "reference", "outputs", "scores"} <= set(row):
-                raise UserError(f"{file}:{n} is not a sample row (needs id, request, reference, outputs, scores); "
-                                f"re-run `kit evaluate --out {report_dir}`.")
+                raise UserError(
+                    f"{file}:{n} is not a sample row (needs id, request, reference, outputs, scores); "
+                    f"re-run `kit evaluate --out {report_dir}`."
+                )
             rows.append(row)
     return rows

@@ -43,5 +43,3 @@ def select_requests(ratings: Sequence[int], *, limit: int | None, seed: int, mod
                 break
     rows = [i for r, idx in by_rating.items() for i in rng.permutation(idx)[: quota[r]].tolist()]
     return sorted(rows)
-
-

@@ -85,8 +85,21 @@ METRICS: tuple[Metric, ...] = (
 BY_KEY = {m.key: m for m in METRICS}
 # The rows a reader looks at first (report.md, `kit evaluate`'s table, the notebooks, the
 # Metrics page): control, overlap with the human review, diversity, fluency.
-HEADLINE = ("rating_accuracy", "rating_balanced_accuracy", "rating_mae", "rubric_top3", "keyword_coverage", "chrf",
-            "bleu", "rouge_l", "distinct_2", "self_bleu", "repeated_4gram", "length_ratio", "ref_perplexity")
+HEADLINE = (
+    "rating_accuracy",
+    "rating_balanced_accuracy",
+    "rating_mae",
+    "rubric_top3",
+    "keyword_coverage",
+    "chrf",
+    "bleu",
+    "rouge_l",
+    "distinct_2",
+    "self_bleu",
+    "repeated_4gram",
+    "length_ratio",
+    "ref_perplexity",
+)
 # Per-sample keys that are stored per sample but aggregated as a mean.
 PER_SAMPLE_KEYS = tuple(m.key for m in METRICS if m.per_sample)
 
@@ -126,7 +139,9 @@ def sample_scores(
         "rating_accuracy": rating["correct"],
         "rating_mae": rating["abs_error"],
         "rubric_top3": _floats(rubric),
-        "keyword_coverage": _floats([keyword_coverage(t, list(r["keywords"])) for t, r in zip(texts, requests, strict=True)]),
+        "keyword_coverage": _floats(
+            [keyword_coverage(t, list(r["keywords"])) for t, r in zip(texts, requests, strict=True)]
+        ),
         "self_bleu": np.asarray(self_bleu_scores(list(texts)) if n > 1 else nan, dtype=np.float64),
         "repeated_4gram": np.asarray([repeated_ngram_share(t, 4) for t in texts], dtype=np.float64),
         "words": np.asarray([len(words(t)) for t in texts], dtype=np.float64),
@@ -138,7 +153,9 @@ def sample_scores(
             chrf=np.asarray([sentence_chrf(t, r) for t, r in zip(texts, refs, strict=True)]),
             bleu=np.asarray([sentence_bleu(t, r) for t, r in zip(texts, refs, strict=True)]),
             rouge_l=np.asarray([rouge_l(t, r) for t, r in zip(texts, refs, strict=True)]),
-            length_ratio=np.asarray([length_ratio(t, r) if words(r) else np.nan for t, r in zip(texts, refs, strict=True)]),
+            length_ratio=np.asarray(
+                [length_ratio(t, r) if words(r) else np.nan for t, r in zip(texts, refs, strict=True)]
+            ),
         )
     if ref_nll is not None:
         nll, tok = np.asarray(ref_nll, np.float64), np.asarray(ref_tokens, np.float64)
@@ -173,9 +190,15 @@ def control_scores(texts: Sequence[str], request: Mapping, *, rating_judge, rubr
     rating = rating_judge.per_sample(texts, [int(request["rating"])] * len(texts))
     rubric = rubric_judge.hits(texts, [list(request["rubrics"])] * len(texts), k=3)
     keywords = list(request.get("keywords") or [])
-    return [{"rating_predicted": int(rating["predicted"][i]), "rating_accuracy": float(rating["correct"][i]),
-             "rubric_top3": rubric[i], "keyword_coverage": keyword_coverage(t, keywords)}
-            for i, t in enumerate(texts)]
+    return [
+        {
+            "rating_predicted": int(rating["predicted"][i]),
+            "rating_accuracy": float(rating["correct"][i]),
+            "rubric_top3": rubric[i],
+            "keyword_coverage": keyword_coverage(t, keywords),
+        }
+        for i, t in enumerate(texts)
+    ]
 
 
 def _floats(values) -> np.ndarray:
@@ -183,8 +206,12 @@ def _floats(values) -> np.ndarray:
 
 
 def corpus_statistics(
-    texts: Sequence[str], references: Sequence[str], scores: Mapping[str, np.ndarray], requested: Sequence[int],
-    *, is_human: bool,
+    texts: Sequence[str],
+    references: Sequence[str],
+    scores: Mapping[str, np.ndarray],
+    requested: Sequence[int],
+    *,
+    is_human: bool,
 ) -> dict[str, Callable[[np.ndarray], float]]:
     """Corpus statistics of one column as functions of a (resampled) array of request indices.
 
@@ -199,6 +226,7 @@ def corpus_statistics(
         def stat(idx: np.ndarray) -> float:
             total = sum(len(grams[n][i]) for i in idx)
             return len(set().union(*(grams[n][i] for i in idx))) / total if total else 0.0
+
         return stat
 
     out: dict[str, Callable[[np.ndarray], float]] = {"distinct_1": distinct(1), "distinct_2": distinct(2)}
@@ -255,8 +283,12 @@ def summarize(
     for key, stat in corpus.items():
         if len(rows) == 0:
             continue
-        ci = bootstrap_ci(rows.astype(np.float64), statistic=lambda ix, f=stat: f(ix.astype(np.int64)),
-                          seed=seed, n_resamples=corpus_resamples or n_resamples)
+        ci = bootstrap_ci(
+            rows.astype(np.float64),
+            statistic=lambda ix, f=stat: f(ix.astype(np.int64)),
+            seed=seed,
+            n_resamples=corpus_resamples or n_resamples,
+        )
         if key in BIASED_UNDER_RESAMPLING:
             ci = _bias_corrected(ci, stat, rows, seed, corpus_resamples or n_resamples)
         out[key] = ci.to_dict()
@@ -293,15 +325,14 @@ def pairwise_win_rates(columns: Mapping[str, Mapping[str, np.ndarray]]) -> dict[
     names = list(columns)
     out: dict[str, dict[str, dict]] = {}
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             pair = {}
             for m in METRICS:
                 if not m.per_sample or m.higher_is_better is None:
                     continue
                 if m.key not in columns[a] or m.key not in columns[b]:
                     continue
-                w = win_rate(columns[a][m.key], columns[b][m.key], higher_is_better=m.higher_is_better,
-                             tolerance=1e-9)
+                w = win_rate(columns[a][m.key], columns[b][m.key], higher_is_better=m.higher_is_better, tolerance=1e-9)
                 if w.n:
                     pair[m.key] = w.to_dict()
             out[f"{a} vs {b}"] = pair
@@ -351,6 +382,7 @@ def slice_rows(requests: Sequence[Mapping], *, top_rubrics: int = 5) -> dict[str
     counts = Counter(rub for r in requests for rub in dict.fromkeys(r["rubrics"]))
     # Ties broken by name, so the chosen slices do not depend on request order.
     top = sorted(counts, key=lambda k: (-counts[k], k))[:top_rubrics]
-    by_rubric = {rub: np.asarray([i for i, r in enumerate(requests) if rub in r["rubrics"]], dtype=np.int64)
-                 for rub in top}
+    by_rubric = {
+        rub: np.asarray([i for i, r in enumerate(requests) if rub in r["rubrics"]], dtype=np.int64) for rub in top
+    }
     return {"rating": by_rating, "rubric": by_rubric}

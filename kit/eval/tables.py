@@ -31,9 +31,13 @@ def metrics_table(result: Mapping, metrics: Sequence[str] = HEADLINE, *, interva
         intervals: Cells as report.md's `"value [low, high]"` strings (95 % bootstrap) instead of numbers.
     """
     rows = headline_rows(result, metrics)
-    table = {name: {r.key: None if r.values[name] is None else r.cells[name] if intervals
-                    else round(r.values[name], 4) for r in rows}
-             for name in result["columns_order"]}
+    table = {
+        name: {
+            r.key: None if r.values[name] is None else r.cells[name] if intervals else round(r.values[name], 4)
+            for r in rows
+        }
+        for name in result["columns_order"]
+    }
     frame = pd.DataFrame(table).reindex(list(metrics)).dropna(how="all")
     frame.index.name, frame.columns.name = "metric", "column"
     return frame
@@ -50,8 +54,12 @@ def samples_table(result: Mapping, n: int = 3, *, chars: int = 200) -> pd.DataFr
     rows = []
     for sample in result["samples"][:n]:
         req = sample["request"]
-        row = {"rubrics": "; ".join(req["rubrics"]), "rating": req["rating"], "keywords": ", ".join(req["keywords"]),
-               "human": _clip(sample["reference"], chars)}
+        row = {
+            "rubrics": "; ".join(req["rubrics"]),
+            "rating": req["rating"],
+            "keywords": ", ".join(req["keywords"]),
+            "human": _clip(sample["reference"], chars),
+        }
         row.update({name: _clip(text, chars) for name, text in sample["outputs"].items()})
         rows.append(row)
     return pd.DataFrame(rows)

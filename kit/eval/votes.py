@@ -59,8 +59,12 @@ def save_vote(report_dir: str | Path, sample_id: int, a: str, b: str, choice: st
         if choice is None:
             votes.pop(key, None)
         else:
-            votes[key] = {"id": int(sample_id), "a": a, "b": b, "choice": choice,
-                          "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            votes[key] = {
+                "id": int(sample_id),
+                "a": a,
+                "b": b,
+                "choice": choice,
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
         write_json(Path(report_dir) / VOTES_JSON, {"schema": "kit.votes/1", "votes": votes})
     return votes
-

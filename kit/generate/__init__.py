@@ -19,6 +19,18 @@ from kit.generate.request import FIELDS, Request, RequestError
 from kit.generate.sampler import SAMPLERS, GenerateOptions, SamplerSpec
 
 __all__ = [
-    "FIELDS", "LENGTH_BUCKETS", "SAMPLERS", "GenerateOptions", "Generator", "Request", "RequestError", "Sample",
-    "SamplerSpec", "enable_compile_cache", "pick_length", "read_requests", "response_records", "write_responses",
+    "FIELDS",
+    "LENGTH_BUCKETS",
+    "SAMPLERS",
+    "GenerateOptions",
+    "Generator",
+    "Request",
+    "RequestError",
+    "Sample",
+    "SamplerSpec",
+    "enable_compile_cache",
+    "pick_length",
+    "read_requests",
+    "response_records",
+    "write_responses",
 ]

@@ -98,8 +98,14 @@ class Generator:
             ids.append(eot)
         return tuple(ids)
 
-    def generate(self, requests: Sequence[Request], sampler: SamplerSpec = SamplerSpec(), *, n: int = 1,
-                 max_new_tokens: int = GenerateOptions.max_new_tokens) -> list[list[Sample]]:
+    def generate(
+        self,
+        requests: Sequence[Request],
+        sampler: SamplerSpec = SamplerSpec(),
+        *,
+        n: int = 1,
+        max_new_tokens: int = GenerateOptions.max_new_tokens,
+    ) -> list[list[Sample]]:
         """`n` reviews for each request, all requests in as few batched calls as possible.
 
         Returns:
@@ -107,8 +113,14 @@ class Generator:
         """
         return self.complete([r.prompt() for r in requests], sampler, n=n, max_new_tokens=max_new_tokens)
 
-    def complete(self, prompts: Sequence[str], sampler: SamplerSpec = SamplerSpec(), *, n: int = 1,
-                 max_new_tokens: int = GenerateOptions.max_new_tokens) -> list[list[Sample]]:
+    def complete(
+        self,
+        prompts: Sequence[str],
+        sampler: SamplerSpec = SamplerSpec(),
+        *,
+        n: int = 1,
+        max_new_tokens: int = GenerateOptions.max_new_tokens,
+    ) -> list[list[Sample]]:
         """Like `generate`, for ready prompts (e.g. the `prompt` column of a prepared split)."""
         if n < 1:
             raise UserError(f"n (samples per request) must be ≥ 1. Received: n={n}")
@@ -118,7 +130,7 @@ class Generator:
         rows = [(i, ids) for i, ids in enumerate(encoded) for _ in range(n)]
         out: list[list[Sample]] = [[] for _ in prompts]
         for b, start in enumerate(range(0, len(rows), self.batch_size)):
-            chunk = rows[start:start + self.batch_size]
+            chunk = rows[start : start + self.batch_size]
             for (i, ids), generated in zip(chunk, self._run(chunk, sampler, b, max_new_tokens), strict=True):
                 out[i].append(self._decode(prompts[i], generated, len(ids), max_new_tokens))
         return out
@@ -133,15 +145,15 @@ class Generator:
             # Pad the batch with copies of the last real row: a real prompt keeps
             # the first generated position (the shortest prompt) where it was.
             ids = chunk[min(r, len(chunk) - 1)][1]
-            token_ids[r, :len(ids)] = ids
-            padding_mask[r, :len(ids)] = True
+            token_ids[r, : len(ids)] = ids
+            padding_mask[r, : len(ids)] = True
         function = self._program(sampler)
         for variable in self.lm.sampler.variables:  # SeedGenerator state: [seed, counter]
             # One stream per batch: the counter advances by one per token, so
             # batches start far apart instead of one token apart.
             variable.assign(np.asarray([sampler.seed, batch_index << 20], dtype=variable.dtype))
         outputs = function({"token_ids": token_ids, "padding_mask": padding_mask}, stop_token_ids=self.stop_ids)
-        return np.asarray(outputs["token_ids"])[:len(chunk)]
+        return np.asarray(outputs["token_ids"])[: len(chunk)]
 
     def bucket_length(self, prompt_tokens: int, max_new_tokens: int) -> int:
         """The compiled total length for a batch whose longest prompt has `prompt_tokens` tokens."""
@@ -158,7 +170,7 @@ class Generator:
         return function
 
     def _decode(self, prompt: str, row: np.ndarray, n_prompt: int, max_new_tokens: int) -> Sample:
-        new = [int(t) for t in row[n_prompt:n_prompt + max_new_tokens]]
+        new = [int(t) for t in row[n_prompt : n_prompt + max_new_tokens]]
         stop = next((j for j, t in enumerate(new) if t in self.stop_ids), None)
         if stop is not None:
             new = new[:stop]
@@ -206,5 +218,7 @@ def pick_length(buckets: Sequence[int], prompt_tokens: int, max_new_tokens: int)
             return length
     if prompt_tokens < buckets[-1]:
         return buckets[-1]  # fewer new tokens than asked; the review may be cut at the limit
-    raise UserError(f"The prompt is {prompt_tokens} tokens, longer than the largest length bucket "
-                    f"{buckets[-1]}; shorten the name, address or keywords.")
+    raise UserError(
+        f"The prompt is {prompt_tokens} tokens, longer than the largest length bucket "
+        f"{buckets[-1]}; shorten the name, address or keywords."
+    )

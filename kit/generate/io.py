@@ -38,8 +38,10 @@ def read_requests(path: str | Path, vocabulary: Mapping[str, int] | None = None)
     """
     file = Path(path)
     if not file.is_file():
-        raise UserError(f"--requests file not found: {path}. Write one JSON object per line, e.g. "
-                        '{"rubrics": "Кафе", "rating": 5, "keywords": "кофе"}.')
+        raise UserError(
+            f"--requests file not found: {path}. Write one JSON object per line, e.g. "
+            '{"rubrics": "Кафе", "rating": 5, "keywords": "кофе"}.'
+        )
     requests = []
     for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
@@ -63,8 +65,10 @@ def response_records(requests: Sequence[Request], results: Sequence[Sequence[Sam
         >>> response_records([req], [[Sample(text="Вкусно.", new_tokens=3, stopped=True)]])[0]["samples"]
         [{'text': 'Вкусно.', 'new_tokens': 3, 'stopped': True}]
     """
-    return [{"request": r.to_dict(), "samples": [dataclasses.asdict(s) for s in samples]}
-            for r, samples in zip(requests, results, strict=True)]
+    return [
+        {"request": r.to_dict(), "samples": [dataclasses.asdict(s) for s in samples]}
+        for r, samples in zip(requests, results, strict=True)
+    ]
 
 
 def write_responses(path: str | Path, records: Sequence[Mapping], meta: Mapping) -> None:

@@ -173,13 +173,19 @@ class Request:
             >>> Request.create(rubrics="Музей", rating=4).to_dict()
             {'rubrics': ['Музей'], 'rating': 4, 'keywords': [], 'name': None, 'address': None}
         """
-        return {"rubrics": list(self.rubrics), "rating": self.rating, "keywords": list(self.keywords),
-                "name": self.name, "address": self.address}
+        return {
+            "rubrics": list(self.rubrics),
+            "rating": self.rating,
+            "keywords": list(self.keywords),
+            "name": self.name,
+            "address": self.address,
+        }
 
     def prompt(self) -> str:
         """The model input, from THE template (`kit.data.prompt.build_prompt`)."""
-        return build_prompt(rubrics=self.rubrics, rating=self.rating, keywords=self.keywords,
-                            name=self.name, address=self.address)
+        return build_prompt(
+            rubrics=self.rubrics, rating=self.rating, keywords=self.keywords, name=self.name, address=self.address
+        )
 
 
 def _check_text(field: str, value: Any, max_chars: int) -> None:
@@ -252,6 +258,5 @@ def _known_rubric(rubric: str, vocabulary: Mapping[str, int] | Iterable[str]) ->
         closest = difflib.get_close_matches(rubric.casefold(), list(by_fold), n=3, cutoff=0.6)
         closest = [by_fold[c] for c in closest]
     # The vocabulary is sorted by frequency, so its head makes good examples.
-    hint = f"; closest: {', '.join(map(repr, closest))}" if closest else \
-        f"; e.g. {', '.join(map(repr, known[:3]))}"
+    hint = f"; closest: {', '.join(map(repr, closest))}" if closest else f"; e.g. {', '.join(map(repr, known[:3]))}"
     raise RequestError("rubrics", rubric, f"a rubric from the data's vocabulary ({len(known)} known)", hint)

@@ -36,8 +36,9 @@ class SamplerSpec:
         40
     """
 
-    name: str = option("top_k", "token choice; greedy, beam and contrastive ignore the seed",
-                       flag="sampler", choices=SAMPLERS)
+    name: str = option(
+        "top_k", "token choice; greedy, beam and contrastive ignore the seed", flag="sampler", choices=SAMPLERS
+    )
     temperature: float = option(1.0, "softmax temperature (> 0)")
     k: int = option(5, "k of top_k and contrastive; cap of top_p (0 = none)", flag="top-k", minimum=0)
     p: float = option(0.9, "p of top_p, in (0, 1]", flag="top-p")

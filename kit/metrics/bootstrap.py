@@ -142,10 +142,7 @@ def win_rate(
     a = np.asarray(scores_a, dtype=np.float64)
     b = np.asarray(scores_b, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(
-            "Need two equally long lists of per-sample scores. "
-            f"Received shapes: {a.shape} and {b.shape}"
-        )
+        raise ValueError(f"Need two equally long lists of per-sample scores. Received shapes: {a.shape} and {b.shape}")
     keep = ~(np.isnan(a) | np.isnan(b))
     diff = a[keep] - b[keep]
     if not higher_is_better:

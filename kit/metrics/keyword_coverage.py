@@ -48,8 +48,7 @@ def mean_keyword_coverage(texts: Sequence[str], keywords: Sequence[Sequence[str]
     """
     if len(texts) != len(keywords):
         raise ValueError(
-            f"Need one keyword list per text. "
-            f"Received: {len(texts)} texts and {len(keywords)} keyword lists"
+            f"Need one keyword list per text. Received: {len(texts)} texts and {len(keywords)} keyword lists"
         )
     scores = [s for s in map(keyword_coverage, texts, keywords) if s is not None]
     return sum(scores) / len(scores) if scores else None

@@ -117,9 +117,7 @@ def rouge_l(hypothesis: str, reference: str, *, use_lemmas: bool = False) -> flo
     return _rouge(use_lemmas).score(reference, hypothesis)["rougeL"].fmeasure
 
 
-def corpus_rouge_l(
-    hypotheses: Sequence[str], references: Sequence[str], *, use_lemmas: bool = False
-) -> float:
+def corpus_rouge_l(hypotheses: Sequence[str], references: Sequence[str], *, use_lemmas: bool = False) -> float:
     """Mean per-sample ROUGE-L F-measure, 0–1 (0.0 for an empty list).
 
     Example:
@@ -129,7 +127,5 @@ def corpus_rouge_l(
     _check_pairs(hypotheses, references)
     if not hypotheses:
         return 0.0
-    scores = [
-        rouge_l(h, r, use_lemmas=use_lemmas) for h, r in zip(hypotheses, references, strict=True)
-    ]
+    scores = [rouge_l(h, r, use_lemmas=use_lemmas) for h, r in zip(hypotheses, references, strict=True)]
     return sum(scores) / len(scores)

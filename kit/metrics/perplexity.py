@@ -17,14 +17,9 @@ def _as_arrays(log_probs, mask) -> tuple[np.ndarray, np.ndarray]:
     log_probs = np.asarray(log_probs, dtype=np.float64)
     mask = np.asarray(mask, dtype=np.float64)
     if log_probs.shape != mask.shape:
-        raise ValueError(
-            "log_probs and mask must have the same shape. "
-            f"Received: {log_probs.shape} and {mask.shape}"
-        )
+        raise ValueError(f"log_probs and mask must have the same shape. Received: {log_probs.shape} and {mask.shape}")
     if np.any(log_probs[mask > 0] > 1e-6):
-        raise ValueError(
-            "log_probs must be log-probabilities (<= 0); did you pass probabilities or logits?"
-        )
+        raise ValueError("log_probs must be log-probabilities (<= 0); did you pass probabilities or logits?")
     return log_probs, mask
 
 

@@ -125,9 +125,7 @@ class RatingClassifier:
 
     def _fitted(self):
         if self.pipeline is None:
-            raise UserError(
-                "The rating classifier is not fitted: call fit(texts, ratings) or load(path) first."
-            )
+            raise UserError("The rating classifier is not fitted: call fit(texts, ratings) or load(path) first.")
         return self.pipeline
 
 

@@ -114,9 +114,7 @@ class RubricClassifier:
         classes = pipeline.classes_
         return [[str(classes[j]) for j in row] for row in order]
 
-    def hits(
-        self, texts: Sequence[str], requested: Sequence[Sequence[str]], k: int = 3
-    ) -> list[float | None]:
+    def hits(self, texts: Sequence[str], requested: Sequence[Sequence[str]], k: int = 3) -> list[float | None]:
         """Per sample: 1.0 if a requested rubric is in the top `k`, else 0.0.
 
         None when no requested rubric is in the classifier's vocabulary (the
@@ -141,9 +139,7 @@ class RubricClassifier:
     def save(self, path: str | Path) -> Path:
         """Save the fitted classifier to a `.joblib` file, atomically."""
         self._fitted()
-        params = {
-            k: getattr(self, k) for k in ("min_count", "max_rubrics", "alpha", "max_rows", "seed")
-        }
+        params = {k: getattr(self, k) for k in ("min_count", "max_rubrics", "alpha", "max_rows", "seed")}
         return tc.save({**params, "pipeline": self.pipeline}, path, kind=self.kind)
 
     @classmethod
@@ -157,16 +153,12 @@ class RubricClassifier:
 
     def _fitted(self):
         if self.pipeline is None:
-            raise UserError(
-                "The rubric classifier is not fitted: call fit(texts, rubrics) or load(path) first."
-            )
+            raise UserError("The rubric classifier is not fitted: call fit(texts, rubrics) or load(path) first.")
         return self.pipeline
 
 
 def _check_rubrics(rubrics: Sequence[Sequence[str]], n: int) -> list[list[str]]:
     rubrics = [[r] if isinstance(r, str) else list(r) for r in rubrics]
     if len(rubrics) != n:
-        raise ValueError(
-            f"Need one rubric list per text. Received: {n} texts and {len(rubrics)} rubric lists"
-        )
+        raise ValueError(f"Need one rubric list per text. Received: {n} texts and {len(rubrics)} rubric lists")
     return rubrics

@@ -49,15 +49,11 @@ def tfidf_features(*, max_word_features: int = 100_000, max_char_features: int =
         [
             (
                 "word",
-                TfidfVectorizer(
-                    analyzer="word", ngram_range=(1, 2), max_features=max_word_features, **common
-                ),
+                TfidfVectorizer(analyzer="word", ngram_range=(1, 2), max_features=max_word_features, **common),
             ),
             (
                 "char",
-                TfidfVectorizer(
-                    analyzer="char_wb", ngram_range=(2, 5), max_features=max_char_features, **common
-                ),
+                TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), max_features=max_char_features, **common),
             ),
         ]
     )

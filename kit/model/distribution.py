@@ -118,9 +118,7 @@ def setup_distribution(mode: str = "auto", mesh: str = "", *, batch_size: int | 
     else:
         raise UserError(f"distribution.mode must be auto, single, data or model, received {mode!r}.")
     if batch_size is not None and batch_size % width:
-        raise UserError(
-            f"train.batch_size={batch_size} must be divisible by the data-parallel width {width} ({text})."
-        )
+        raise UserError(f"train.batch_size={batch_size} must be divisible by the data-parallel width {width} ({text}).")
     keras.distribution.set_distribution(dist)
     return dist, text
 

@@ -78,8 +78,11 @@ def export_run(run: str | Path, to: str, out: str | Path, *, dtype: str | None =
         "format": to,
         "run": str(run),
         "base_preset": info_run.preset,
-        "lora_merged": ({"rank": info_run.lora.rank, "alpha": info_run.lora.alpha, "targets": info_run.lora.targets}
-                        if info_run.lora else None),
+        "lora_merged": (
+            {"rank": info_run.lora.rank, "alpha": info_run.lora.alpha, "targets": info_run.lora.targets}
+            if info_run.lora
+            else None
+        ),
         "dtype": lm.backbone.dtype_policy.name if hasattr(lm.backbone, "dtype_policy") else dtype,
         "parameters": int(sum(np.prod(v.shape) for v in lm.backbone.weights if "lora_kernel" not in v.path)),
     }
@@ -95,8 +98,15 @@ def export_run(run: str | Path, to: str, out: str | Path, *, dtype: str | None =
 # The `GemmaBackbone` constructor arguments the Hugging Face config depends on,
 # by keras-hub's names (those of a preset's config.json and of `get_config()`):
 # the sizes are required, the rest default as in keras-hub.
-GEMMA_SIZES = ("vocabulary_size", "num_layers", "num_query_heads", "num_key_value_heads",
-               "hidden_dim", "intermediate_dim", "head_dim")
+GEMMA_SIZES = (
+    "vocabulary_size",
+    "num_layers",
+    "num_query_heads",
+    "num_key_value_heads",
+    "hidden_dim",
+    "intermediate_dim",
+    "head_dim",
+)
 GEMMA_DEFAULTS = {
     "query_head_dim_normalize": True,
     "use_post_ffw_norm": False,
@@ -145,8 +155,10 @@ def hf_config_from(arch: Mapping[str, Any], *, torch_dtype: str = "float32") -> 
     known = (*GEMMA_SIZES, *GEMMA_DEFAULTS)
     b = SimpleNamespace(**{**GEMMA_DEFAULTS, **{k: v for k, v in arch.items() if k in known}})
     if not (b.use_post_attention_norm and b.use_post_ffw_norm):
-        raise UserError("`--to hf` writes Gemma 2 checkpoints; this backbone has no post-norms (Gemma 1). "
-                        "Use keras-hub's `export_to_transformers` for Gemma 1.")
+        raise UserError(
+            "`--to hf` writes Gemma 2 checkpoints; this backbone has no post-norms (Gemma 1). "
+            "Use keras-hub's `export_to_transformers` for Gemma 1."
+        )
     sliding = bool(b.use_sliding_window_attention)
     return {
         "architectures": ["Gemma2ForCausalLM"],
@@ -173,8 +185,9 @@ def hf_config_from(arch: Mapping[str, Any], *, torch_dtype: str = "float32") -> 
         "attn_logit_softcapping": _float_or_none(b.attention_logit_soft_cap),
         "sliding_window": int(b.sliding_window_size),
         # keras-hub: even layers (0, 2, ...) are local when sliding attention is on.
-        "layer_types": [("sliding_attention" if sliding and i % 2 == 0 else "full_attention")
-                        for i in range(b.num_layers)],
+        "layer_types": [
+            ("sliding_attention" if sliding and i % 2 == 0 else "full_attention") for i in range(b.num_layers)
+        ],
         "tie_word_embeddings": True,
         "pad_token_id": 0,
         "bos_token_id": 2,
@@ -244,10 +257,23 @@ def write_hf_checkpoint(lm, out: str | Path) -> list[str]:
     _dump(out / "tokenizer_config.json", tok_config)
     _dump(out / "special_tokens_map.json", special)
     # Stop on <eos> and <end_of_turn>, as `kit generate` does.
-    _dump(out / "generation_config.json", {"bos_token_id": 2, "eos_token_id": [config["eos_token_id"], *stops],
-                                           "pad_token_id": 0, "cache_implementation": "hybrid"})
-    return [*written, "config.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
-            "generation_config.json"]
+    _dump(
+        out / "generation_config.json",
+        {
+            "bos_token_id": 2,
+            "eos_token_id": [config["eos_token_id"], *stops],
+            "pad_token_id": 0,
+            "cache_implementation": "hybrid",
+        },
+    )
+    return [
+        *written,
+        "config.json",
+        "tokenizer.model",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "generation_config.json",
+    ]
 
 
 def push(folder: str | Path, target: str, *, fmt: str) -> str:
@@ -266,17 +292,22 @@ def push(folder: str | Path, target: str, *, fmt: str) -> str:
 
     kind = "hf" if target.startswith("hf://") else "kaggle" if target.startswith("kaggle://") else None
     if kind is None or target.rstrip("/").count("/") < 3:
-        raise UserError("--push must be hf://OWNER/REPO or kaggle://OWNER/MODEL/keras/VARIANT. "
-                        f"Received: --push={target!r}")
+        raise UserError(
+            f"--push must be hf://OWNER/REPO or kaggle://OWNER/MODEL/keras/VARIANT. Received: --push={target!r}"
+        )
     if kind == "kaggle" and fmt != "keras":
-        raise UserError("Kaggle Models takes KerasHub presets: push a `--to keras` export to kaggle://, "
-                        "or this Hugging Face export to hf://OWNER/REPO.")
+        raise UserError(
+            "Kaggle Models takes KerasHub presets: push a `--to keras` export to kaggle://, "
+            "or this Hugging Face export to hf://OWNER/REPO."
+        )
     host = "huggingface.co" if kind == "hf" else "www.kaggle.com"
     try:
         socket.create_connection((host, 443), timeout=5).close()
     except OSError:
-        raise UserError(f"Cannot push to {target}: no network connection to {host}. The export in {folder} "
-                        "is complete; push it later from a machine with internet.") from None
+        raise UserError(
+            f"Cannot push to {target}: no network connection to {host}. The export in {folder} "
+            "is complete; push it later from a machine with internet."
+        ) from None
     load_credentials()
     try:
         if kind == "hf" and fmt == "hf":
@@ -292,8 +323,10 @@ def push(folder: str | Path, target: str, *, fmt: str) -> str:
     except Exception as e:  # hub clients raise many types for auth/network problems
         var = "HUGGING_FACE_ACCESS_TOKEN (or HF_TOKEN)" if kind == "hf" else "KAGGLE_USERNAME and KAGGLE_KEY"
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UserError(f"Cannot push to {target}: {first}. Check {var} (environment or .env) and that "
-                        "you may write to that repository.") from None
+        raise UserError(
+            f"Cannot push to {target}: {first}. Check {var} (environment or .env) and that "
+            "you may write to that repository."
+        ) from None
     handle = target.split("://", 1)[1]
     return f"https://huggingface.co/{handle}" if kind == "hf" else f"https://www.kaggle.com/models/{handle}"
 
@@ -302,22 +335,45 @@ def _tokenizer_files(proto: bytes) -> tuple[dict, dict, list[int]]:
     import sentencepiece as spm
 
     sp = spm.SentencePieceProcessor(model_proto=proto)
-    specials = [p for p in ("<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>")
-                if sp.piece_to_id(p) != sp.unk_id() or p == "<unk>"]
-    added = {str(sp.piece_to_id(p)): {"content": p, "lstrip": False, "normalized": False, "rstrip": False,
-                                      "single_word": False, "special": True} for p in specials}
+    specials = [
+        p
+        for p in ("<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>")
+        if sp.piece_to_id(p) != sp.unk_id() or p == "<unk>"
+    ]
+    added = {
+        str(sp.piece_to_id(p)): {
+            "content": p,
+            "lstrip": False,
+            "normalized": False,
+            "rstrip": False,
+            "single_word": False,
+            "special": True,
+        }
+        for p in specials
+    }
     turn = [p for p in ("<start_of_turn>", "<end_of_turn>") if p in specials]
     config = {
         "tokenizer_class": "GemmaTokenizer",
-        "bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>", "unk_token": "<unk>",
+        "bos_token": "<bos>",
+        "eos_token": "<eos>",
+        "pad_token": "<pad>",
+        "unk_token": "<unk>",
         "additional_special_tokens": turn,
-        "add_bos_token": True, "add_eos_token": False,
-        "clean_up_tokenization_spaces": False, "spaces_between_special_tokens": False,
-        "model_max_length": 8192, "padding_side": "left",
+        "add_bos_token": True,
+        "add_eos_token": False,
+        "clean_up_tokenization_spaces": False,
+        "spaces_between_special_tokens": False,
+        "model_max_length": 8192,
+        "padding_side": "left",
         "added_tokens_decoder": added,
     }
-    special = {"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>", "unk_token": "<unk>",
-               "additional_special_tokens": turn}
+    special = {
+        "bos_token": "<bos>",
+        "eos_token": "<eos>",
+        "pad_token": "<pad>",
+        "unk_token": "<unk>",
+        "additional_special_tokens": turn,
+    }
     stops = [sp.piece_to_id("<end_of_turn>")] if "<end_of_turn>" in specials else []
     return config, special, stops
 

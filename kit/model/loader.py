@@ -25,8 +25,9 @@ from kit.errors import UserError
 from kit.model.lora import load_adapter
 from kit.runs import RunInfo, RunPaths
 
-MISSING_MODEL_HINT = ("Make it with `make demo` (writes runs/tiny-base and runs/tiny-lora) or "
-                      "`kit finetune --config configs/tiny.toml`")
+MISSING_MODEL_HINT = (
+    "Make it with `make demo` (writes runs/tiny-base and runs/tiny-lora) or `kit finetune --config configs/tiny.toml`"
+)
 TINY_HINT = "To work offline use the tiny base: `kit tiny` then `kit finetune --config configs/tiny.toml`."
 _LICENCE = {
     "kaggle": "https://www.kaggle.com/models/google/gemma-2",
@@ -141,9 +142,7 @@ def _check_network(preset: str, kind: str) -> None:
         with socket.create_connection((host, 443), timeout=5):
             pass
     except OSError:
-        raise UserError(
-            f"Cannot load {preset!r}: no network connection to {host}. {TINY_HINT}"
-        ) from None
+        raise UserError(f"Cannot load {preset!r}: no network connection to {host}. {TINY_HINT}") from None
 
 
 def _in_kaggle_cache(preset: str) -> bool:
@@ -164,22 +163,30 @@ def explain_load_failure(preset: str, kind: str, error: BaseException) -> str:
         # The active ModelParallel mesh cannot split a weight evenly. Gemma 2 2B
         # has 4 key/value heads, so its model axis can be at most 4 wide.
         detail = str(error).split("(full shape", 1)[0].strip()
-        return (f"The distribution.mesh cannot shard {preset!r}: {detail}. Choose a model axis that "
-                "divides the number of key/value heads (Gemma 2 2B: 4, e.g. 'batch:2,model:4').")
+        return (
+            f"The distribution.mesh cannot shard {preset!r}: {detail}. Choose a model axis that "
+            "divides the number of key/value heads (Gemma 2 2B: 4, e.g. 'batch:2,model:4')."
+        )
     text = f"{type(error).__name__}: {error}".lower()
-    auth = any(s in text for s in ("401", "403", "unauthori", "forbidden", "gated", "permission", "credential", "access"))
+    auth = any(
+        s in text for s in ("401", "403", "unauthori", "forbidden", "gated", "permission", "credential", "access")
+    )
     network = any(s in text for s in ("connection", "resolve", "timed out", "timeout", "network", "name or service"))
     if kind in ("kaggle", "builtin"):
         if auth:
-            return (f"Cannot load {preset!r}: Kaggle refused access. Set KAGGLE_USERNAME and KAGGLE_KEY "
-                    f"(environment or .env) and accept the Gemma licence at {_LICENCE['kaggle']}.")
+            return (
+                f"Cannot load {preset!r}: Kaggle refused access. Set KAGGLE_USERNAME and KAGGLE_KEY "
+                f"(environment or .env) and accept the Gemma licence at {_LICENCE['kaggle']}."
+            )
         if network:
             return f"Cannot load {preset!r}: Kaggle is unreachable (no network). {TINY_HINT}"
     if kind == "hf":
         if auth or "no config.json" in text:
-            return (f"Cannot load {preset!r}: the Hugging Face Hub refused access or the repo does not exist. "
-                    "Set HUGGING_FACE_ACCESS_TOKEN (or HF_TOKEN) and accept the licence at "
-                    f"{_LICENCE['hf']}.")
+            return (
+                f"Cannot load {preset!r}: the Hugging Face Hub refused access or the repo does not exist. "
+                "Set HUGGING_FACE_ACCESS_TOKEN (or HF_TOKEN) and accept the licence at "
+                f"{_LICENCE['hf']}."
+            )
         if network:
             return f"Cannot load {preset!r}: the Hugging Face Hub is unreachable (no network). {TINY_HINT}"
     first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -234,6 +241,8 @@ def load_model(model: str, *, dtype: str | None = None) -> keras_hub.models.Gemm
     if preset_kind(model) == "unknown":
         if "/" in model or path.exists() or model.startswith(("runs", "models")):
             raise UserError(f"Model not found: {model}. {MISSING_MODEL_HINT}.")
-        raise UserError(f"Unknown model {model!r}: give a run dir (runs/<name>), a preset dir, a built-in "
-                        f"preset (e.g. gemma2_2b_en), kaggle://... or hf://.... {MISSING_MODEL_HINT}.")
+        raise UserError(
+            f"Unknown model {model!r}: give a run dir (runs/<name>), a preset dir, a built-in "
+            f"preset (e.g. gemma2_2b_en), kaggle://... or hf://.... {MISSING_MODEL_HINT}."
+        )
     return load_causal_lm(model, dtype=dtype or "auto")

@@ -23,6 +23,7 @@ LORA_TARGET_LAYERS = {
     "all": ("query", "key", "value", "attention_output", "ffw_gating", "ffw_gating_2", "ffw_linear"),
 }
 
+
 def enable_lora(lm: keras_hub.models.GemmaCausalLM, *, rank: int, alpha: float, targets: str) -> list[str]:
     """Freeze the backbone and add rank-`rank` adapters to the `targets` layers.
 
@@ -84,8 +85,9 @@ def save_adapter(lm, path: str | Path) -> None:
         lm.backbone.save_lora_weights(str(tmp))
 
 
-def load_adapter(lm: keras_hub.models.GemmaCausalLM, path: str | Path, *, rank: int, alpha: float,
-                 targets: str) -> None:
+def load_adapter(
+    lm: keras_hub.models.GemmaCausalLM, path: str | Path, *, rank: int, alpha: float, targets: str
+) -> None:
     """Add adapters of the recorded shape to `lm` and read their weights from `path`.
 
     Example:

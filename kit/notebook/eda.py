@@ -25,7 +25,7 @@ SPLITS = ("train", "validation", "test")
 def data_label(stats: Mapping) -> str:
     """A one-line label saying whether figures come from the synthetic sample or real data."""
     if stats.get("synthetic"):
-        return (f"SYNTHETIC sample ({stats.get('input')}): figures describe generated reviews, not Yandex data")
+        return f"SYNTHETIC sample ({stats.get('input')}): figures describe generated reviews, not Yandex data"
     return f"real data ({stats.get('input')})"
 
 
@@ -53,24 +53,28 @@ def review_lengths(dataset, split: str = "train") -> pd.DataFrame:
     """
     rows = dataset[split]
     texts = list(rows["text"])
-    return pd.DataFrame({
-        "rating": [int(r) for r in rows["rating"]],
-        "chars": [len(t) for t in texts],
-        "words": [len(t.split()) for t in texts],
-        "paragraphs": [t.count("\n") + 1 for t in texts],
-    })
+    return pd.DataFrame(
+        {
+            "rating": [int(r) for r in rows["rating"]],
+            "chars": [len(t) for t in texts],
+            "words": [len(t.split()) for t in texts],
+            "paragraphs": [t.count("\n") + 1 for t in texts],
+        }
+    )
 
 
 def length_by_rating(lengths: pd.DataFrame) -> pd.DataFrame:
     """Per rating: reviews, mean/median/p90 characters and mean words (from `review_lengths`)."""
     g = lengths.groupby("rating")
-    return pd.DataFrame({
-        "reviews": g.size(),
-        "mean_chars": g["chars"].mean().round(1),
-        "median_chars": g["chars"].median(),
-        "p90_chars": g["chars"].quantile(0.9).round(1),
-        "mean_words": g["words"].mean().round(1),
-    })
+    return pd.DataFrame(
+        {
+            "reviews": g.size(),
+            "mean_chars": g["chars"].mean().round(1),
+            "median_chars": g["chars"].median(),
+            "p90_chars": g["chars"].quantile(0.9).round(1),
+            "mean_words": g["words"].mean().round(1),
+        }
+    )
 
 
 def top_rubrics(stats: Mapping, n: int = 15) -> pd.DataFrame:
@@ -95,8 +99,10 @@ def top_chains(dataset, n: int = 15) -> pd.DataFrame:
                 reviews[name] += 1
                 orgs.setdefault(name, set()).add(org)
     top = reviews.most_common(n)
-    table = pd.DataFrame({"reviews": [c for _, c in top], "organisations": [len(orgs[k]) for k, _ in top]},
-                         index=pd.Index([k for k, _ in top], name="name_ru"))
+    table = pd.DataFrame(
+        {"reviews": [c for _, c in top], "organisations": [len(orgs[k]) for k, _ in top]},
+        index=pd.Index([k for k, _ in top], name="name_ru"),
+    )
     return table
 
 
@@ -132,12 +138,14 @@ def keyword_examples(dataset, split: str = "train", n: int = 5, *, chars: int = 
         if candidates:
             picks.append(rng.choice(candidates))
     picks = picks[:n]
-    return pd.DataFrame({
-        "rating": [ratings[i] for i in picks],
-        "rubrics": ["; ".join(rows["rubrics"][i]) for i in picks],
-        "keywords": [", ".join(rows["keywords"][i]) for i in picks],
-        "text": [_clip(rows["text"][i], chars) for i in picks],
-    })
+    return pd.DataFrame(
+        {
+            "rating": [ratings[i] for i in picks],
+            "rubrics": ["; ".join(rows["rubrics"][i]) for i in picks],
+            "keywords": [", ".join(rows["keywords"][i]) for i in picks],
+            "text": [_clip(rows["text"][i], chars) for i in picks],
+        }
+    )
 
 
 def prompt_example(dataset, split: str = "test", row: int = 0) -> str:

@@ -49,8 +49,9 @@ class Environment:
         return f"{self.platform} / {self.accelerator}" + (f" (pip extra: {self.extra})" if self.extra else "")
 
 
-def detect_environment(environ: Mapping[str, str] | None = None,
-                       exists: Callable[[str], bool] | None = None) -> Environment:
+def detect_environment(
+    environ: Mapping[str, str] | None = None, exists: Callable[[str], bool] | None = None
+) -> Environment:
     """Detect Kaggle / Colab / local and TPU / GPU / CPU from environment variables and device files.
 
     Args:
@@ -74,8 +75,11 @@ def detect_environment(environ: Mapping[str, str] | None = None,
         platform = "local"
     if any(env.get(v) for v in _TPU_VARS) or any(exists(p) for p in _TPU_PATHS):
         accelerator = "tpu"
-    elif env.get("COLAB_GPU") == "1" or any(exists(p) for p in _GPU_PATHS) or (
-            environ is None and shutil.which("nvidia-smi")):
+    elif (
+        env.get("COLAB_GPU") == "1"
+        or any(exists(p) for p in _GPU_PATHS)
+        or (environ is None and shutil.which("nvidia-smi"))
+    ):
         accelerator = "gpu"
     else:
         accelerator = "cpu"

@@ -41,8 +41,10 @@ def inject_parameters(nb, parameters: Mapping[str, Any]):
     cells = [c for c in nb.cells if INJECTED_TAG not in c.get("metadata", {}).get("tags", [])]
     index = next((i for i, c in enumerate(cells) if PARAMETERS_TAG in c.get("metadata", {}).get("tags", [])), None)
     if index is None:
-        raise UserError("The notebook has no cell tagged 'parameters': tag its parameters cell "
-                        "(cell metadata {\"tags\": [\"parameters\"]}).")
+        raise UserError(
+            "The notebook has no cell tagged 'parameters': tag its parameters cell "
+            '(cell metadata {"tags": ["parameters"]}).'
+        )
     if parameters:
         source = "\n".join(["# Injected parameters", *(f"{k} = {v!r}" for k, v in parameters.items())])
         cells.insert(index + 1, nbformat.v4.new_code_cell(source, metadata={"tags": [INJECTED_TAG]}))
@@ -81,8 +83,14 @@ def relative_paths(nb, root: str | Path):
     return nb
 
 
-def execute_notebook(path: str | Path, *, parameters: Mapping[str, Any] | None = None, out: str | Path | None = None,
-                     timeout: int = 900, kernel_name: str = "python3"):
+def execute_notebook(
+    path: str | Path,
+    *,
+    parameters: Mapping[str, Any] | None = None,
+    out: str | Path | None = None,
+    timeout: int = 900,
+    kernel_name: str = "python3",
+):
     """Run `path` top to bottom with `parameters` injected; save it with outputs to `out` when given.
 
     Returns:
@@ -96,8 +104,9 @@ def execute_notebook(path: str | Path, *, parameters: Mapping[str, Any] | None =
 
     path = Path(path)
     nb = inject_parameters(nbformat.read(path, as_version=4), parameters or {})
-    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name,
-                            resources={"metadata": {"path": str(path.resolve().parent)}})
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name=kernel_name, resources={"metadata": {"path": str(path.resolve().parent)}}
+    )
     client.execute()
     if out is not None:
         relative_paths(nb, Path(__file__).resolve().parents[2])
@@ -109,8 +118,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """`python -m kit.notebook.runner NOTEBOOK... [--set NAME=PYTHON_LITERAL ...] [--inplace]`."""
     p = argparse.ArgumentParser(prog="python -m kit.notebook.runner", description=__doc__.splitlines()[0])
     p.add_argument("notebooks", nargs="+", help="notebooks to execute, in order")
-    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                   help="inject a parameter; VALUE is a Python literal (True, 4, '\"runs/nb\"')")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="inject a parameter; VALUE is a Python literal (True, 4, '\"runs/nb\"')",
+    )
     p.add_argument("--inplace", action="store_true", help="save each notebook with its outputs")
     p.add_argument("--timeout", type=int, default=900, help="seconds per cell (default 900)")
     args = p.parse_args(argv)

@@ -19,21 +19,44 @@ from pathlib import Path
 from kit.model.tiny import TinySpec
 
 # A micro Gemma 2 base: one bucket (one compilation), a handful of steps. ~10-20 s on 2 CPU cores.
-SMOKE_TINY = TinySpec(vocab_size=1024, num_layers=2, hidden_dim=64, intermediate_dim=128, num_query_heads=2,
-                      num_key_value_heads=1, head_dim=32, sliding_window_size=32, buckets=(128,), batch_size=16,
-                      max_steps=5, warmup_steps=1)
+SMOKE_TINY = TinySpec(
+    vocab_size=1024,
+    num_layers=2,
+    hidden_dim=64,
+    intermediate_dim=128,
+    num_query_heads=2,
+    num_key_value_heads=1,
+    head_dim=32,
+    sliding_window_size=32,
+    buckets=(128,),
+    batch_size=16,
+    max_steps=5,
+    warmup_steps=1,
+)
 
 
 def smoke_overrides(*, steps: int = 4, max_train_rows: int = 256, max_val_rows: int = 32) -> list[str]:
     """`--set` overrides that shrink any fine-tune config to a few steps on a few rows, one bucket."""
-    return [f"train.steps={steps}", f"data.max_train_rows={max_train_rows}", f"data.max_val_rows={max_val_rows}",
-            "data.buckets=[128]", "data.auto_buckets=0", "train.batch_size=8", "train.grad_accum=1",
-            "train.warmup_steps=1", "train.eval_every=0", "train.checkpoint_every=0", "train.log_every=1",
-            "distribution.mode=auto", "distribution.mesh=\"\""]
+    return [
+        f"train.steps={steps}",
+        f"data.max_train_rows={max_train_rows}",
+        f"data.max_val_rows={max_val_rows}",
+        "data.buckets=[128]",
+        "data.auto_buckets=0",
+        "train.batch_size=8",
+        "train.grad_accum=1",
+        "train.warmup_steps=1",
+        "train.eval_every=0",
+        "train.checkpoint_every=0",
+        "train.log_every=1",
+        "distribution.mode=auto",
+        'distribution.mesh=""',
+    ]
 
 
-def ensure_prepared(out: str | Path, input: str | Path | None = None, *, max_rows: int | None = None,
-                    progress: bool = False) -> Path:
+def ensure_prepared(
+    out: str | Path, input: str | Path | None = None, *, max_rows: int | None = None, progress: bool = False
+) -> Path:
     """`out` as a prepared dataset: kept when it already is one, else prepared from `input` (default: the sample).
 
     Example:
@@ -51,8 +74,9 @@ def ensure_prepared(out: str | Path, input: str | Path | None = None, *, max_row
     return out
 
 
-def ensure_tiny_base(out: str | Path, data_dir: str | Path, *, spec: TinySpec = SMOKE_TINY,
-                     progress: bool = False) -> Path:
+def ensure_tiny_base(
+    out: str | Path, data_dir: str | Path, *, spec: TinySpec = SMOKE_TINY, progress: bool = False
+) -> Path:
     """`out` as a KerasHub preset: kept when it exists (e.g. `make demo`'s models/tiny-base), else a
     micro tiny base (`SMOKE_TINY`) is pretrained on `data_dir` into it."""
     from kit.train.pretrain import make_tiny_base

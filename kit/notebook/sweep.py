@@ -35,8 +35,14 @@ DEFAULT_AXES = {"lora.rank": [8, 4, 16], "train.learning_rate": [2e-4, 1e-4, 5e-
 # Smoke: the tiny base, 4 runs of a few steps.
 SMOKE_AXES = {"lora.rank": [4, 8], "train.learning_rate": [3e-3, 1e-2], "lora.targets": ["all", "qv"]}
 # Each full sweep run: a few hundred steps on a slice of the train split.
-DEFAULT_BUDGET = ("train.steps=150", "data.max_train_rows=5000", "data.max_val_rows=300", "train.eval_every=0",
-                  "train.checkpoint_every=0", "train.patience=0")
+DEFAULT_BUDGET = (
+    "train.steps=150",
+    "data.max_train_rows=5000",
+    "data.max_val_rows=300",
+    "train.eval_every=0",
+    "train.checkpoint_every=0",
+    "train.patience=0",
+)
 
 
 def grid(axes: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
@@ -71,9 +77,17 @@ def point_name(prefix: str, index: int, point: Mapping[str, Any]) -> str:
     return re.sub(r"[^\w.\-]+", "_", "-".join([prefix, f"{index:02d}", *parts]))
 
 
-def run_sweep(config: str | Path | None, points: Sequence[Mapping[str, Any]], *, overrides: Sequence[str] = (),
-              out_dir: str | Path = "runs/sweep", prefix: str = "sweep", eval_limit: int = 0,
-              eval_max_new_tokens: int = 96, progress: bool = False) -> pd.DataFrame:
+def run_sweep(
+    config: str | Path | None,
+    points: Sequence[Mapping[str, Any]],
+    *,
+    overrides: Sequence[str] = (),
+    out_dir: str | Path = "runs/sweep",
+    prefix: str = "sweep",
+    eval_limit: int = 0,
+    eval_max_new_tokens: int = 96,
+    progress: bool = False,
+) -> pd.DataFrame:
     """Fine-tune once per point and tabulate validation loss (and rating accuracy when `eval_limit` > 0).
 
     Args:
@@ -100,23 +114,45 @@ def run_sweep(config: str | Path | None, points: Sequence[Mapping[str, Any]], *,
     rows = []
     for i, point in enumerate(points):
         name = point_name(prefix, i, point)
-        sets = [*overrides, f"run.out_dir={out_dir}", f"run.name={name}",
-                *(f"{k}={_toml_value(v)}" for k, v in point.items())]
+        sets = [
+            *overrides,
+            f"run.out_dir={out_dir}",
+            f"run.name={name}",
+            *(f"{k}={_toml_value(v)}" for k, v in point.items()),
+        ]
         cfg = load_config(config, sets)
         t = time.perf_counter()
         info = finetune(cfg, overwrite=True, progress=progress)
         metrics = info.metrics
-        row = {**point, "val_loss": metrics.get("val_loss"), "initial_val_loss": metrics.get("initial_val_loss"),
-               "val_ppl": metrics.get("val_ppl"), "train_s": round(time.perf_counter() - t, 1)}
+        row = {
+            **point,
+            "val_loss": metrics.get("val_loss"),
+            "initial_val_loss": metrics.get("initial_val_loss"),
+            "val_ppl": metrics.get("val_ppl"),
+            "train_s": round(time.perf_counter() - t, 1),
+        }
         run = Path(cfg.run.out_dir) / cfg.run.name
         if eval_limit > 0:
             t = time.perf_counter()
-            result = evaluate_models([run], cfg.data.dir, out=None, options=EvalOptions(
-                split="validation", limit=eval_limit, max_new_tokens=eval_max_new_tokens, perplexity=False,
-                n_resamples=100, progress=progress))
+            result = evaluate_models(
+                [run],
+                cfg.data.dir,
+                out=None,
+                options=EvalOptions(
+                    split="validation",
+                    limit=eval_limit,
+                    max_new_tokens=eval_max_new_tokens,
+                    perplexity=False,
+                    n_resamples=100,
+                    progress=progress,
+                ),
+            )
             cols = result["metrics"]["columns"][result["columns_order"][0]]
-            row.update(rating_accuracy=cols["rating_accuracy"]["value"], chrf=cols["chrf"]["value"],
-                       eval_s=round(time.perf_counter() - t, 1))
+            row.update(
+                rating_accuracy=cols["rating_accuracy"]["value"],
+                chrf=cols["chrf"]["value"],
+                eval_s=round(time.perf_counter() - t, 1),
+            )
         row["run"] = str(run)
         rows.append(row)
     return pd.DataFrame(rows)

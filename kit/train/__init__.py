@@ -18,7 +18,18 @@ from kit.train.pretrain import make_tiny_base, pretraining_texts
 from kit.train.tensorboard import ScalarWriter
 
 __all__ = [
-    "HISTORY_COLUMNS", "Engine", "LoopOptions", "LoopState", "ScalarWriter", "TrainingDiverged", "WarmupDecay",
-    "finetune", "load_checkpoint", "load_splits", "make_optimizer", "make_tiny_base", "pretraining_texts",
+    "HISTORY_COLUMNS",
+    "Engine",
+    "LoopOptions",
+    "LoopState",
+    "ScalarWriter",
+    "TrainingDiverged",
+    "WarmupDecay",
+    "finetune",
+    "load_checkpoint",
+    "load_splits",
+    "make_optimizer",
+    "make_tiny_base",
+    "pretraining_texts",
     "save_checkpoint",
 ]

@@ -86,7 +86,9 @@ def save_checkpoint(
     return target
 
 
-def load_checkpoint(path: str | Path) -> tuple[LoopState, list[np.ndarray], list[np.ndarray], list[np.ndarray] | None, dict]:
+def load_checkpoint(
+    path: str | Path,
+) -> tuple[LoopState, list[np.ndarray], list[np.ndarray], list[np.ndarray] | None, dict]:
     """Read a checkpoint dir: `(state, trainable, optimizer, best or None, meta)`.
 
     Example:

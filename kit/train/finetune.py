@@ -59,7 +59,9 @@ def load_splits(cfg: Config, dataset=None):
     for split, ds in (("train", train), ("validation", val)):
         missing = {"prompt", "target"} - set(ds.column_names)
         if missing:
-            raise UserError(f"{cfg.data.dir} split {split!r} lacks columns {sorted(missing)}; re-run `kit data prepare`.")
+            raise UserError(
+                f"{cfg.data.dir} split {split!r} lacks columns {sorted(missing)}; re-run `kit data prepare`."
+            )
     return train, val
 
 
@@ -102,11 +104,17 @@ def _check_same_config(paths: RunPaths, cfg: Config) -> None:
     """A resumed run must use the config it started with, or it would not continue "exactly"."""
     saved = RunInfo.read(paths.root).config
     now = cfg.to_dict()
-    diff = [f"{section}.{key}" for section in now for key in now[section]
-            if saved.get(section, {}).get(key) != now[section][key]]
+    diff = [
+        f"{section}.{key}"
+        for section in now
+        for key in now[section]
+        if saved.get(section, {}).get(key) != now[section][key]
+    ]
     if diff:
-        raise UserError(f"--resume: config differs from the run's saved config at {', '.join(diff)}. "
-                        "Resume with the original config, or start a new run (--set run.name=...).")
+        raise UserError(
+            f"--resume: config differs from the run's saved config at {', '.join(diff)}. "
+            "Resume with the original config, or start a new run (--set run.name=...)."
+        )
 
 
 def _write_history(paths: RunPaths, history: list[dict]) -> None:
@@ -128,8 +136,9 @@ class _Examples:
     steps: int = 0
 
 
-def finetune(cfg: Config, *, resume: bool = False, overwrite: bool = False, progress: bool = True,
-             dataset=None) -> RunInfo:
+def finetune(
+    cfg: Config, *, resume: bool = False, overwrite: bool = False, progress: bool = True, dataset=None
+) -> RunInfo:
     """Run (or resume) the fine-tune described by `cfg`; returns the final `run.json` record.
 
     Args:
@@ -150,21 +159,32 @@ def finetune(cfg: Config, *, resume: bool = False, overwrite: bool = False, prog
     t0 = time.perf_counter()
     paths = run_dir(cfg.run.out_dir, cfg.run.name)
     _prepare_run_dir(paths, resume=resume, overwrite=overwrite)
-    distribution, dist_text = setup_distribution(cfg.distribution.mode, cfg.distribution.mesh,
-                                                 batch_size=cfg.train.batch_size)
+    distribution, dist_text = setup_distribution(
+        cfg.distribution.mode, cfg.distribution.mesh, batch_size=cfg.train.batch_size
+    )
     dtype = resolve_dtype(cfg.model.dtype)
     lm = _load_base(cfg, paths, dtype)
-    info = RunInfo(name=cfg.run.name, preset=cfg.model.preset, dtype=dtype, distribution=dist_text,
-                   config=cfg.to_dict(), timings={"load_s": round(time.perf_counter() - t0, 2)})
+    info = RunInfo(
+        name=cfg.run.name,
+        preset=cfg.model.preset,
+        dtype=dtype,
+        distribution=dist_text,
+        config=cfg.to_dict(),
+        timings={"load_s": round(time.perf_counter() - t0, 2)},
+    )
     train_ds, val_ds = _splits_or_none(cfg, dataset)
     encoder = Encoder(lm.preprocessor.tokenizer.proto)
     longest = cfg.data.buckets[-1]
     val = encoder.encode_pairs(val_ds["prompt"], val_ds["target"]) if val_ds is not None else []
     val = [e for e in val if has_target(e, longest)]
     if val_ds is not None:
-        info.data = DataInfo(dir=cfg.data.dir, dataset_fingerprint=_dataset_fingerprint(cfg) if dataset is None else None,
-                             rows_sha256=_rows_digest(train_ds, val_ds), train_rows=train_ds.num_rows,
-                             val_rows=val_ds.num_rows)
+        info.data = DataInfo(
+            dir=cfg.data.dir,
+            dataset_fingerprint=_dataset_fingerprint(cfg) if dataset is None else None,
+            rows_sha256=_rows_digest(train_ds, val_ds),
+            train_rows=train_ds.num_rows,
+            val_rows=val_ds.num_rows,
+        )
     if not cfg.lora_active:
         return _register_base(cfg, paths, lm, encoder, val, info, t0, distribution)
 
@@ -208,8 +228,10 @@ def _train_examples(cfg: Config, encoder: Encoder, train_ds, info: RunInfo) -> _
     keep = [i for i, e in enumerate(train) if has_target(e, longest)]
     train = [train[i] for i in keep]
     if not train:
-        raise UserError(f"No train example has review tokens within data.buckets max {longest}: prompts are "
-                        "longer. Raise the largest value in data.buckets.")
+        raise UserError(
+            f"No train example has review tokens within data.buckets max {longest}: prompts are "
+            "longer. Raise the largest value in data.buckets."
+        )
     mix = None
     if cfg.data.rating_power != 1.0:
         if "rating" not in train_ds.column_names:
@@ -236,13 +258,30 @@ def _train_examples(cfg: Config, encoder: Encoder, train_ds, info: RunInfo) -> _
     return _Examples(train=train, val=[], buckets=tuple(buckets), steps=steps)
 
 
-def _train(cfg: Config, paths: RunPaths, lm, encoder: Encoder, ex: _Examples, info: RunInfo, t0: float,
-           distribution, *, resume: bool, progress: bool) -> RunInfo:
+def _train(
+    cfg: Config,
+    paths: RunPaths,
+    lm,
+    encoder: Encoder,
+    ex: _Examples,
+    info: RunInfo,
+    t0: float,
+    distribution,
+    *,
+    resume: bool,
+    progress: bool,
+) -> RunInfo:
     """The loop with its callbacks (history, TensorBoard, checkpoints); then the adapter and final record."""
     t = cfg.train
-    optimizer = make_optimizer(learning_rate=t.learning_rate, warmup_steps=t.warmup_steps, total_steps=ex.steps,
-                               decay=t.decay, min_ratio=t.min_lr_ratio, weight_decay=t.weight_decay,
-                               clip_norm=t.clip_norm)
+    optimizer = make_optimizer(
+        learning_rate=t.learning_rate,
+        warmup_steps=t.warmup_steps,
+        total_steps=ex.steps,
+        decay=t.decay,
+        min_ratio=t.min_lr_ratio,
+        weight_decay=t.weight_decay,
+        clip_norm=t.clip_norm,
+    )
     engine = Engine(lm, optimizer, distribution=distribution, pad_id=encoder.pad_id)
     state, best = _resume_state(cfg, paths, engine, ex.steps) if resume else (None, None)
     info.write(paths.root)
@@ -253,23 +292,47 @@ def _train(cfg: Config, paths: RunPaths, lm, encoder: Encoder, ex: _Examples, in
 
     def on_log(st: LoopState, row: dict) -> None:
         _write_history(paths, st.history)
-        writer.add_scalars(row["step"], {f"{'val' if k.startswith('val') else 'train'}/{k}": v
-                                         for k, v in row.items() if k not in ("step", "epoch", "elapsed_s")})
+        writer.add_scalars(
+            row["step"],
+            {
+                f"{'val' if k.startswith('val') else 'train'}/{k}": v
+                for k, v in row.items()
+                if k not in ("step", "epoch", "elapsed_s")
+            },
+        )
 
     def on_best(st: LoopState) -> None:
         keep["best"] = engine.trainable_numpy()
 
     def on_checkpoint(st: LoopState) -> None:
-        save_checkpoint(paths, st, engine.trainable_numpy(), engine.optimizer_numpy(), best=keep["best"],
-                        keep_last=t.keep_last, extra={"total_steps": ex.steps})
+        save_checkpoint(
+            paths,
+            st,
+            engine.trainable_numpy(),
+            engine.optimizer_numpy(),
+            best=keep["best"],
+            keep_last=t.keep_last,
+            extra={"total_steps": ex.steps},
+        )
 
-    options = LoopOptions(total_steps=ex.steps, batch_size=t.batch_size, grad_accum=t.grad_accum, buckets=ex.buckets,
-                          seed=cfg.run.seed, eval_every=t.eval_every, checkpoint_every=t.checkpoint_every,
-                          patience=t.patience, log_every=t.log_every, progress=progress, desc=cfg.run.name)
+    options = LoopOptions(
+        total_steps=ex.steps,
+        batch_size=t.batch_size,
+        grad_accum=t.grad_accum,
+        buckets=ex.buckets,
+        seed=cfg.run.seed,
+        eval_every=t.eval_every,
+        checkpoint_every=t.checkpoint_every,
+        patience=t.patience,
+        log_every=t.log_every,
+        progress=progress,
+        desc=cfg.run.name,
+    )
     t2 = time.perf_counter()
     try:
-        state, status = engine.run(ex.train, ex.val, options, state, on_log=on_log, on_checkpoint=on_checkpoint,
-                                   on_best=on_best)
+        state, status = engine.run(
+            ex.train, ex.val, options, state, on_log=on_log, on_checkpoint=on_checkpoint, on_best=on_best
+        )
     except TrainingDiverged as e:
         info.status, info.error = "diverged", str(e)
         info.write(paths.root)
@@ -284,8 +347,11 @@ def _train(cfg: Config, paths: RunPaths, lm, encoder: Encoder, ex: _Examples, in
     _write_history(paths, state.history)
     info.status, info.adapter = status, paths.adapter.name
     info.metrics = _final_metrics(state)
-    info.timings.update(train_s=round(train_s, 2), train_s_all_sessions=round(state.elapsed_s, 2),
-                        total_s=round(time.perf_counter() - t0, 2))
+    info.timings.update(
+        train_s=round(train_s, 2),
+        train_s_all_sessions=round(state.elapsed_s, 2),
+        total_s=round(time.perf_counter() - t0, 2),
+    )
     info.write(paths.root)
     return info
 
@@ -312,13 +378,18 @@ def _final_metrics(state: LoopState) -> dict:
     }
 
 
-def _register_base(cfg: Config, paths: RunPaths, lm, encoder: Encoder, val: list, info: RunInfo, t0: float,
-                   distribution) -> RunInfo:
+def _register_base(
+    cfg: Config, paths: RunPaths, lm, encoder: Encoder, val: list, info: RunInfo, t0: float, distribution
+) -> RunInfo:
     """A run with no adapter: the base preset plus its validation loss, for side-by-side comparison."""
     info.parameters = parameter_counts(lm)
     if val:
-        engine = Engine(lm, make_optimizer(learning_rate=1e-3, warmup_steps=0, total_steps=1),
-                        distribution=distribution, pad_id=encoder.pad_id)
+        engine = Engine(
+            lm,
+            make_optimizer(learning_rate=1e-3, warmup_steps=0, total_steps=1),
+            distribution=distribution,
+            pad_id=encoder.pad_id,
+        )
         loss = engine.loss_on(val, buckets=cfg.data.buckets, batch_size=cfg.train.batch_size)
         info.metrics = {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0))}
     info.status = "base"

@@ -137,11 +137,19 @@ class Engine:
     def load_values(self, trainable: Sequence[np.ndarray], optimizer: Sequence[np.ndarray] | None = None) -> None:
         """Restore trainable (and optimizer) values, keeping each variable's sharding."""
         if len(trainable) != len(self.tv):
-            raise UserError(f"Checkpoint holds {len(trainable)} trainable arrays but the model has {len(self.tv)}; "
-                            "it was written with different LoRA settings. Start a new run instead of --resume.")
-        self.tv = [jax.device_put(np.asarray(a, dtype=old.dtype), old.sharding) for a, old in zip(trainable, self.tv, strict=True)]
+            raise UserError(
+                f"Checkpoint holds {len(trainable)} trainable arrays but the model has {len(self.tv)}; "
+                "it was written with different LoRA settings. Start a new run instead of --resume."
+            )
+        self.tv = [
+            jax.device_put(np.asarray(a, dtype=old.dtype), old.sharding)
+            for a, old in zip(trainable, self.tv, strict=True)
+        ]
         if optimizer is not None:
-            self.ov = [jax.device_put(np.asarray(a, dtype=old.dtype), old.sharding) for a, old in zip(optimizer, self.ov, strict=True)]
+            self.ov = [
+                jax.device_put(np.asarray(a, dtype=old.dtype), old.sharding)
+                for a, old in zip(optimizer, self.ov, strict=True)
+            ]
         self.sync_to_model()
 
     def loss_on(self, examples: Sequence[Example], *, buckets: Sequence[int], batch_size: int) -> float:
@@ -222,9 +230,15 @@ class Engine:
                 time.sleep(delay)
             row = None
             if state.step % o.log_every == 0 or state.step == o.total_steps:
-                row = {"step": state.step, "epoch": state.epoch + state.position / len(plan),
-                       "lr": self._lr(state.step - 1), "train_loss": loss, "grad_norm": norm,
-                       "tokens": state.tokens, "elapsed_s": round(state.elapsed_s, 3)}
+                row = {
+                    "step": state.step,
+                    "epoch": state.epoch + state.position / len(plan),
+                    "lr": self._lr(state.step - 1),
+                    "train_loss": loss,
+                    "grad_norm": norm,
+                    "tokens": state.tokens,
+                    "elapsed_s": round(state.elapsed_s, 3),
+                }
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}")

@@ -46,11 +46,25 @@ def pretrain(
     if spec.max_steps:
         steps = min(steps, spec.max_steps)
     lm.backbone.trainable = True
-    optimizer = make_optimizer(learning_rate=spec.learning_rate, warmup_steps=min(spec.warmup_steps, steps // 4),
-                               total_steps=steps, decay="cosine", min_ratio=0.05, weight_decay=0.01, clip_norm=1.0)
+    optimizer = make_optimizer(
+        learning_rate=spec.learning_rate,
+        warmup_steps=min(spec.warmup_steps, steps // 4),
+        total_steps=steps,
+        decay="cosine",
+        min_ratio=0.05,
+        weight_decay=0.01,
+        clip_norm=1.0,
+    )
     engine = Engine(lm, optimizer, pad_id=encoder.pad_id)
-    options = LoopOptions(total_steps=steps, batch_size=spec.batch_size, buckets=spec.buckets, seed=spec.seed,
-                          progress=progress, desc="tiny pretrain", log_every=max(steps // 20, 1))
+    options = LoopOptions(
+        total_steps=steps,
+        batch_size=spec.batch_size,
+        buckets=spec.buckets,
+        seed=spec.seed,
+        progress=progress,
+        desc="tiny pretrain",
+        log_every=max(steps // 20, 1),
+    )
     start = time.perf_counter()
     state, _ = engine.run(train, val, options)
     seconds = time.perf_counter() - start
@@ -88,7 +102,9 @@ def pretraining_texts(split, spec: TinySpec = TinySpec()) -> list[str]:
     return pretraining_documents(rows, listing_share=spec.listing_share, seed=spec.seed)
 
 
-def make_tiny_base(data_dir: str | Path, out: str | Path, spec: TinySpec = TinySpec(), *, progress: bool = True) -> dict:
+def make_tiny_base(
+    data_dir: str | Path, out: str | Path, spec: TinySpec = TinySpec(), *, progress: bool = True
+) -> dict:
     """The `kit tiny` stage: prepared dataset -> tokenizer -> pretrained tiny Gemma 2 preset at `out`.
 
     Args:
@@ -129,5 +145,3 @@ def make_tiny_base(data_dir: str | Path, out: str | Path, spec: TinySpec = TinyS
         lm.save_to_preset(str(tmp))
         write_json(Path(tmp) / TINY_INFO, info)
     return info
-
-

@@ -47,9 +47,14 @@ def _random_request():
         return
     row = split[random.randrange(split.num_rows)]
     st.session_state.update(
-        cmp_rubrics=[r for r in row["rubrics"] if r in vocab][:5], cmp_rating=int(row["rating"]),
-        cmp_keywords=", ".join(row["keywords"]), cmp_name=row.get("name_ru") or "",
-        cmp_address=row.get("address") or "", cmp_human=row["text"], cmp_result=None)
+        cmp_rubrics=[r for r in row["rubrics"] if r in vocab][:5],
+        cmp_rating=int(row["rating"]),
+        cmp_keywords=", ".join(row["keywords"]),
+        cmp_name=row.get("name_ru") or "",
+        cmp_address=row.get("address") or "",
+        cmp_human=row["text"],
+        cmp_result=None,
+    )
 
 
 st.button("🎲 Random test request", on_click=_random_request, key="cmp_random")

@@ -32,8 +32,9 @@ with st.form("gen_form"):
 if submitted:
     try:
         request, sampler = parse_form(values, vocab)
-        samples, seconds = generate(model, request, sampler, n=int(values["n"]),
-                                    max_new_tokens=int(values["max_new_tokens"]))
+        samples, seconds = generate(
+            model, request, sampler, n=int(values["n"]), max_new_tokens=int(values["max_new_tokens"])
+        )
         scores = scores_for([s.text for s in samples], request)
     except UserError as e:
         st.error(str(e))
@@ -46,11 +47,14 @@ result = st.session_state.get("gen_result")
 if result:
     model, request, samples, scores, seconds = result
     st.subheader(f"{model}: {len(samples)} review(s) in {seconds:.2f} s")
-    st.caption("Requested keywords are highlighted. Control scores come from the judges `kit evaluate` uses"
-               + (" (fitted on SYNTHETIC data)." if is_synthetic(str(DIRS.data)) else "."))
+    st.caption(
+        "Requested keywords are highlighted. Control scores come from the judges `kit evaluate` uses"
+        + (" (fitted on SYNTHETIC data)." if is_synthetic(str(DIRS.data)) else ".")
+    )
     for i, (sample, s) in enumerate(zip(samples, scores, strict=True), 1):
         with st.container(border=True):
-            st.markdown(f"**Review {i}** · {sample.new_tokens} tokens"
-                        + ("" if sample.stopped else " · cut at the token limit"))
+            st.markdown(
+                f"**Review {i}** · {sample.new_tokens} tokens" + ("" if sample.stopped else " · cut at the token limit")
+            )
             show_text(sample.text, request.keywords)
             show_scores(s, requested_rating=request.rating)

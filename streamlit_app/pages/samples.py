@@ -51,8 +51,9 @@ with st.expander("Filters", expanded=True):
     want_rubrics = c2.multiselect("Rubric", rubrics, key="smp_rubrics")
     score_keys = sorted({k for r in rows for k in r["scores"].get(a, {})})
     c1, c2, c3 = st.columns([1, 1, 2])
-    metric = c1.selectbox("Metric", ["(none)", *score_keys], key="smp_metric",
-                          format_func=lambda k: BY_KEY[k].label if k in BY_KEY else k)
+    metric = c1.selectbox(
+        "Metric", ["(none)", *score_keys], key="smp_metric", format_func=lambda k: BY_KEY[k].label if k in BY_KEY else k
+    )
     metric_col = c2.selectbox("of column", [a, b, HUMAN], key="smp_metric_col")
     bounds = None
     if metric != "(none)":
@@ -77,17 +78,31 @@ def keep(r: dict) -> bool:
 
 shown = [r for r in rows if keep(r)]
 votes = read_votes(report_dir)
-flat = pd.DataFrame([{
-    "id": r["id"], "rating": r["request"]["rating"], "rubrics": "; ".join(r["request"]["rubrics"]),
-    "keywords": ", ".join(r["request"]["keywords"]), "reference": r["reference"],
-    f"{a}": r["outputs"].get(a), f"{b}": r["outputs"].get(b),
-    **{f"{c}.{k}": v for c in (a, b, HUMAN) for k, v in r["scores"].get(c, {}).items()},
-    "vote": votes.get(vote_key(r["id"], a, b), {}).get("choice"), "synthetic": synthetic} for r in shown])
+flat = pd.DataFrame(
+    [
+        {
+            "id": r["id"],
+            "rating": r["request"]["rating"],
+            "rubrics": "; ".join(r["request"]["rubrics"]),
+            "keywords": ", ".join(r["request"]["keywords"]),
+            "reference": r["reference"],
+            f"{a}": r["outputs"].get(a),
+            f"{b}": r["outputs"].get(b),
+            **{f"{c}.{k}": v for c in (a, b, HUMAN) for k, v in r["scores"].get(c, {}).items()},
+            "vote": votes.get(vote_key(r["id"], a, b), {}).get("choice"),
+            "synthetic": synthetic,
+        }
+        for r in shown
+    ]
+)
 c1, c2 = st.columns([3, 1])
-c1.caption(f"{len(shown)} of {len(rows)} samples · highlighted: requested keywords · underlined: words shared "
-           "with the reference · votes are saved to the report dir (votes.json)")
-c2.download_button("⬇️ CSV", flat.to_csv(index=False).encode("utf-8"), file_name=f"{name}-samples.csv",
-                   mime="text/csv", key="smp_csv")
+c1.caption(
+    f"{len(shown)} of {len(rows)} samples · highlighted: requested keywords · underlined: words shared "
+    "with the reference · votes are saved to the report dir (votes.json)"
+)
+c2.download_button(
+    "⬇️ CSV", flat.to_csv(index=False).encode("utf-8"), file_name=f"{name}-samples.csv", mime="text/csv", key="smp_csv"
+)
 
 PAGE = 10
 pages = max(1, -(-len(shown) // PAGE))
@@ -105,22 +120,42 @@ def on_vote(sample_id: int) -> None:
 if err := st.session_state.pop("smp_error", None):
     st.error(err)
 
-for r in shown[(page - 1) * PAGE: page * PAGE]:
+for r in shown[(page - 1) * PAGE : page * PAGE]:
     q = r["request"]
     with st.container(border=True):
-        st.markdown(f"**#{r['id']}** · {'; '.join(q['rubrics'])} · {q['rating']}★ · keywords: "
-                    f"{', '.join(q['keywords']) or '—'}" + (f" · {q['name']}" if q.get("name") else ""))
+        st.markdown(
+            f"**#{r['id']}** · {'; '.join(q['rubrics'])} · {q['rating']}★ · keywords: "
+            f"{', '.join(q['keywords']) or '—'}" + (f" · {q['name']}" if q.get("name") else "")
+        )
         cols = st.columns(3)
-        for col, (label, column, text) in zip(cols, [
+        for col, (label, column, text) in zip(
+            cols,
+            [
                 ("reference" + (" (SYNTHETIC)" if synthetic else ""), HUMAN, r["reference"]),
-                (f"A: {a}", a, r["outputs"].get(a, "")), (f"B: {b}", b, r["outputs"].get(b, ""))], strict=True):
+                (f"A: {a}", a, r["outputs"].get(a, "")),
+                (f"B: {b}", b, r["outputs"].get(b, "")),
+            ],
+            strict=True,
+        ):
             with col:
                 st.markdown(f"*{label}*")
                 show_text(text, q["keywords"], None if column == HUMAN else r["reference"])
                 s = r["scores"].get(column, {})
-                st.caption(" · ".join(f"{BY_KEY[k].label if k in BY_KEY else k} {fmt(s.get(k))}" for k in (
-                    "rating_predicted", "keyword_coverage", "rubric_top3", "chrf", "rouge_l") if k in s))
+                st.caption(
+                    " · ".join(
+                        f"{BY_KEY[k].label if k in BY_KEY else k} {fmt(s.get(k))}"
+                        for k in ("rating_predicted", "keyword_coverage", "rubric_top3", "chrf", "rouge_l")
+                        if k in s
+                    )
+                )
         key = f"vote_{r['id']}_{a}_{b}"
         saved = votes.get(vote_key(r["id"], a, b), {}).get("choice")
-        st.radio("Which is better?", VOTE_CHOICES, key=key, horizontal=True, on_change=on_vote, args=(r["id"],),
-                 index=VOTE_CHOICES.index(saved) if saved in VOTE_CHOICES else None)
+        st.radio(
+            "Which is better?",
+            VOTE_CHOICES,
+            key=key,
+            horizontal=True,
+            on_change=on_vote,
+            args=(r["id"],),
+            index=VOTE_CHOICES.index(saved) if saved in VOTE_CHOICES else None,
+        )

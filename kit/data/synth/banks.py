@@ -31,9 +31,7 @@ def parse_block(block: str) -> dict[str, tuple[str, ...]]:
         if not line:
             continue
         if line[0] not in SENTIMENTS or line[1:2] != " ":
-            raise ValueError(
-                f"a template line must start with '+ ', '~ ' or '- '. Received: {line!r}"
-            )
+            raise ValueError(f"a template line must start with '+ ', '~ ' or '- '. Received: {line!r}")
         out[SENTIMENTS[line[0]]].append(line[2:].strip())
     return {k: tuple(v) for k, v in out.items()}
 

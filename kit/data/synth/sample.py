@@ -122,9 +122,7 @@ def _aspect(bank: dict, name: str) -> dict[str, tuple[str, ...]]:
     if not blocks:
         raise KeyError(f"aspect {name!r} has no phrase bank")
     parsed = [common.parse_block(b) for b in blocks]
-    out = {
-        s: tuple(itertools.chain.from_iterable(p[s] for p in parsed)) for s in ("pos", "mix", "neg")
-    }
+    out = {s: tuple(itertools.chain.from_iterable(p[s] for p in parsed)) for s in ("pos", "mix", "neg")}
     for s, templates in out.items():
         if not templates:
             raise KeyError(f"aspect {name!r} has no {s} templates")

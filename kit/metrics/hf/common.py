@@ -51,12 +51,12 @@ def text_pair_info(*, description: str, inputs: str):
     import datasets
 
     string = datasets.Value("string")
-    return metric_info(description=description, inputs=inputs,
-                       features={"predictions": string, "references": string})
+    return metric_info(description=description, inputs=inputs, features={"predictions": string, "references": string})
 
 
-def corpus_and_per_sample(predictions, references, *, key: str, corpus, per_sample_key: str,
-                          per_sample, return_per_sample: bool) -> dict:
+def corpus_and_per_sample(
+    predictions, references, *, key: str, corpus, per_sample_key: str, per_sample, return_per_sample: bool
+) -> dict:
     """`{key: corpus(predictions, references)}`, plus per-pair scores under
     `per_sample_key` when `return_per_sample` — the shape every text-pair module returns.
 

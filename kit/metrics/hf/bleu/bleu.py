@@ -34,6 +34,12 @@ class Bleu(evaluate.Metric):
         return text_pair_info(description=_DESCRIPTION, inputs=_INPUTS)
 
     def _compute(self, predictions, references, return_per_sample=False):
-        return corpus_and_per_sample(predictions, references, key="bleu", corpus=corpus_bleu,
-                                     per_sample_key="sentence_bleu", per_sample=sentence_bleu,
-                                     return_per_sample=return_per_sample)
+        return corpus_and_per_sample(
+            predictions,
+            references,
+            key="bleu",
+            corpus=corpus_bleu,
+            per_sample_key="sentence_bleu",
+            per_sample=sentence_bleu,
+            return_per_sample=return_per_sample,
+        )

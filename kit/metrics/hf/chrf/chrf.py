@@ -33,6 +33,12 @@ class Chrf(evaluate.Metric):
         return text_pair_info(description=_DESCRIPTION, inputs=_INPUTS)
 
     def _compute(self, predictions, references, return_per_sample=False):
-        return corpus_and_per_sample(predictions, references, key="chrf", corpus=corpus_chrf,
-                                     per_sample_key="sentence_chrf", per_sample=sentence_chrf,
-                                     return_per_sample=return_per_sample)
+        return corpus_and_per_sample(
+            predictions,
+            references,
+            key="chrf",
+            corpus=corpus_chrf,
+            per_sample_key="sentence_chrf",
+            per_sample=sentence_chrf,
+            return_per_sample=return_per_sample,
+        )

@@ -44,8 +44,6 @@ class Diversity(evaluate.Metric):
         return {
             "distinct_1": distinct_n(texts, 1),
             "distinct_2": distinct_n(texts, 2),
-            "self_bleu": self_bleu(texts, max_hypotheses=max_hypotheses, seed=seed)
-            if len(texts) >= 2
-            else None,
+            "self_bleu": self_bleu(texts, max_hypotheses=max_hypotheses, seed=seed) if len(texts) >= 2 else None,
             "repeated_4gram_share": sum(shares) / len(shares) if shares else 0.0,
         }

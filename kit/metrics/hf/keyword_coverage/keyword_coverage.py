@@ -46,10 +46,7 @@ class KeywordCoverage(evaluate.Metric):
         )
 
     def _compute(self, predictions, references, return_per_sample=False):
-        scores = [
-            keyword_coverage(p, list(k))
-            for p, k in zip(as_list(predictions), as_list(references), strict=True)
-        ]
+        scores = [keyword_coverage(p, list(k)) for p, k in zip(as_list(predictions), as_list(references), strict=True)]
         scored = [s for s in scores if s is not None]
         out = {"keyword_coverage": sum(scored) / len(scored) if scored else None, "n": len(scored)}
         if return_per_sample:

@@ -32,6 +32,12 @@ class LengthRatio(evaluate.Metric):
         return text_pair_info(description=_DESCRIPTION, inputs=_INPUTS)
 
     def _compute(self, predictions, references, return_per_sample=False):
-        return corpus_and_per_sample(predictions, references, key="length_ratio", corpus=corpus_length_ratio,
-                                     per_sample_key="length_ratio_per_sample", per_sample=length_ratio,
-                                     return_per_sample=return_per_sample)
+        return corpus_and_per_sample(
+            predictions,
+            references,
+            key="length_ratio",
+            corpus=corpus_length_ratio,
+            per_sample_key="length_ratio_per_sample",
+            per_sample=length_ratio,
+            return_per_sample=return_per_sample,
+        )
