@@ -112,7 +112,7 @@ bench: $(STAMP)
 # lacks (prepared sample, micro tiny base) under runs/nb/, not the demo's data/prepared, models/
 # or runs/, and is saved with its outputs (~2 min on a 2-core CPU).
 notebooks: $(STAMP)
-	$(BIN)/python -m kit.notebook.runner --inplace notebooks/1_eda.ipynb notebooks/2_finetune_sweep.ipynb \
+	$(BIN)/python -m kit.notebook --inplace notebooks/1_eda.ipynb notebooks/2_finetune_sweep.ipynb \
 		notebooks/3_finetune_full.ipynb
 
 lint: $(STAMP)

@@ -7,7 +7,7 @@ notebook's own directory (as Jupyter does) and can save the notebook with its
 outputs. A failing cell raises `nbclient.exceptions.CellExecutionError`
 naming the cell and the error.
 
-    python -m kit.notebook.runner notebooks/*.ipynb --set SMOKE=True --set WORK='"runs/nb"'
+    python -m kit.notebook notebooks/*.ipynb --set SMOKE=True --set WORK='"runs/nb"'
 """
 
 from __future__ import annotations
@@ -115,8 +115,8 @@ def execute_notebook(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m kit.notebook.runner NOTEBOOK... [--set NAME=PYTHON_LITERAL ...] [--inplace]`."""
-    p = argparse.ArgumentParser(prog="python -m kit.notebook.runner", description=__doc__.splitlines()[0])
+    """`python -m kit.notebook NOTEBOOK... [--set NAME=PYTHON_LITERAL ...] [--inplace]`."""
+    p = argparse.ArgumentParser(prog="python -m kit.notebook", description=__doc__.splitlines()[0])
     p.add_argument("notebooks", nargs="+", help="notebooks to execute, in order")
     p.add_argument(
         "--set",

@@ -271,51 +271,61 @@ def _train(
     resume: bool,
     progress: bool,
 ) -> RunInfo:
-    """The loop with its callbacks (history, TensorBoard, checkpoints); then the adapter and final record."""
-    t = cfg.train
-    optimizer = make_optimizer(
+    """Run the loop, writing history, TensorBoard and checkpoints as it goes; then save the adapter."""
+    engine = Engine(lm, _optimizer(cfg.train, ex.steps), distribution=distribution, pad_id=encoder.pad_id)
+    state, best = _resume_state(cfg, paths, engine, ex.steps) if resume else (None, None)
+    info.write(paths.root)
+    _write_history(paths, state.history if state else [])
+    callbacks = _RunWriter(paths, engine, best=best, keep_last=cfg.train.keep_last, total_steps=ex.steps)
+    t2 = time.perf_counter()
+    try:
+        state, status = engine.run(
+            ex.train,
+            ex.val,
+            _loop_options(cfg, ex, progress),
+            state,
+            on_log=callbacks.on_log,
+            on_checkpoint=callbacks.on_checkpoint,
+            on_best=callbacks.on_best,
+        )
+    except TrainingDiverged as e:
+        info.status, info.error = "diverged", str(e)
+        info.write(paths.root)
+        raise
+    finally:
+        callbacks.close()
+    train_s = time.perf_counter() - t2
+
+    if callbacks.best is not None:  # early stopping semantics: keep the best evaluated adapter
+        engine.load_values(callbacks.best)
+    save_adapter(lm, paths.adapter)
+    _write_history(paths, state.history)
+    info.status, info.adapter = status, paths.adapter.name
+    info.metrics = _final_metrics(state)
+    info.timings.update(
+        train_s=round(train_s, 2),
+        train_s_all_sessions=round(state.elapsed_s, 2),
+        total_s=round(time.perf_counter() - t0, 2),
+    )
+    info.write(paths.root)
+    return info
+
+
+def _optimizer(t, steps: int):
+    return make_optimizer(
         learning_rate=t.learning_rate,
         warmup_steps=t.warmup_steps,
-        total_steps=ex.steps,
+        total_steps=steps,
         decay=t.decay,
         min_ratio=t.min_lr_ratio,
         weight_decay=t.weight_decay,
         clip_norm=t.clip_norm,
     )
-    engine = Engine(lm, optimizer, distribution=distribution, pad_id=encoder.pad_id)
-    state, best = _resume_state(cfg, paths, engine, ex.steps) if resume else (None, None)
-    info.write(paths.root)
-    _write_history(paths, state.history if state else [])
 
-    writer = ScalarWriter(paths.tensorboard)
-    keep = {"best": best}
 
-    def on_log(st: LoopState, row: dict) -> None:
-        _write_history(paths, st.history)
-        writer.add_scalars(
-            row["step"],
-            {
-                f"{'val' if k.startswith('val') else 'train'}/{k}": v
-                for k, v in row.items()
-                if k not in ("step", "epoch", "elapsed_s")
-            },
-        )
-
-    def on_best(st: LoopState) -> None:
-        keep["best"] = engine.trainable_numpy()
-
-    def on_checkpoint(st: LoopState) -> None:
-        save_checkpoint(
-            paths,
-            st,
-            engine.trainable_numpy(),
-            engine.optimizer_numpy(),
-            best=keep["best"],
-            keep_last=t.keep_last,
-            extra={"total_steps": ex.steps},
-        )
-
-    options = LoopOptions(
+def _loop_options(cfg: Config, ex: _Examples, progress: bool) -> LoopOptions:
+    t = cfg.train
+    return LoopOptions(
         total_steps=ex.steps,
         batch_size=t.batch_size,
         grad_accum=t.grad_accum,
@@ -328,32 +338,41 @@ def _train(
         progress=progress,
         desc=cfg.run.name,
     )
-    t2 = time.perf_counter()
-    try:
-        state, status = engine.run(
-            ex.train, ex.val, options, state, on_log=on_log, on_checkpoint=on_checkpoint, on_best=on_best
-        )
-    except TrainingDiverged as e:
-        info.status, info.error = "diverged", str(e)
-        info.write(paths.root)
-        raise
-    finally:
-        writer.close()
-    train_s = time.perf_counter() - t2
 
-    if keep["best"] is not None:  # early stopping semantics: keep the best evaluated adapter
-        engine.load_values(keep["best"])
-    save_adapter(lm, paths.adapter)
-    _write_history(paths, state.history)
-    info.status, info.adapter = status, paths.adapter.name
-    info.metrics = _final_metrics(state)
-    info.timings.update(
-        train_s=round(train_s, 2),
-        train_s_all_sessions=round(state.elapsed_s, 2),
-        total_s=round(time.perf_counter() - t0, 2),
-    )
-    info.write(paths.root)
-    return info
+
+class _RunWriter:
+    """The loop's callbacks: history.csv and TensorBoard on each log, checkpoints, the best adapter."""
+
+    def __init__(self, paths: RunPaths, engine: Engine, *, best, keep_last: int, total_steps: int):
+        self.paths, self.engine, self.best = paths, engine, best
+        self.keep_last, self.total_steps = keep_last, total_steps
+        self.writer = ScalarWriter(paths.tensorboard)
+
+    def on_log(self, st: LoopState, row: dict) -> None:
+        _write_history(self.paths, st.history)
+        scalars = {
+            f"{'val' if k.startswith('val') else 'train'}/{k}": v
+            for k, v in row.items()
+            if k not in ("step", "epoch", "elapsed_s")
+        }
+        self.writer.add_scalars(row["step"], scalars)
+
+    def on_best(self, st: LoopState) -> None:
+        self.best = self.engine.trainable_numpy()
+
+    def on_checkpoint(self, st: LoopState) -> None:
+        save_checkpoint(
+            self.paths,
+            st,
+            self.engine.trainable_numpy(),
+            self.engine.optimizer_numpy(),
+            best=self.best,
+            keep_last=self.keep_last,
+            extra={"total_steps": self.total_steps},
+        )
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 def _resume_state(cfg: Config, paths: RunPaths, engine: Engine, steps: int):
