@@ -88,9 +88,8 @@ def add_options(
                 name = text.replace("-", "_")
                 return name if name in _choices else text
 
-        parser.add_argument(
-            _flag(field), dest=dest, type=convert, default=default, choices=choices, help=f"{text} (default {default})"
-        )
+        shown = "" if default is None else f" (default {default})"  # None: the help says what it means
+        parser.add_argument(_flag(field), dest=dest, type=convert, default=default, choices=choices, help=text + shown)
 
 
 def options_from(cls: type, args: argparse.Namespace, *, dest_prefix: str = "", **values):
@@ -124,14 +123,7 @@ def _cmd_data_synth(args: argparse.Namespace) -> int:
 def _cmd_data_prepare(args: argparse.Namespace) -> int:
     from kit.data.prepare import PrepareOptions, prepare
 
-    options = PrepareOptions(
-        on_error=args.on_error,
-        max_rows=args.max_rows,
-        balance=args.balance,
-        seed=args.seed,
-        val_share=args.val_share,
-        test_share=args.test_share,
-    )
+    options = options_from(PrepareOptions, args)
     stats = prepare(args.input, args.out, options=options, progress=not args.quiet)
     splits = ", ".join(f"{k} {v}" for k, v in stats["splits"].items())
     label = " from the SYNTHETIC sample" if stats["synthetic"] else ""
@@ -148,6 +140,8 @@ def _cmd_data_download(args: argparse.Namespace) -> int:
 
 
 def _add_data(sub: argparse._SubParsersAction) -> None:
+    from kit.data.prepare import PrepareOptions
+
     data = sub.add_parser("data", help="synthesise, download and prepare review data")
     dsub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
 
@@ -160,19 +154,7 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     p = dsub.add_parser("prepare", help="clean, split by organisation, add keywords and prompts")
     p.add_argument("--input", required=True, help=".tskv or .parquet file, or hf://OWNER/NAME")
     p.add_argument("--out", required=True, help="output directory for the prepared dataset")
-    p.add_argument(
-        "--on-error",
-        choices=["fail", "skip"],
-        default="fail",
-        help="bad lines: stop at the first (fail) or list them in stats.json (skip)",
-    )
-    p.add_argument("--max-rows", type=_positive_int, default=None, help="read at most N input rows")
-    p.add_argument(
-        "--balance", choices=["none", "rating"], default="none", help="rating: downsample train so ratings are balanced"
-    )
-    p.add_argument("--seed", type=_nonneg_int, default=0, help="seed for splitting and field dropping")
-    p.add_argument("--val-share", type=float, default=0.05, help="share of organisations in validation")
-    p.add_argument("--test-share", type=float, default=0.05, help="share of organisations in test")
+    add_options(p, PrepareOptions)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_data_prepare)
 
@@ -200,23 +182,10 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_tiny(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from kit.model.tiny import TinySpec
     from kit.train.pretrain import make_tiny_base
 
-    overrides = {
-        k: v
-        for k, v in (
-            ("epochs", args.epochs),
-            ("max_steps", args.max_steps),
-            ("seed", args.seed),
-            ("documents", args.documents),
-            ("batch_size", args.batch_size),
-        )
-        if v is not None
-    }
-    spec = dataclasses.replace(TinySpec(), **overrides)
+    spec = options_from(TinySpec, args)
     info = make_tiny_base(args.data, args.out, spec, progress=not args.quiet)
     p = info["pretraining"]
     print(
@@ -247,26 +216,12 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def _add_model(sub: argparse._SubParsersAction) -> None:
+    from kit.model.tiny import TinySpec
+
     p = sub.add_parser("tiny", help="train the tiny Gemma 2 base (tokenizer + pretraining) for offline use")
     p.add_argument("--data", default="data/prepared", help="prepared dataset dir (default data/prepared)")
     p.add_argument("--out", default="models/tiny-base", help="preset dir to write (default models/tiny-base)")
-    p.add_argument("--epochs", type=float, default=None, help="pretraining passes over the train reviews")
-    p.add_argument("--max-steps", type=_positive_int, default=None, help="cap on pretraining steps (quick tries)")
-    p.add_argument(
-        "--batch-size",
-        type=_positive_int,
-        default=None,
-        help="documents per step (default 32); smaller means more steps in about the same time",
-    )
-    p.add_argument("--seed", type=_nonneg_int, default=None, help="initialisation/data-order seed")
-    p.add_argument(
-        "--documents",
-        choices=("reviews", "pages"),
-        default=None,
-        help="pretrain on bare review texts (default) or on them laid out as web pages "
-        "(place header, star lines, topic words and quotes, review listings: the base learns to read a rating "
-        "and to use given words; ~2.5x slower)",
-    )
+    add_options(p, TinySpec)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_tiny)
 

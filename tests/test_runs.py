@@ -137,3 +137,17 @@ def test_flags_map_onto_the_option_fields():
     )
     options = options_from(EvalOptions, args, sampler=options_from(SamplerSpec, args, dest_prefix="sampler_"))
     assert (options.n_resamples, options.perplexity, options.limit, options.sampler.k) == (10, False, 7, 3)
+
+
+def test_tiny_and_prepare_flags_come_from_their_dataclasses():
+    from kit.data.prepare import PrepareOptions
+    from kit.model.tiny import TinySpec
+
+    args = build_parser().parse_args(["tiny"])
+    assert options_from(TinySpec, args) == TinySpec()
+    args = build_parser().parse_args(["tiny", "--documents", "pages", "--batch-size", "4", "--max-steps", "0"])
+    assert options_from(TinySpec, args) == TinySpec(documents="pages", batch_size=4)
+    args = build_parser().parse_args(["data", "prepare", "--input", "x.tskv", "--out", "d", "--test-share", "0.2"])
+    assert options_from(PrepareOptions, args) == PrepareOptions(test_share=0.2)
+    help_text = " ".join(_subparser("tiny").format_help().split())
+    assert f"(default {TinySpec().batch_size})" in help_text and "(default reviews)" in help_text

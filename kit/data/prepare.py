@@ -22,6 +22,7 @@ from collections import Counter
 from pathlib import Path
 
 from kit.atomic import atomic_dir, write_json
+from kit.config import option
 from kit.data import is_synthetic_sample
 from kit.data import keywords as kw
 from kit.data.clean import Cleaner, CleanOptions
@@ -55,12 +56,14 @@ class PrepareOptions:
             Test prompts always carry every field the row has.
     """
 
-    on_error: str = "fail"
-    max_rows: int | None = None
-    balance: str = "none"
-    seed: int = 0
-    val_share: float = 0.05
-    test_share: float = 0.05
+    on_error: str = option(
+        "fail", "bad lines: stop at the first (fail) or list them in stats.json (skip)", choices=("fail", "skip")
+    )
+    max_rows: int | None = option(None, "read at most N input rows (default: all)", minimum=1)
+    balance: str = option("none", "rating: downsample train so ratings are balanced", choices=("none", "rating"))
+    seed: int = option(0, "seed for splitting and field dropping", minimum=0)
+    val_share: float = option(0.05, "share of organisations in validation")
+    test_share: float = option(0.05, "share of organisations in test")
     min_chars: int = 20
     max_chars: int = 2500
     drop_keywords: float = 0.15

@@ -33,6 +33,7 @@ import keras_hub
 import numpy as np
 
 import kit  # noqa: F401
+from kit.config import option
 from kit.data.batching import Encoder
 from kit.data.prompt import END_OF_TURN, START_OF_TURN
 from kit.errors import UserError
@@ -74,13 +75,18 @@ class TinySpec:
     head_dim: int = 32
     sliding_window_size: int = 64
     buckets: tuple[int, ...] = (64, 128, 256)
-    batch_size: int = 32
-    epochs: float = 2.0
-    max_steps: int = 0
+    batch_size: int = option(32, "documents per step; smaller means more steps in about the same time", minimum=1)
+    epochs: float = option(2.0, "pretraining passes over the train documents")
+    max_steps: int = option(0, "cap on pretraining steps, 0 = none (quick tries)", minimum=0)
     learning_rate: float = 3e-3
     warmup_steps: int = 20
-    seed: int = 0
-    documents: str = "reviews"
+    seed: int = option(0, "initialisation and data-order seed", minimum=0)
+    documents: str = option(
+        "reviews",
+        "pretrain on bare review texts or on them laid out as web pages (place header, star lines, topic words "
+        "and quotes, review listings: the base learns to read a rating and to use given words; ~2.5x slower)",
+        choices=("reviews", "pages"),
+    )
     listing_share: float = 0.5
 
 
