@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from kit.errors import UserError
+from kit.options import add_options, nonneg_int, options_from, positive_int
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -23,90 +24,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # noqa: D401 - argparse API
         raise UserError(f"{self.prog}: {message}. See `{self.prog} --help`.")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}")
-    return value
-
-
-def _nonneg_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer ≥ 0, received {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer ≥ 0, received {text!r}")
-    return value
-
-
-def _flag(field) -> str:
-    return "--" + (field.metadata.get("flag") or field.name).replace("_", "-")
-
-
-def add_options(
-    parser: argparse.ArgumentParser, cls: type, *, dest_prefix: str = "", exclude: Sequence[str] = ()
-) -> None:
-    """Add one flag per `kit.config.option` field of the dataclass `cls`, default and help from the field.
-
-    A bool field that defaults to True becomes `--no-<flag>`; fields without
-    option metadata (nested dataclasses) and `exclude`d ones are skipped.
-
-    Example:
-        >>> from kit.generate.sampler import GenerateOptions
-        >>> parser = argparse.ArgumentParser()
-        >>> add_options(parser, GenerateOptions)
-        >>> parser.parse_args(["--n", "2"]).n, parser.parse_args([]).max_new_tokens
-        (2, 192)
-    """
-    for field in dataclasses.fields(cls):
-        if "help" not in field.metadata or field.name in exclude:
-            continue
-        default, text = field.default, field.metadata["help"]
-        dest = dest_prefix + field.name
-        kind = str(field.type)
-        if kind == "bool":
-            flag = _flag(field)
-            if default:
-                parser.add_argument("--no-" + flag[2:], dest=dest, action="store_false", help=f"do not {text}")
-            else:
-                parser.add_argument(flag, dest=dest, action="store_true", help=text)
-            continue
-        convert = int if kind.startswith("int") else float if kind.startswith("float") else str
-        minimum = field.metadata.get("minimum")
-        if convert is int and minimum is not None:
-            convert = _positive_int if minimum >= 1 else _nonneg_int
-        choices = field.metadata.get("choices")
-        if choices and convert is str:
-
-            def convert(text, _choices=choices):  # `top-k` and `top_k` alike
-                name = text.replace("-", "_")
-                return name if name in _choices else text
-
-        shown = "" if default is None else f" (default {default})"  # None: the help says what it means
-        parser.add_argument(_flag(field), dest=dest, type=convert, default=default, choices=choices, help=text + shown)
-
-
-def options_from(cls: type, args: argparse.Namespace, *, dest_prefix: str = "", **values):
-    """Build `cls` from the flags `add_options` added (plus `values`); validation is the dataclass's own.
-
-    Example:
-        >>> from kit.generate.sampler import SamplerSpec
-        >>> parser = argparse.ArgumentParser()
-        >>> add_options(parser, SamplerSpec, dest_prefix="s_")
-        >>> options_from(SamplerSpec, parser.parse_args(["--top-k", "7"]), dest_prefix="s_").k
-        7
-    """
-    for field in dataclasses.fields(cls):
-        dest = dest_prefix + field.name
-        if field.name not in values and hasattr(args, dest):
-            values[field.name] = getattr(args, dest)
-    return cls(**values)
 
 
 # --------------------------------------------------------------------------- data
@@ -147,8 +64,8 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
 
     p = dsub.add_parser("synth", help="write a deterministic synthetic sample (.tskv)")
     p.add_argument("--out", required=True, help="output .tskv path")
-    p.add_argument("--rows", type=_positive_int, default=5000, help="number of reviews (default 5000)")
-    p.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (default 0)")
+    p.add_argument("--rows", type=positive_int, default=5000, help="number of reviews (default 5000)")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
     p.set_defaults(func=_cmd_data_synth)
 
     p = dsub.add_parser("prepare", help="clean, split by organisation, add keywords and prompts")
@@ -169,7 +86,7 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--url", default=None, help="override the download URL (mirrors, tests)")
     p.add_argument(
         "--size",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="github: expected size in bytes (default: the official file's 378730064)",
     )

@@ -1,8 +1,5 @@
 """Fine-tuning configuration: frozen dataclasses, TOML files and `--set a.b=value` overrides.
 
-Also `option`, the dataclass field that carries its own command-line help:
-`kit generate` and `kit evaluate` derive their flags from option dataclasses.
-
 A config file has one TOML table per dataclass below (`[run]`, `[model]`,
 `[lora]`, `[data]`, `[train]`, `[distribution]`); every key is optional and
 falls back to the default here. Unknown keys and wrong types are rejected with
@@ -32,24 +29,6 @@ LORA_TARGETS = ("qv", "all")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 DECAYS = ("cosine", "linear", "constant")
 DISTRIBUTIONS = ("auto", "single", "data", "model")
-
-
-def option(default, help: str, *, flag: str | None = None, choices=None, minimum: int | None = None):
-    """A dataclass field that also describes its command-line flag (see `kit.cli.add_options`).
-
-    `minimum` lets the CLI refuse a smaller integer while parsing, with the flag's name;
-    the dataclass still validates its own values for callers that are not the CLI.
-
-    Example:
-        >>> @dataclasses.dataclass
-        ... class Opt:
-        ...     n: int = option(1, "how many")
-        >>> dataclasses.fields(Opt)[0].metadata["help"]
-        'how many'
-    """
-    return dataclasses.field(
-        default=default, metadata={"help": help, "flag": flag, "choices": choices, "minimum": minimum}
-    )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

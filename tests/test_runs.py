@@ -7,10 +7,11 @@ import json
 
 import pytest
 
-from kit.cli import build_parser, options_from
+from kit.cli import build_parser
 from kit.errors import UserError
 from kit.eval import EvalOptions
 from kit.generate import GenerateOptions, SamplerSpec
+from kit.options import options_from
 from kit.runs import RUN_JSON, DataInfo, LoraInfo, RunInfo, default_data_dir, list_runs
 
 

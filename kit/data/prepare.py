@@ -22,7 +22,6 @@ from collections import Counter
 from pathlib import Path
 
 from kit.atomic import atomic_dir, write_json
-from kit.config import option
 from kit.data import is_synthetic_sample
 from kit.data import keywords as kw
 from kit.data.clean import Cleaner, CleanOptions
@@ -30,6 +29,7 @@ from kit.data.prompt import build_prompt, build_target
 from kit.data.split import SPLITS, assign_split, check_shares, org_id, unit_hash
 from kit.data.tskv import ReadReport, Record, read_records
 from kit.errors import UserError
+from kit.options import option
 
 STATS_FILE = "stats.json"
 RUBRICS_FILE = "rubrics.json"

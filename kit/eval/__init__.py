@@ -1,4 +1,4 @@
-"""The evaluation stage: requests, judges, reference NLL, scoring, the report dir, votes and tables.
+"""The evaluation stage: requests, judges, reference NLL, scoring, table rows, the report dir, votes, tables.
 
 Example:
     >>> from kit.eval import EvalOptions, evaluate_models  # doctest: +SKIP
@@ -10,17 +10,9 @@ from kit.eval.evaluate import evaluate_models
 from kit.eval.judges import JUDGES_DIR, load_judges
 from kit.eval.nll import reference_nll
 from kit.eval.options import EvalOptions
-from kit.eval.report import (
-    headline_rows,
-    headline_table,
-    list_reports,
-    read_metrics,
-    read_samples,
-    render_markdown,
-    win_rate_rows,
-    write_report,
-)
+from kit.eval.report import headline_table, list_reports, read_metrics, read_samples, render_markdown, write_report
 from kit.eval.requests import REQUEST_MODES, select_requests
+from kit.eval.rows import headline_rows, win_rate_rows
 from kit.eval.scoring import BY_KEY, HEADLINE, HUMAN, METRICS
 from kit.eval.tables import metrics_table, samples_table
 from kit.eval.votes import VOTE_CHOICES, read_votes, save_vote, vote_key

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from kit.config import option
 from kit.errors import UserError
 from kit.eval.requests import REQUEST_MODES
 from kit.generate.sampler import GenerateOptions, SamplerSpec
+from kit.options import option
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -16,14 +16,14 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from kit.eval.report import headline_rows
+from kit.eval.rows import headline_rows
 from kit.eval.scoring import HEADLINE
 
 
 def metrics_table(result: Mapping, metrics: Sequence[str] = HEADLINE, *, intervals: bool = False) -> pd.DataFrame:
     """Metric (rows, by key) x model column (columns) from an `evaluate_models` result or a `metrics.json`.
 
-    The rows are report.md's (`kit.eval.report.headline_rows`), indexed by metric key.
+    The rows are report.md's (`kit.eval.rows.headline_rows`), indexed by metric key.
 
     Args:
         result: What `kit.eval.evaluate.evaluate_models` returns (or `metrics.json` loaded).

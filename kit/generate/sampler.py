@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from kit.config import option
 from kit.errors import UserError
+from kit.options import check_minimums, option
 
 SAMPLERS = ("greedy", "top_k", "top_p", "beam", "contrastive", "random")
 
@@ -108,7 +108,4 @@ class GenerateOptions:
     batch_size: int = option(8, "rows per compiled batch", minimum=1)
 
     def __post_init__(self):
-        for name in ("n", "max_new_tokens", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise UserError(f"{name} must be a positive integer. Received: {name}={value!r}")
+        check_minimums(self)

@@ -33,10 +33,10 @@ import keras_hub
 import numpy as np
 
 import kit  # noqa: F401
-from kit.config import option
 from kit.data.batching import Encoder
 from kit.data.prompt import END_OF_TURN, START_OF_TURN
 from kit.errors import UserError
+from kit.options import option
 
 TINY_INFO = "tiny_base.json"
 

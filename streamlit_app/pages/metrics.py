@@ -8,7 +8,8 @@ import streamlit as st
 from shared import DEMO_HINT, config, synthetic_banner
 
 from kit.errors import UserError
-from kit.eval.report import headline_rows, interval_cell, list_reports, read_metrics, win_rate_rows
+from kit.eval.report import list_reports, read_metrics
+from kit.eval.rows import headline_rows, interval_cell, win_rate_rows
 from kit.eval.scoring import BY_KEY, METRICS
 
 DIRS = config()
@@ -37,7 +38,7 @@ st.caption(
     "`human` is the reference review itself."
 )
 
-# report.md's rows (kit.eval.report.headline_rows), but every metric the report has, not just the headline.
+# report.md's rows (kit.eval.rows.headline_rows), but every metric the report has, not just the headline.
 metric_rows = {r.key: r for r in headline_rows(result, [m.key for m in METRICS])}
 keys = list(metric_rows)
 table = pd.DataFrame(
