@@ -21,7 +21,7 @@ import time
 import keras
 
 import kit  # noqa: F401
-from kit.atomic import write_text
+from kit.atomic import MARKER, check_output_dir, mark_output, write_text
 from kit.config import Config
 from kit.data.batching import Encoder, choose_buckets, has_target, length_report, plan_batches
 from kit.data.rating_mix import mix_by_rating, rating_shares
@@ -29,7 +29,7 @@ from kit.errors import UserError
 from kit.model.distribution import setup_distribution
 from kit.model.loader import load_causal_lm, resolve_dtype
 from kit.model.lora import enable_lora, parameter_counts, save_adapter
-from kit.runs import DataInfo, LoraInfo, RunInfo, RunPaths, run_dir
+from kit.runs import RUN, DataInfo, LoraInfo, RunInfo, RunPaths, run_dir
 from kit.train.checkpoint import LoopState, load_checkpoint, save_checkpoint
 from kit.train.loop import Engine, LoopOptions, TrainingDiverged
 from kit.train.optim import make_optimizer
@@ -90,14 +90,18 @@ def _prepare_run_dir(paths: RunPaths, *, resume: bool, overwrite: bool) -> None:
         if paths.latest_checkpoint() is None:
             raise UserError(f"--resume: no checkpoint in {paths.checkpoints}. Start without --resume.")
         return
-    if paths.root.exists() and any(paths.root.iterdir()):
-        if not overwrite:
-            raise UserError(
-                f"Run dir {paths.root} already exists. Pass --resume to continue it, --overwrite to replace it, "
-                "or --set run.name=<new name>."
-            )
+    # The kit's one output rule: only a run of the kit's own is replaced, and only with --overwrite.
+    replace = check_output_dir(
+        paths.root,
+        RUN,
+        overwrite=overwrite,
+        option="run name (--set run.name=<new name>)",
+        also="--resume to continue it, ",
+    )
+    if replace:
         shutil.rmtree(paths.root)
     paths.root.mkdir(parents=True, exist_ok=True)
+    mark_output(paths.root, RUN)
 
 
 def _check_same_config(paths: RunPaths, cfg: Config) -> None:
@@ -204,8 +208,8 @@ def _load_base(cfg: Config, paths: RunPaths, dtype: str):
     try:
         return load_causal_lm(cfg.model.preset, dtype=dtype)
     except BaseException:
-        if paths.root.is_dir() and not any(paths.root.iterdir()):
-            paths.root.rmdir()
+        if paths.root.is_dir() and {p.name for p in paths.root.iterdir()} <= {MARKER}:
+            shutil.rmtree(paths.root)
         raise
 
 
