@@ -42,12 +42,12 @@ class WriteError(UserError):
     Example:
         >>> import errno
         >>> print(WriteError.of("reports/demo", OSError(errno.ENOSPC, "No space left on device"), kept=True))
-        Could not write reports/demo: No space left on device. The previous reports/demo is kept unchanged; free space (or fix the disk) and run again.
+        Could not write reports/demo: No space left on device. The previous copy is kept unchanged; free space (or fix the disk) and run again.
     """
 
     @classmethod
     def of(cls, path, error: OSError, *, kept: bool) -> WriteError:
         """The error for a failed write of `path`; `kept` says whether an earlier copy exists and stays."""
         cause = error.strerror or str(error) or type(error).__name__
-        what = f"The previous {path} is kept unchanged" if kept else f"Nothing was written at {path}"
+        what = "The previous copy is kept unchanged" if kept else "Nothing was left there"
         return cls(f"Could not write {path}: {cause}. {what}; free space (or fix the disk) and run again.")
