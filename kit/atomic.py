@@ -140,7 +140,7 @@ def check_output_dir(
         return False
     if not path.is_dir():
         raise UserError(
-            f"{path} is an existing file, not a {kind.name} directory; choose another {option} "
+            f"{path} is an existing file, not {_a(kind.name)} directory; choose another {option} "
             "(the kit never replaces a file with a directory)."
         )
     if not any(path.iterdir()):
@@ -150,18 +150,22 @@ def check_output_dir(
         if overwrite:
             return True
         raise UserError(
-            f"{path} already holds a {kind.name} ({kind.command}); pass --overwrite to replace it, "
+            f"{path} already holds {_a(kind.name)} ({kind.command}); pass --overwrite to replace it, "
             f"{also}or choose another {option}."
         )
     if found is not None:
         raise UserError(
-            f"{path} holds a {found.name} ({found.command}), not a {kind.name}; choose another {option} "
-            f"({kind.command} never replaces a {found.name})."
+            f"{path} holds {_a(found.name)} ({found.command}), not {_a(kind.name)}; choose another {option} "
+            f"({kind.command} never replaces {_a(found.name)})."
         )
     raise UserError(
         f"{path} is a non-empty directory that {kind.command} did not write; choose another {option} "
         "(--overwrite never replaces it)."
     )
+
+
+def _a(name: str) -> str:
+    return f"{'an' if name[:1] in 'aeiou' else 'a'} {name}"
 
 
 @contextlib.contextmanager
