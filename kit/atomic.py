@@ -76,7 +76,7 @@ def output_kind(path: str | os.PathLike) -> OutputKind | None:
         >>> import tempfile, pathlib
         >>> d = pathlib.Path(tempfile.mkdtemp())
         >>> kind = OutputKind("demo output", "kit demo")
-        >>> output_kind(d) is None, output_kind(mark_output(d, kind)) is kind
+        >>> output_kind(d) is None, output_kind(mark_output(d, kind)) == kind
         (True, True)
     """
     path = Path(path)
@@ -146,7 +146,7 @@ def check_output_dir(
     if not any(path.iterdir()):
         return False
     found = output_kind(path)
-    if found is kind:
+    if found == kind:
         if overwrite:
             return True
         raise UserError(
@@ -181,7 +181,7 @@ def output_dir(path: str | os.PathLike, kind: OutputKind, *, overwrite: bool = F
         >>> kind = OutputKind("demo output", "kit demo")
         >>> with output_dir(d, kind) as tmp:
         ...     _ = (tmp / "a.txt").write_text("1")
-        >>> sorted(p.name for p in d.iterdir()), output_kind(d) is kind
+        >>> sorted(p.name for p in d.iterdir()), output_kind(d) == kind
         (['.kit-output.json', 'a.txt'], True)
     """
     check_output_dir(path, kind, overwrite=overwrite)

@@ -42,12 +42,20 @@ class WriteError(UserError):
     Example:
         >>> import errno
         >>> print(WriteError.of("reports/demo", OSError(errno.ENOSPC, "No space left on device"), kept=True))
-        Could not write reports/demo: No space left on device. The previous copy is kept unchanged; free space (or fix the disk) and run again.
+        Could not write reports/demo: No space left on device. The previous copy is kept unchanged; free some space and run again.
     """
 
     @classmethod
     def of(cls, path, error: OSError, *, kept: bool) -> WriteError:
         """The error for a failed write of `path`; `kept` says whether an earlier copy exists and stays."""
+        import errno
+
         cause = error.strerror or str(error) or type(error).__name__
         what = "The previous copy is kept unchanged" if kept else "Nothing was left there"
-        return cls(f"Could not write {path}: {cause}. {what}; free space (or fix the disk) and run again.")
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            fix = "free some space"
+        elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            fix = "make the directory writable"
+        else:
+            fix = "check the disk"
+        return cls(f"Could not write {path}: {cause}. {what}; {fix} and run again.")

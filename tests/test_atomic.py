@@ -193,18 +193,17 @@ def test_atomic_dir_puts_the_old_directory_back_when_the_swap_fails(tmp_path, mo
     assert_old(out)
     assert entries(tmp_path) == ["prepared"]  # neither the new temp dir nor the aside copy is left
     assert str(err.value) == (
-        f"Could not write {out}: Input/output error. The previous copy is kept unchanged; "
-        "free space (or fix the disk) and run again."
+        f"Could not write {out}: Input/output error. The previous copy is kept unchanged; check the disk and run again."
     )
 
 
 def test_atomic_dir_keeps_the_old_directory_when_the_disk_fills_midway(tmp_path):
     out = tmp_path / "prepared"
     fill_old(out)
-    with pytest.raises(WriteError, match="No space left on device. The previous copy is kept"):
-        with atomic_dir(out) as tmp:
-            (tmp / "a.txt").write_text("new a")
-            raise OSError(errno.ENOSPC, "No space left on device")
+    full = pytest.raises(WriteError, match="No space left on device. The previous copy is kept")
+    with full, atomic_dir(out) as tmp:
+        (tmp / "a.txt").write_text("new a")
+        raise OSError(errno.ENOSPC, "No space left on device")
     assert_old(out)
     assert entries(tmp_path) == ["prepared"]
 

@@ -124,7 +124,7 @@ def test_outputs_of_older_kits_are_known_by_their_own_files(tmp_path, kind, file
     d.mkdir()
     for f in files:
         (d / f).write_text("{}", encoding="utf-8")
-    assert output_kind(d) is kind
+    assert output_kind(d) == kind
     assert check_output_dir(d, kind, overwrite=True) is True
     (d / files[0]).unlink()
     if len(files) > 1:  # one of the pair alone is not enough
@@ -171,14 +171,14 @@ def prepared_once(tmp_path_factory) -> Path:
 def test_prepare_replaces_its_own_output_only_with_overwrite(prepared_once, tmp_path, capsys):
     out = tmp_path / "prepared"
     shutil.copytree(prepared_once, out)
-    assert output_kind(out) is PREPARED
+    assert output_kind(out) == PREPARED
     assert_refused(prepare_argv(out, "--seed", "1"), out, capsys, "already holds a prepared dataset", "--overwrite")
     old_stats = (out / "stats.json").read_bytes()
     code, err = run(prepare_argv(out, "--seed", "1", "--overwrite"), capsys)
     assert code == 0, err
     assert (out / "stats.json").read_bytes() != old_stats  # replaced: another seed, another split
     assert json.loads((out / "stats.json").read_text())["options"]["seed"] == 1
-    assert output_kind(out) is PREPARED
+    assert output_kind(out) == PREPARED
 
 
 def test_a_prepare_that_fills_the_disk_keeps_the_old_dataset(prepared_once, tmp_path, capsys, monkeypatch):
@@ -200,7 +200,7 @@ def test_a_prepare_that_fills_the_disk_keeps_the_old_dataset(prepared_once, tmp_
     assert code == 1
     assert err == (
         f"error: Could not write {out}: No space left on device. The previous copy is kept unchanged; "
-        "free space (or fix the disk) and run again."
+        "free some space and run again."
     )
     assert snapshot(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prepared"]  # no temp dir left
@@ -227,7 +227,7 @@ def test_tiny_replaces_its_own_base_with_overwrite(tmp_path, tiny_prepared, caps
     code, err = run(tiny_argv(tiny_prepared, own, "--overwrite"), capsys)
     assert code == 0, err
     assert not (own / "old.txt").exists() and (own / "config.json").is_file() and (own / "tiny_base.json").is_file()
-    assert output_kind(own) is TINY_BASE
+    assert output_kind(own) == TINY_BASE
 
 
 # --------------------------------------------------------------------------- kit finetune
@@ -269,12 +269,12 @@ def test_finetune_replaces_its_own_run_only_with_overwrite(tmp_path, tiny_preset
     code, err = run(argv, capsys)
     assert code == 0, err
     run_dir = runs / "base"
-    assert output_kind(run_dir) is RUN and (run_dir / "run.json").is_file()
+    assert output_kind(run_dir) == RUN and (run_dir / "run.json").is_file()
     (run_dir / "stray.txt").write_text("left by the first run")
     assert_refused(argv, run_dir, capsys, "already holds a run", "--resume to continue it", "--set run.name")
     code, err = run([*argv, "--overwrite"], capsys)
     assert code == 0, err
-    assert not (run_dir / "stray.txt").exists() and output_kind(run_dir) is RUN
+    assert not (run_dir / "stray.txt").exists() and output_kind(run_dir) == RUN
 
 
 # --------------------------------------------------------------------------- kit export
@@ -310,7 +310,7 @@ def test_export_replaces_its_own_export_only_with_overwrite(tmp_path, base_run, 
     out = tmp_path / "export"
     code, err = run(export_argv(base_run, out), capsys)
     assert code == 0, err
-    assert output_kind(out) is EXPORT
+    assert output_kind(out) == EXPORT
     (out / "stray.txt").write_text("x")
     assert_refused(export_argv(base_run, out), out, capsys, "already holds an export (kit export)")
     code, err = run(export_argv(base_run, out, "--overwrite"), capsys)
@@ -341,7 +341,7 @@ def test_evaluate_replaces_its_own_report_with_overwrite(tmp_path, base_run, tin
     fast = ["--limit", "2", "--bootstrap", "10", "--no-perplexity", "--max-new-tokens", "4", "--top-rubrics", "0"]
     code, err = run(evaluate_argv([base_run], data, own, *fast, "--overwrite"), capsys)
     assert code == 0, err
-    assert not (own / "old.txt").exists() and (own / "metrics.json").is_file() and output_kind(own) is REPORT
+    assert not (own / "old.txt").exists() and (own / "metrics.json").is_file() and output_kind(own) == REPORT
 
 
 # --------------------------------------------------------------------------- file outputs
