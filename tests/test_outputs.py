@@ -272,6 +272,10 @@ def test_finetune_replaces_its_own_run_only_with_overwrite(tmp_path, tiny_preset
     assert output_kind(run_dir) == RUN and (run_dir / "run.json").is_file()
     (run_dir / "stray.txt").write_text("left by the first run")
     assert_refused(argv, run_dir, capsys, "already holds a run", "--resume to continue it", "--set run.name")
+    # --overwrite with a base model that does not load: the earlier run is kept (it goes only once the new one starts).
+    before = snapshot(run_dir)
+    code, err = run([*finetune_argv(runs, "base", NO_MODEL, tiny_prepared), "--overwrite"], capsys)
+    assert code == 2 and NO_MODEL in err and snapshot(run_dir) == before
     code, err = run([*argv, "--overwrite"], capsys)
     assert code == 0, err
     assert not (run_dir / "stray.txt").exists() and output_kind(run_dir) == RUN
