@@ -66,7 +66,7 @@ class OutputKind:
     legacy: tuple[str, ...] = ()
 
     def __post_init__(self):
-        _KINDS[self.name] = self
+        _KINDS.setdefault(self.name, self)  # the first definition stays (a reloaded module makes an equal one)
 
 
 def output_kind(path: str | os.PathLike) -> OutputKind | None:
@@ -125,10 +125,10 @@ def check_output_dir(
         >>> import tempfile, pathlib
         >>> d = pathlib.Path(tempfile.mkdtemp())
         >>> _ = (d / "thesis.txt").write_text("mine")
-        >>> check_output_dir(d, OutputKind("report", "kit evaluate"))
+        >>> check_output_dir(d, OutputKind("demo report", "kit demo"))
         Traceback (most recent call last):
         ...
-        kit.errors.UserError: ... is a non-empty directory that kit evaluate did not write; choose another --out (--overwrite never replaces it).
+        kit.errors.UserError: ... is a non-empty directory that kit demo did not write; choose another --out (--overwrite never replaces it).
     """
     path = Path(path)
     recover_swap(path)
