@@ -32,10 +32,10 @@ help:
 	@echo "make demo      install, then the whole pipeline on the bundled SYNTHETIC sample"
 	@echo "make test      install, then run the whole test suite (what CI runs)"
 	@echo "make test-fast the fast tier for the edit-test loop (no slow tests)"
-	@echo "make data      prepare $(SAMPLE) into $(PREPARED)"
-	@echo "make tiny      pretrain the tiny Gemma 2 base into models/tiny-base"
+	@echo "make data      prepare $(SAMPLE) into $(PREPARED) (PREPARE_ARGS=--overwrite to replace it)"
+	@echo "make tiny      pretrain the tiny Gemma 2 base into models/tiny-base (TINY_ARGS=--overwrite to replace it)"
 	@echo "make finetune  LoRA fine-tune with CONFIG=$(CONFIG) (FINETUNE_ARGS=--resume to continue)"
-	@echo "make evaluate  compare runs on the test split (report in reports/)"
+	@echo "make evaluate  compare runs on the test split (report in reports/; EVAL_ARGS=--overwrite to replace it)"
 	@echo "make app       start the Streamlit evaluator"
 	@echo "make screenshots  regenerate docs/screenshots/*.png of the app (after make demo)"
 	@echo "make bench     run the benchmarks in bench/ (results in bench/results/)"
@@ -63,17 +63,18 @@ tiny: $(STAMP)
 finetune: $(STAMP)
 	$(KIT) finetune --config $(CONFIG) $(FINETUNE_ARGS)
 
-# The demo is the other targets in order; it replaces its own runs (--overwrite).
+# The demo is the other targets in order; it replaces its own earlier outputs (--overwrite),
+# which the kit allows only for directories it wrote itself.
 demo: $(STAMP)
 	@echo "== 1/4 prepare the bundled SYNTHETIC sample"
-	@$(MAKE) --no-print-directory data
+	@$(MAKE) --no-print-directory data PREPARE_ARGS="$(PREPARE_ARGS) --overwrite"
 	@echo "== 2/4 pretrain the tiny Gemma 2 base"
-	@$(MAKE) --no-print-directory tiny
+	@$(MAKE) --no-print-directory tiny TINY_ARGS="$(TINY_ARGS) --overwrite"
 	@echo "== 3/4 register the base, then LoRA fine-tune it"
 	@$(MAKE) --no-print-directory finetune CONFIG=configs/tiny_base.toml FINETUNE_ARGS=--overwrite
 	@$(MAKE) --no-print-directory finetune CONFIG=configs/tiny.toml FINETUNE_ARGS=--overwrite
 	@echo "== 4/4 evaluate base vs fine-tuned vs the human reviews"
-	@$(MAKE) --no-print-directory evaluate
+	@$(MAKE) --no-print-directory evaluate EVAL_ARGS="$(EVAL_ARGS) --overwrite"
 	@echo
 	@echo "Done: runs/tiny-base, runs/tiny-lora and reports/demo (all on the SYNTHETIC sample)."
 	@echo "Side-by-side samples: reports/demo/report.md; LLM Comparator files: reports/demo/llm_comparator/"

@@ -25,7 +25,8 @@ KIT = [sys.executable, "-m", "kit"]
 TIMER = (
     "import json, resource, sys\n"
     "from kit.data.prepare import prepare, PrepareOptions\n"
-    "stats = prepare(sys.argv[1], sys.argv[2], options=PrepareOptions(), progress=False)\n"
+    # bench/tmp/prepared is the benchmark's own scratch output: each run replaces the last.
+    "stats = prepare(sys.argv[1], sys.argv[2], options=PrepareOptions(), progress=False, overwrite=True)\n"
     "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
     "print(json.dumps({'timings_s': stats['timings_s'], 'splits': stats['splits'], 'counts': stats['counts'], 'peak_kib': peak}))\n"
 )

@@ -126,7 +126,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--steps",
         type=int,
         default=None,
-        help="timed optimizer steps per mode (cpu 80: 30 varied by ±10 % between runs; gpu 20)",
+        help="timed optimizer steps per mode (cpu 80: 30 varied by ±10 %% between runs; gpu 20)",
     )
     p.add_argument(
         "--warmup-rounds", type=int, default=None, help="untimed steps per distinct shape before timing (cpu 1, gpu 2)"

@@ -13,10 +13,17 @@ import dataclasses
 import sys
 from collections.abc import Callable, Sequence
 
-from kit.errors import UserError
+from kit.errors import UserError, WriteError
 from kit.options import add_options, nonneg_int, options_from, positive_int
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+# The output rule (kit.atomic), as every writing command's --help states it.
+DIR_OVERWRITE_HELP = (
+    "replace an earlier {what} at --out; without it an existing output is refused. A file, or a "
+    "non-empty directory the kit did not write, is never replaced"
+)
+FILE_OVERWRITE_HELP = "replace an existing file at --out; without it an existing file is refused (never appended)"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -30,8 +37,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _cmd_data_synth(args: argparse.Namespace) -> int:
+    from kit.atomic import check_output_file
     from kit.data.synth import write_sample
 
+    check_output_file(args.out, overwrite=args.overwrite)
     n = write_sample(args.out, rows=args.rows, seed=args.seed)
     print(f"Wrote {n} synthetic reviews to {args.out}")
     return EXIT_OK
@@ -41,7 +50,7 @@ def _cmd_data_prepare(args: argparse.Namespace) -> int:
     from kit.data.prepare import PrepareOptions, prepare
 
     options = options_from(PrepareOptions, args)
-    stats = prepare(args.input, args.out, options=options, progress=not args.quiet)
+    stats = prepare(args.input, args.out, options=options, progress=not args.quiet, overwrite=args.overwrite)
     splits = ", ".join(f"{k} {v}" for k, v in stats["splits"].items())
     label = " from the SYNTHETIC sample" if stats["synthetic"] else ""
     print(f"Prepared {args.out}{label}: {splits} (skipped lines: {len(stats['skipped_lines'])})")
@@ -63,14 +72,16 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     dsub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
 
     p = dsub.add_parser("synth", help="write a deterministic synthetic sample (.tskv)")
-    p.add_argument("--out", required=True, help="output .tskv path")
+    p.add_argument("--out", required=True, help="output .tskv path (written atomically)")
+    p.add_argument("--overwrite", action="store_true", help=FILE_OVERWRITE_HELP)
     p.add_argument("--rows", type=positive_int, default=5000, help="number of reviews (default 5000)")
     p.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
     p.set_defaults(func=_cmd_data_synth)
 
     p = dsub.add_parser("prepare", help="clean, split by organisation, add keywords and prompts")
     p.add_argument("--input", required=True, help=".tskv or .parquet file, or hf://OWNER/NAME")
-    p.add_argument("--out", required=True, help="output directory for the prepared dataset")
+    p.add_argument("--out", required=True, help="output directory for the prepared dataset (new or empty)")
+    p.add_argument("--overwrite", action="store_true", help=DIR_OVERWRITE_HELP.format(what="prepared dataset"))
     add_options(p, PrepareOptions)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_data_prepare)
@@ -103,7 +114,7 @@ def _cmd_tiny(args: argparse.Namespace) -> int:
     from kit.train.pretrain import make_tiny_base
 
     spec = options_from(TinySpec, args)
-    info = make_tiny_base(args.data, args.out, spec, progress=not args.quiet)
+    info = make_tiny_base(args.data, args.out, spec, progress=not args.quiet, overwrite=args.overwrite)
     p = info["pretraining"]
     print(
         f"Wrote tiny Gemma 2 base to {args.out}: {info['parameters']:,} parameters, vocabulary "
@@ -138,6 +149,7 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tiny", help="train the tiny Gemma 2 base (tokenizer + pretraining) for offline use")
     p.add_argument("--data", default="data/prepared", help="prepared dataset dir (default data/prepared)")
     p.add_argument("--out", default="models/tiny-base", help="preset dir to write (default models/tiny-base)")
+    p.add_argument("--overwrite", action="store_true", help=DIR_OVERWRITE_HELP.format(what="tiny base"))
     add_options(p, TinySpec)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_tiny)
@@ -152,7 +164,11 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
         help="override a config value (repeatable), e.g. --set lora.rank=4",
     )
     p.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run dir of the same name")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier run of the same name; a non-empty dir the kit did not write is never replaced",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_finetune)
 
@@ -185,6 +201,12 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         raise UserError("kit generate needs --rubrics and --rating (or --requests FILE). See `kit generate --help`.")
     if args.requests and not args.out:
         raise UserError("--requests needs --out FILE.jsonl for the generated reviews.")
+    if args.out and not args.requests:
+        raise UserError("--out is for batch mode: give --requests IN.jsonl too, or drop --out to print the review.")
+    if args.out:
+        from kit.atomic import check_output_file
+
+        check_output_file(args.out, overwrite=args.overwrite)  # before the model loads
     sampler = options_from(SamplerSpec, args, dest_prefix="sampler_")
     options = options_from(GenerateOptions, args)
     vocabulary = load_rubrics(args.data or default_data_dir(args.model))
@@ -210,7 +232,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     records = response_records(requests, results)
     if args.requests:
         meta = {"model": args.model, "sampler": dataclasses.asdict(sampler), "max_new_tokens": options.max_new_tokens}
-        write_responses(args.out, records, meta)
+        write_responses(args.out, records, meta, overwrite=args.overwrite)
         print(
             f"Wrote {sum(len(s) for s in results)} reviews for {len(requests)} requests to {args.out} "
             f"(load {seconds['load']:.1f} s, generate {seconds['generate']:.1f} s)"
@@ -232,7 +254,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from kit.model.export import export_run, push
 
-    info = export_run(args.run, args.to, args.out, dtype=args.dtype)
+    info = export_run(args.run, args.to, args.out, dtype=args.dtype, overwrite=args.overwrite)
     print(f"Exported {args.run} as a {info['format']} checkpoint to {args.out} ({info['parameters']:,} parameters)")
     if args.push:
         url = push(args.out, args.push, fmt=args.to)
@@ -259,6 +281,7 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
         help="batch mode: one JSON request per line (keys rubrics, rating, keywords, name, address)",
     )
     p.add_argument("--out", default=None, metavar="OUT.jsonl", help="batch mode: output file (written atomically)")
+    p.add_argument("--overwrite", action="store_true", help=FILE_OVERWRITE_HELP)
     p.add_argument(
         "--data",
         default=None,
@@ -277,7 +300,8 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--to", required=True, choices=["keras", "hf"], help="keras: merged preset; hf: transformers Gemma 2"
     )
-    p.add_argument("--out", required=True, help="output directory (replaced atomically)")
+    p.add_argument("--out", required=True, help="output directory (new or empty; never a run dir)")
+    p.add_argument("--overwrite", action="store_true", help=DIR_OVERWRITE_HELP.format(what="export"))
     p.add_argument(
         "--dtype",
         default=None,
@@ -302,7 +326,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     sampler = options_from(SamplerSpec, args, dest_prefix="sampler_")
     options = options_from(EvalOptions, args, sampler=sampler, progress=not args.quiet)
-    result = evaluate_models(args.models, args.data, out=args.out, options=options)
+    result = evaluate_models(args.models, args.data, out=args.out, options=options, overwrite=args.overwrite)
     label = " (SYNTHETIC sample data)" if result["synthetic"] else ""
     print(
         f"Report {args.out}{label}: {result['requests']['n']} requests, {len(args.models)} models + human, "
@@ -325,7 +349,10 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         help="run dirs to compare (base or LoRA), e.g. runs/tiny-base runs/tiny-lora",
     )
     p.add_argument("--data", default="data/prepared", help="prepared dataset dir (default data/prepared)")
-    p.add_argument("--out", required=True, help="report dir to write, e.g. reports/demo (replaced atomically)")
+    p.add_argument("--out", required=True, help="report dir to write, e.g. reports/demo (new or empty)")
+    p.add_argument(
+        "--overwrite", action="store_true", help=DIR_OVERWRITE_HELP.format(what="report (its votes.json too)")
+    )
     add_options(p, EvalOptions, exclude=("progress",))
     # The evaluation's --seed seeds the sampler too, so the sampler's own is not a flag here.
     add_options(p, SamplerSpec, dest_prefix="sampler_", exclude=("seed",))
@@ -362,6 +389,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         load_dotenv()  # secrets from .env; never printed
         args = build_parser().parse_args(argv)
         return args.func(args)
+    except WriteError as e:  # disk full, I/O error: a failure, but one line and the old copy kept
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_FAILURE
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE

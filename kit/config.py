@@ -29,6 +29,8 @@ LORA_TARGETS = ("qv", "all")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 DECAYS = ("cosine", "linear", "constant")
 DISTRIBUTIONS = ("auto", "single", "data", "model")
+# Gemma 2's context, in tokens: no training sequence (a bucket) may be longer.
+MODEL_CONTEXT = 8192
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -317,6 +319,18 @@ def _check(ok: bool, key: str, value: Any, expected: str) -> None:
         raise UserError(f"Config key {key} must be {expected}, received {value!r}.")
 
 
+def _consistent(cfg: Config) -> None:
+    """Values that are each in range but contradict one another (typically after a `--set`)."""
+    t = cfg.train
+    if t.patience > 0:
+        _check(
+            t.eval_every > 0,
+            "train.eval_every",
+            t.eval_every,
+            f"≥ 1 when train.patience is {t.patience} (early stopping needs evaluations)",
+        )
+
+
 def _validate(cfg: Config) -> None:
     """Range and choice checks that types alone cannot express."""
     _check(bool(cfg.run.name) and "/" not in cfg.run.name, "run.name", cfg.run.name, "a non-empty name without '/'")
@@ -331,6 +345,12 @@ def _validate(cfg: Config) -> None:
         "data.buckets",
         list(b),
         "a non-empty increasing list of lengths > 1",
+    )
+    _check(
+        b[-1] <= MODEL_CONTEXT,
+        "data.buckets",
+        list(b),
+        f"lengths within the model's {MODEL_CONTEXT}-token context (largest ≤ {MODEL_CONTEXT})",
     )
     _check(0 <= cfg.data.auto_buckets <= 32, "data.auto_buckets", cfg.data.auto_buckets, "0 (off) to 32")
     _check(cfg.data.max_train_rows >= 0, "data.max_train_rows", cfg.data.max_train_rows, "≥ 0")
@@ -352,6 +372,7 @@ def _validate(cfg: Config) -> None:
     _check(t.clip_norm >= 0, "train.clip_norm", t.clip_norm, "≥ 0")
     _check(t.weight_decay >= 0, "train.weight_decay", t.weight_decay, "≥ 0")
     _check(t.steps > 0 or t.epochs > 0, "train.epochs", t.epochs, "> 0 when train.steps is 0")
+    _consistent(cfg)
     d = cfg.distribution
     _check(d.mode in DISTRIBUTIONS, "distribution.mode", d.mode, f"one of {', '.join(DISTRIBUTIONS)}")
     if d.mode == "model":

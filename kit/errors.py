@@ -31,3 +31,31 @@ class DataError(UserError):
         self.line = line
         self.reason = reason
         super().__init__(f"{self.path}:{line}: {reason}")
+
+
+class WriteError(UserError):
+    """A write failed midway (disk full, I/O error): one line naming the path, what is kept and the cause.
+
+    A `UserError`, so the app and notebooks show it as one line like any
+    other; the CLI exits 1 for it (a failure, not bad input).
+
+    Example:
+        >>> import errno
+        >>> print(WriteError.of("reports/demo", OSError(errno.ENOSPC, "No space left on device"), kept=True))
+        Could not write reports/demo: No space left on device. The previous copy is kept unchanged; free some space and run again.
+    """
+
+    @classmethod
+    def of(cls, path, error: OSError, *, kept: bool) -> WriteError:
+        """The error for a failed write of `path`; `kept` says whether an earlier copy exists and stays."""
+        import errno
+
+        cause = error.strerror or str(error) or type(error).__name__
+        what = "The previous copy is kept unchanged" if kept else "Nothing was left there"
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            fix = "free some space"
+        elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            fix = "make the directory writable"
+        else:
+            fix = "check the disk"
+        return cls(f"Could not write {path}: {cause}. {what}; {fix} and run again.")

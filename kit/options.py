@@ -16,11 +16,14 @@ from collections.abc import Sequence
 from kit.errors import UserError
 
 
-def option(default, help: str, *, flag: str | None = None, choices=None, minimum: int | None = None):
+def option(
+    default, help: str, *, flag: str | None = None, choices=None, minimum: int | None = None, maximum: int | None = None
+):
     """A dataclass field that also describes its command-line flag (see `add_options`).
 
-    `minimum` lets the CLI refuse a smaller integer while parsing, with the flag's name;
-    the dataclass still validates its own values for callers that are not the CLI.
+    `minimum` and `maximum` let the CLI refuse an integer out of range while parsing,
+    with the flag's name and the range; the dataclass still validates its own values
+    (`check_minimums`) for callers that are not the CLI.
 
     Example:
         >>> @dataclasses.dataclass
@@ -30,12 +33,13 @@ def option(default, help: str, *, flag: str | None = None, choices=None, minimum
         'how many'
     """
     return dataclasses.field(
-        default=default, metadata={"help": help, "flag": flag, "choices": choices, "minimum": minimum}
+        default=default,
+        metadata={"help": help, "flag": flag, "choices": choices, "minimum": minimum, "maximum": maximum},
     )
 
 
 def check_minimums(obj) -> None:
-    """Refuse an option field below its `minimum`, for callers that are not the CLI.
+    """Refuse an option field below its `minimum` (or above its `maximum`), for callers that are not the CLI.
 
     Example:
         >>> @dataclasses.dataclass
@@ -47,10 +51,14 @@ def check_minimums(obj) -> None:
         kit.errors.UserError: n must be a positive integer. Received: n=0
     """
     for field in dataclasses.fields(obj):
-        minimum = field.metadata.get("minimum")
+        minimum, maximum = field.metadata.get("minimum"), field.metadata.get("maximum")
         value = getattr(obj, field.name)
         if minimum is None or value is None:
             continue
+        if maximum is not None and (not isinstance(value, int) or not minimum <= value <= maximum):
+            raise UserError(
+                f"{field.name} must be an integer from {minimum} to {maximum}. Received: {field.name}={value!r}"
+            )
         if not isinstance(value, int) or value < minimum:
             expected = "a positive integer" if minimum == 1 else f"an integer ≥ {minimum}"
             raise UserError(f"{field.name} must be {expected}. Received: {field.name}={value!r}")
@@ -88,6 +96,30 @@ def nonneg_int(text: str) -> int:
     return value
 
 
+def int_in(minimum: int, maximum: int):
+    """argparse type: an integer from `minimum` to `maximum` (else a one-line usage error naming the range).
+
+    Example:
+        >>> int_in(1, 4095)("192")
+        192
+        >>> int_in(1, 4095)("1000000000")
+        Traceback (most recent call last):
+        ...
+        argparse.ArgumentTypeError: expected an integer from 1 to 4095, received '1000000000'
+    """
+
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"expected an integer from {minimum} to {maximum}, received {text!r}")
+        return value
+
+    return convert
+
+
 def _flag(field) -> str:
     return "--" + (field.metadata.get("flag") or field.name).replace("_", "-")
 
@@ -121,9 +153,9 @@ def add_options(
                 parser.add_argument(flag, dest=dest, action="store_true", help=text)
             continue
         convert = int if kind.startswith("int") else float if kind.startswith("float") else str
-        minimum = field.metadata.get("minimum")
+        minimum, maximum = field.metadata.get("minimum"), field.metadata.get("maximum")
         if convert is int and minimum is not None:
-            convert = positive_int if minimum >= 1 else nonneg_int
+            convert = int_in(minimum, maximum) if maximum is not None else positive_int if minimum >= 1 else nonneg_int
         choices = field.metadata.get("choices")
         if choices and convert is str:
 

@@ -19,7 +19,7 @@ import json
 import re
 from pathlib import Path
 
-from kit.atomic import write_json
+from kit.atomic import OutputKind, write_json
 from kit.errors import UserError
 
 RUN_JSON = "run.json"
@@ -28,6 +28,8 @@ HISTORY = "history.csv"
 TENSORBOARD = "tensorboard"
 CHECKPOINTS = "checkpoints"
 _CKPT = re.compile(r"^step_(\d{6,})$")
+# A run dir; one from before the kit's marker is known by its run.json.
+RUN = OutputKind("run", "kit finetune", legacy=(RUN_JSON,))
 
 
 class RunPaths:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ import pytest
 
 from kit import atomic
 from kit.atomic import atomic_dir, atomic_path, write_json, write_text
+from kit.errors import WriteError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,7 +79,10 @@ def test_atomic_path_keeps_the_old_file_when_the_rename_fails(tmp_path, monkeypa
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(atomic.os, "replace", no_space)
-    with pytest.raises(OSError, match="No space"), atomic_path(target) as tmp:
+    with (
+        pytest.raises(WriteError, match="No space left on device. The previous copy is kept"),
+        atomic_path(target) as tmp,
+    ):
         tmp.write_text("new")
     monkeypatch.undo()
     assert target.read_text() == "old"
@@ -165,6 +170,74 @@ def test_a_killed_directory_write_leaves_the_old_directory(tmp_path):
     assert_old(out)
     (leftover,) = set(entries(tmp_path)) - {"prepared"}
     assert leftover.startswith(".prepared.")
+
+
+def test_atomic_dir_puts_the_old_directory_back_when_the_swap_fails(tmp_path, monkeypatch):
+    # The old dir is renamed aside first; the rename of the new one in then fails (EIO).
+    out = tmp_path / "prepared"
+    fill_old(out)
+    real_replace = os.replace
+    calls = []
+
+    def second_rename_fails(src, dst):
+        calls.append((Path(src).name, Path(dst).name))
+        if len(calls) == 2:
+            raise OSError(errno.EIO, "Input/output error")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", second_rename_fails)
+    with pytest.raises(WriteError) as err, atomic_dir(out) as tmp:
+        (tmp / "c.txt").write_text("new c")
+    monkeypatch.undo()
+    assert calls[0][1].startswith(".prepared.old.") and calls[1][1] == "prepared"  # aside, then in
+    assert_old(out)
+    assert entries(tmp_path) == ["prepared"]  # neither the new temp dir nor the aside copy is left
+    assert str(err.value) == (
+        f"Could not write {out}: Input/output error. The previous copy is kept unchanged; check the disk and run again."
+    )
+
+
+def test_atomic_dir_keeps_the_old_directory_when_the_disk_fills_midway(tmp_path):
+    out = tmp_path / "prepared"
+    fill_old(out)
+    full = pytest.raises(WriteError, match="No space left on device. The previous copy is kept")
+    with full, atomic_dir(out) as tmp:
+        (tmp / "a.txt").write_text("new a")
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert_old(out)
+    assert entries(tmp_path) == ["prepared"]
+
+
+def test_a_swap_killed_between_the_renames_is_undone_by_the_next_write(tmp_path):
+    out = tmp_path / "prepared"
+    fill_old(out)
+    run_killed(
+        """
+        import os, signal, sys
+        from pathlib import Path
+        from kit import atomic
+        real, calls = os.replace, []
+
+        def replace(src, dst):
+            calls.append(dst)
+            real(src, dst)
+            if len(calls) == 1:  # the old dir is aside, the new one not yet in
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        atomic.os.replace = replace
+        with atomic.atomic_dir(sys.argv[1]) as tmp:
+            (Path(tmp) / "c.txt").write_text("new c")
+        """,
+        str(out),
+    )
+    assert not out.exists()
+    (aside,) = [p for p in tmp_path.iterdir() if p.name.startswith(".prepared.old.")]
+    assert entries(aside) == ["a.txt", "b.txt"]  # the previous good copy survives, aside
+    # The next write (or output check) on the path puts it back before it starts.
+    with pytest.raises(Boom), atomic_dir(out):
+        raise Boom
+    assert_old(out)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".prepared.old.")]
 
 
 # --------------------------------------------------------------------------- write_text / write_json

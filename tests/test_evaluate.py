@@ -41,7 +41,13 @@ def setup(tmp_path_factory, tiny_preset, tiny_prepared):
 
 def test_report_files_and_schema(setup):
     out = setup["report"]
-    assert sorted(p.name for p in out.iterdir()) == ["llm_comparator", "metrics.json", "report.md", "samples.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".kit-output.json",  # the kit's marker, written last (kit.atomic.output_dir)
+        "llm_comparator",
+        "metrics.json",
+        "report.md",
+        "samples.jsonl",
+    ]
     m = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert m["schema"] == report.SCHEMA and m["synthetic"] is False
     assert m["columns_order"] == ["micro-base", "micro-lora", HUMAN]
@@ -164,7 +170,7 @@ def test_failed_run_leaves_no_partial_report(setup, monkeypatch):
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".broken")]
     # an existing report is kept whole when its replacement fails
     with pytest.raises(RuntimeError):
-        report.write_report(setup["report"], setup["result"])
+        report.write_report(setup["report"], setup["result"], overwrite=True)
     assert (setup["report"] / "report.md").is_file()
 
 

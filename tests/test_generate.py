@@ -248,5 +248,8 @@ def test_cli_batch_mode(cli, tmp_path):
     src.write_text("{not json\n", encoding="utf-8")
     code, _, err = cli("--requests", str(src), "--out", str(tmp_path / "o2.jsonl"))
     assert code == 2 and f"{src}:1: not valid JSON" in err
-    code, _, err = cli("--requests", str(tmp_path / "missing.jsonl"), "--out", str(dst))
+    code, _, err = cli("--requests", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o3.jsonl"))
     assert code == 2 and "not found" in err
+    before = dst.read_bytes()  # an existing output is replaced only with --overwrite
+    code, _, err = cli("--requests", str(src), "--out", str(dst))
+    assert code == 2 and "already exists; pass --overwrite" in err and dst.read_bytes() == before

@@ -160,7 +160,7 @@ def test_failed_prepare_keeps_the_previous_output(raw, tmp_path):
     empty = tmp_path / "empty.tskv"
     write_tskv(empty, [Record("Омск", "X", 0, ("Кафе",), "Только нулевые оценки тут")])
     with pytest.raises(UserError, match="No usable reviews"):
-        prepare(str(empty), out, progress=False)
+        prepare(str(empty), out, progress=False, overwrite=True)
     assert files_of(out) == before
 
 

@@ -84,8 +84,8 @@ def test_kit_tiny_cli_passes_its_options_to_the_spec(monkeypatch, capsys):
 
     seen = {}
 
-    def fake_make(data, out, spec, progress):  # stands in for the minutes-long pretraining only
-        seen.update(data=data, out=out, spec=spec, progress=progress)
+    def fake_make(data, out, spec, progress, overwrite):  # stands in for the minutes-long pretraining only
+        seen.update(data=data, out=out, spec=spec, progress=progress, overwrite=overwrite)
         return {
             "parameters": 1,
             "vocabulary_size": 64,
@@ -113,6 +113,7 @@ def test_kit_tiny_cli_passes_its_options_to_the_spec(monkeypatch, capsys):
     assert main(argv) == 0
     spec = seen["spec"]
     assert (spec.documents, spec.batch_size, spec.epochs, spec.seed) == ("pages", 4, 1.5, 3)
-    assert (seen["data"], seen["out"], seen["progress"]) == ("d", "m", False)
+    assert (seen["data"], seen["out"], seen["progress"], seen["overwrite"]) == ("d", "m", False, False)
     assert "val loss 2.000 -> 1.000" in capsys.readouterr().out
+    assert main([*argv, "--overwrite"]) == 0 and seen["overwrite"] is True
     assert main(["tiny", "--quiet"]) == 0 and seen["spec"] == TinySpec()  # no flags: the defaults

@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from kit.atomic import atomic_dir, write_json
+from kit.atomic import OutputKind, check_output_dir, output_dir, write_json
 from kit.data import is_synthetic_sample
 from kit.data import keywords as kw
 from kit.data.clean import Cleaner, CleanOptions
@@ -33,6 +33,9 @@ from kit.options import option
 
 STATS_FILE = "stats.json"
 RUBRICS_FILE = "rubrics.json"
+DATASET_DICT = "dataset_dict.json"  # written by `datasets.DatasetDict.save_to_disk`
+# A prepared dataset dir; one from before the kit's marker is known by its dataset_dict.json and stats.json.
+PREPARED = OutputKind("prepared dataset", "kit data prepare", legacy=(DATASET_DICT, STATS_FILE))
 COLUMNS = ("org_id", "address", "name_ru", "rating", "rubrics", "text", "keywords", "prompt", "target")
 
 
@@ -85,15 +88,26 @@ class PrepareOptions:
             )
 
 
-def prepare(input: str, out: str | Path, *, options: PrepareOptions | None = None, progress: bool = True) -> dict:
+def prepare(
+    input: str,
+    out: str | Path,
+    *,
+    options: PrepareOptions | None = None,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> dict:
     """Run the whole stage; return the stats written to `stats.json` plus `timings_s`.
 
     Args:
         input: A `.tskv` or `.parquet` file, or `hf://OWNER/NAME` (downloaded
             to `data/raw` first).
-        out: The prepared dataset directory (replaced atomically).
+        out: The prepared dataset directory: a new or empty one, or (with
+            `overwrite`) an earlier prepared dataset, replaced atomically.
+            Anything else at `out` is refused before any work starts
+            (`kit.atomic.check_output_dir`).
         options: See `PrepareOptions`.
         progress: Show progress bars.
+        overwrite: Replace an earlier prepared dataset at `out`.
 
     Example:
         >>> import tempfile, pathlib
@@ -107,6 +121,7 @@ def prepare(input: str, out: str | Path, *, options: PrepareOptions | None = Non
     laps = _Laps()
     options = options or PrepareOptions()
     options.validate()
+    check_output_dir(out, PREPARED, overwrite=overwrite)
     report = ReadReport(str(input))
     cleaner = Cleaner(CleanOptions(min_chars=options.min_chars, max_chars=options.max_chars))
     kept = _read_clean(input, options, report, cleaner, progress=progress)
@@ -119,7 +134,7 @@ def prepare(input: str, out: str | Path, *, options: PrepareOptions | None = Non
     laps.lap("keywords_prompts")
     vocabulary = _rubric_vocabulary(kept)
     stats = _stats(input, options, report, cleaner, rows, keyword_counter, vocabulary)
-    stats["fingerprint"] = _write(out, dataset_dict, stats, vocabulary)
+    stats["fingerprint"] = _write(out, dataset_dict, stats, vocabulary, overwrite=overwrite)
     laps.lap("stats_write")
     # Timings vary run to run, so they are returned but kept out of stats.json,
     # which must be byte-identical for the same input.
@@ -141,12 +156,12 @@ def load_prepared(path: str | Path):
     import datasets
 
     path = Path(path)
-    if not (path / "dataset_dict.json").is_file():
+    if not (path / DATASET_DICT).is_file():
         raise UserError(
             f"Prepared dataset not found: {path}. Run "
             f"`kit data prepare --input data/sample/geo-reviews-sample.tskv --out {path}` first."
         )
-    splits = json.loads((path / "dataset_dict.json").read_text(encoding="utf-8"))["splits"]
+    splits = json.loads((path / DATASET_DICT).read_text(encoding="utf-8"))["splits"]
     out = datasets.DatasetDict()
     for split in splits:
         state = json.loads((path / split / "state.json").read_text(encoding="utf-8"))
@@ -297,7 +312,7 @@ def _rubric_vocabulary(kept: list[Record]) -> dict[str, int]:
     return {r: n for r, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))}
 
 
-def _write(out: str | Path, dataset_dict, stats: dict, vocabulary: dict[str, int]) -> str:
+def _write(out: str | Path, dataset_dict, stats: dict, vocabulary: dict[str, int], *, overwrite: bool) -> str:
     """Save the splits, stats.json and rubrics.json as one directory swap; return the data fingerprint.
 
     stats.json gets the fingerprint as its last key, which is why it is
@@ -308,7 +323,7 @@ def _write(out: str | Path, dataset_dict, stats: dict, vocabulary: dict[str, int
     # Our own bars already cover the work; datasets' "Saving the dataset" bars are noise.
     datasets.disable_progress_bars()
     try:
-        with atomic_dir(out) as tmp:
+        with output_dir(out, PREPARED, overwrite=overwrite) as tmp:
             dataset_dict.save_to_disk(str(tmp))
             fingerprint = _fingerprint(tmp)
             write_json(tmp / STATS_FILE, {**stats, "fingerprint": fingerprint})

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 import kit  # noqa: F401  (JAX backend before keras)
+from kit.atomic import check_output_dir
 from kit.errors import UserError
 from kit.eval import report, scoring
 from kit.eval.judges import load_judges
@@ -101,14 +102,18 @@ def evaluate_models(
     *,
     out: str | Path | None = None,
     options: EvalOptions = EvalOptions(),
+    overwrite: bool = False,
 ) -> dict:
     """Run every model on the same requests, score them and the human reviews, write the report.
 
     Args:
         run_dirs: Run dirs (`runs/<name>`) to compare; the first is the baseline of paired differences.
         data_dir: Prepared dataset dir (`kit data prepare`).
-        out: Report dir to write (`reports/<name>`), replaced atomically; None writes nothing.
+        out: Report dir to write (`reports/<name>`): a new or empty one, or
+            (with `overwrite`) an earlier report, replaced atomically; anything
+            else is refused before a model loads. None writes nothing.
         options: Requests, sampler and bootstrap settings.
+        overwrite: Replace an earlier report at `out`.
 
     Returns:
         The `metrics.json` content, plus `samples` (the `samples.jsonl` rows).
@@ -118,6 +123,8 @@ def evaluate_models(
     """
     t0 = time.perf_counter()
     timings: dict = {}
+    if out is not None:
+        check_output_dir(out, report.REPORT, overwrite=overwrite)
     runs, dataset, stats = _check_inputs(run_dirs, data_dir, options.split)
     names = _column_names(run_dirs)
     requests = _pick_requests(dataset[options.split], options)
@@ -141,7 +148,7 @@ def evaluate_models(
     timings["total_s"] = round(time.perf_counter() - t0, 3)
     if out is not None:
         t = time.perf_counter()
-        report.write_report(out, result)
+        report.write_report(out, result, overwrite=overwrite)
         # Timed around the write, so it reaches the returned result but not metrics.json.
         timings["write_s"] = round(time.perf_counter() - t, 3)
     return result

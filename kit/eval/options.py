@@ -6,7 +6,7 @@ import dataclasses
 
 from kit.errors import UserError
 from kit.eval.requests import REQUEST_MODES
-from kit.generate.sampler import GenerateOptions, SamplerSpec
+from kit.generate.sampler import CONTEXT_TOKENS, GenerateOptions, SamplerSpec
 from kit.options import option
 
 
@@ -48,7 +48,12 @@ class EvalOptions:
         choices=REQUEST_MODES,
     )
     sampler: SamplerSpec = dataclasses.field(default_factory=SamplerSpec)
-    max_new_tokens: int = option(GenerateOptions.max_new_tokens, "longest review, in tokens", minimum=1)
+    max_new_tokens: int = option(
+        GenerateOptions.max_new_tokens,
+        f"longest review, in tokens (at most {CONTEXT_TOKENS} minus the prompt)",
+        minimum=1,
+        maximum=CONTEXT_TOKENS - 1,
+    )
     batch_size: int = option(16, "requests per batch", minimum=1)
     n_resamples: int = option(1000, "bootstrap resamples", flag="bootstrap", minimum=1)
     top_rubrics: int = option(5, "rubric slices to report", minimum=0)
@@ -64,6 +69,11 @@ class EvalOptions:
             raise UserError(
                 "--batch-size, --bootstrap and --max-new-tokens must be positive integers. "
                 f"Received: {self.batch_size}, {self.n_resamples}, {self.max_new_tokens}"
+            )
+        if self.max_new_tokens >= CONTEXT_TOKENS:
+            raise UserError(
+                f"--max-new-tokens must be from 1 to {CONTEXT_TOKENS - 1} (the context is {CONTEXT_TOKENS} tokens, "
+                f"prompt included). Received: {self.max_new_tokens}"
             )
         if self.top_rubrics < 0:
             raise UserError(f"--top-rubrics must be ≥ 0. Received: top_rubrics={self.top_rubrics}")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kit.atomic import atomic_dir, write_json, write_text
+from kit.atomic import OutputKind, output_dir, write_json, write_text
 from kit.eval.comparator import comparator_export
 from kit.eval.rows import headline_rows, interval_cell, win_rate_rows
 from kit.eval.scoring import HEADLINE, HUMAN
@@ -35,6 +35,8 @@ METRICS_JSON = "metrics.json"
 SAMPLES_JSONL = "samples.jsonl"
 REPORT_MD = "report.md"
 COMPARATOR_DIR = "llm_comparator"
+# A report dir; one from before the kit's marker is known by its metrics.json and samples.jsonl.
+REPORT = OutputKind("report", "kit evaluate", legacy=(METRICS_JSON, SAMPLES_JSONL))
 # Per-sample scores kept in samples.jsonl (the rest are in metrics.json only).
 SAMPLE_KEYS = (
     "rating_predicted",
@@ -205,12 +207,16 @@ def render_markdown(result: Mapping, *, examples: int = 5) -> str:
     return "\n".join(parts)
 
 
-def write_report(out: str | Path, result: Mapping) -> Path:
-    """Write the whole report dir atomically: a killed run leaves the old report or none, never half."""
+def write_report(out: str | Path, result: Mapping, *, overwrite: bool = False) -> Path:
+    """Write the whole report dir atomically: a killed or failed run leaves the old report or none, never half.
+
+    `out` must be new, empty, or (with `overwrite`) an earlier report, which
+    is replaced whole, its `votes.json` included (`kit.atomic.output_dir`).
+    """
     out = Path(out)
     metrics = {k: v for k, v in result.items() if k != "samples"}
     order = result["columns_order"]
-    with atomic_dir(out) as tmp:
+    with output_dir(out, REPORT, overwrite=overwrite) as tmp:
         write_json(tmp / METRICS_JSON, _clean(metrics))
         lines = (json.dumps(_clean(r), ensure_ascii=False, sort_keys=False) for r in result["samples"])
         write_text(tmp / SAMPLES_JSONL, "\n".join(lines) + "\n")

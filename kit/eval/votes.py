@@ -11,6 +11,7 @@ from kit.atomic import write_json
 from kit.errors import UserError
 
 VOTES_JSON = "votes.json"
+VOTES_SCHEMA = "kit.votes/1"
 VOTE_CHOICES = ("A", "B", "tie", "both bad")
 _VOTES_LOCK = threading.Lock()
 
@@ -40,8 +41,13 @@ def read_votes(report_dir: str | Path) -> dict[str, dict]:
 def save_vote(report_dir: str | Path, sample_id: int, a: str, b: str, choice: str | None) -> dict[str, dict]:
     """Record (or with `choice=None` clear) a preference between columns `a` and `b` on one sample.
 
-    The whole `votes.json` is rewritten atomically under a process-wide lock,
-    so concurrent voters never lose each other's votes or leave half a file.
+    Votes accumulate: the whole `votes.json` is read, updated and rewritten
+    atomically under a process-wide lock, so concurrent voters never lose each
+    other's votes or leave half a file. A `votes.json` the kit did not write
+    (not JSON, or another schema) is never replaced: saving is refused.
+
+    Raises:
+        UserError: a bad choice, or a `votes.json` that is not the kit's.
 
     Example:
         >>> import tempfile
@@ -55,6 +61,7 @@ def save_vote(report_dir: str | Path, sample_id: int, a: str, b: str, choice: st
         raise UserError(f"A vote must be one of {', '.join(VOTE_CHOICES)}. Received: choice={choice!r}")
     key = vote_key(sample_id, a, b)
     with _VOTES_LOCK:
+        _check_votes_file(Path(report_dir) / VOTES_JSON)
         votes = read_votes(report_dir)
         if choice is None:
             votes.pop(key, None)
@@ -66,5 +73,19 @@ def save_vote(report_dir: str | Path, sample_id: int, a: str, b: str, choice: st
                 "choice": choice,
                 "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             }
-        write_json(Path(report_dir) / VOTES_JSON, {"schema": "kit.votes/1", "votes": votes})
+        write_json(Path(report_dir) / VOTES_JSON, {"schema": VOTES_SCHEMA, "votes": votes})
     return votes
+
+
+def _check_votes_file(file: Path) -> None:
+    if not file.exists():
+        return
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+        ours = isinstance(data, dict) and data.get("schema") == VOTES_SCHEMA and isinstance(data.get("votes"), dict)
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+        ours = False
+    if not ours:
+        raise UserError(
+            f"{file} is not a votes file the kit wrote (schema {VOTES_SCHEMA}); move it elsewhere to record votes here."
+        )

@@ -33,9 +33,9 @@ from kit.data.prompt import END_OF_TURN, extract_response
 from kit.data.tskv import unescape
 from kit.errors import UserError
 from kit.generate.request import Request
-from kit.generate.sampler import GenerateOptions, SamplerSpec
+from kit.generate.sampler import CONTEXT_TOKENS, GenerateOptions, SamplerSpec
 
-LENGTH_BUCKETS = (128, 256, 512, 1024, 2048, 4096)
+LENGTH_BUCKETS = (128, 256, 512, 1024, 2048, CONTEXT_TOKENS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,6 +127,7 @@ class Generator:
         if max_new_tokens < 1:
             raise UserError(f"max_new_tokens must be ≥ 1. Received: max_new_tokens={max_new_tokens}")
         encoded = [[self.encoder.bos_id, *self.encoder.sp.encode(p)] for p in prompts]
+        check_room(max((len(ids) for ids in encoded), default=0), max_new_tokens, self.length_buckets[-1])
         rows = [(i, ids) for i, ids in enumerate(encoded) for _ in range(n)]
         out: list[list[Sample]] = [[] for _ in prompts]
         for b, start in enumerate(range(0, len(rows), self.batch_size)):
@@ -203,6 +204,31 @@ def enable_compile_cache(path: str | None = None) -> str | None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return path
+
+
+def check_room(prompt_tokens: int, max_new_tokens: int, context: int = CONTEXT_TOKENS) -> None:
+    """Refuse a `max_new_tokens` that does not fit in `context` after the longest prompt (before generating).
+
+    Raises:
+        UserError: naming the value and the allowed range.
+
+    Example:
+        >>> check_room(96, 4001)
+        Traceback (most recent call last):
+        ...
+        kit.errors.UserError: --max-new-tokens 4001 does not fit: the longest prompt takes 96 of the 4096-token context, so the allowed range is 1 to 4000.
+    """
+    room = context - prompt_tokens
+    if prompt_tokens and max_new_tokens > room:
+        if room < 1:
+            raise UserError(
+                f"The prompt is {prompt_tokens} tokens, the whole {context}-token context; shorten the name, "
+                "address or keywords."
+            )
+        raise UserError(
+            f"--max-new-tokens {max_new_tokens} does not fit: the longest prompt takes {prompt_tokens} of the "
+            f"{context}-token context, so the allowed range is 1 to {room}."
+        )
 
 
 def pick_length(buckets: Sequence[int], prompt_tokens: int, max_new_tokens: int) -> int:

@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from kit.atomic import write_text
+from kit.atomic import check_output_file, write_text
 from kit.errors import DataError, UserError
 from kit.generate.generator import Sample
 from kit.generate.request import Request
@@ -71,8 +71,10 @@ def response_records(requests: Sequence[Request], results: Sequence[Sequence[Sam
     ]
 
 
-def write_responses(path: str | Path, records: Sequence[Mapping], meta: Mapping) -> None:
+def write_responses(path: str | Path, records: Sequence[Mapping], meta: Mapping, *, overwrite: bool = False) -> None:
     """Write `records` as JSONL, each line carrying `meta` too (model, sampler, limits); atomically.
+
+    An existing file at `path` is replaced only with `overwrite` (`kit.atomic.check_output_file`).
 
     Example:
         >>> import tempfile, pathlib
@@ -81,4 +83,5 @@ def write_responses(path: str | Path, records: Sequence[Mapping], meta: Mapping)
         >>> out.read_text(encoding="utf-8")
         '{"request": {"rating": 5}, "samples": [], "model": "m"}\\n'
     """
+    check_output_file(path, overwrite=overwrite)
     write_text(path, "".join(json.dumps({**rec, **meta}, ensure_ascii=False) + "\n" for rec in records))

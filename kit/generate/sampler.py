@@ -16,6 +16,9 @@ from kit.errors import UserError
 from kit.options import check_minimums, option
 
 SAMPLERS = ("greedy", "top_k", "top_p", "beam", "contrastive", "random")
+# The longest prompt + review the kit generates, in tokens (the largest length it compiles,
+# half of Gemma 2's 8,192-token context): a review can be at most this minus its prompt.
+CONTEXT_TOKENS = 4096
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -104,7 +107,12 @@ class GenerateOptions:
     """
 
     n: int = option(1, "reviews per request", minimum=1)
-    max_new_tokens: int = option(192, "length limit of one review, in tokens", minimum=1)
+    max_new_tokens: int = option(
+        192,
+        f"length limit of one review, in tokens (at most {CONTEXT_TOKENS} minus the prompt)",
+        minimum=1,
+        maximum=CONTEXT_TOKENS - 1,
+    )
     batch_size: int = option(8, "rows per compiled batch", minimum=1)
 
     def __post_init__(self):

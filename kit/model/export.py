@@ -26,7 +26,7 @@
   by sqrt(d), so norm scales and embeddings copy over unchanged. Reading a
   LoRA-wrapped layer's `.kernel` gives the merged kernel.
 
-Outputs are written through `atomic_dir`; `--push` uploads to the Hugging Face
+Outputs are written through `kit.atomic.output_dir` (never over a run or a foreign dir); `--push` uploads to the Hugging Face
 Hub (`huggingface_hub.upload_folder`, or `keras_hub.upload_preset` for a
 keras export) or Kaggle Models (`keras_hub.upload_preset`), with the
 credentials `kit.model.load_credentials` reads.
@@ -44,22 +44,28 @@ from typing import Any
 import numpy as np
 
 import kit  # noqa: F401
-from kit.atomic import atomic_dir, write_json
+from kit.atomic import MARKER, OutputKind, check_output_dir, output_dir, write_json
 from kit.errors import UserError
+from kit.runs import RUN  # noqa: F401  (registers the run kind, so `--out runs/X` is named as a run)
 
 EXPORT_INFO = "kit_export.json"
 SHARD_BYTES = 4 * 1024**3
 FORMATS = ("keras", "hf")
+# An export dir; one from before the kit's marker is known by its kit_export.json.
+EXPORT = OutputKind("export", "kit export", legacy=(EXPORT_INFO,))
 
 
-def export_run(run: str | Path, to: str, out: str | Path, *, dtype: str | None = None) -> dict:
+def export_run(run: str | Path, to: str, out: str | Path, *, dtype: str | None = None, overwrite: bool = False) -> dict:
     """Export the model of `run` (base + adapter, merged) to `out` in format `to`.
 
     Args:
         run: Run dir, e.g. `runs/tiny-lora`.
         to: `keras` (merged KerasHub preset) or `hf` (transformers Gemma 2 checkpoint).
-        out: Output directory (replaced atomically).
+        out: Output directory: a new or empty one, or (with `overwrite`) an
+            earlier export, replaced atomically. A run dir, any other
+            non-empty directory and a file are refused before the model loads.
         dtype: Weights dtype of the export (default: the run's).
+        overwrite: Replace an earlier export at `out`.
 
     Returns:
         What was written (also saved as `kit_export.json` in `out`).
@@ -73,6 +79,7 @@ def export_run(run: str | Path, to: str, out: str | Path, *, dtype: str | None =
     if to not in FORMATS:
         raise UserError(f"--to must be one of {', '.join(FORMATS)}. Received: --to={to!r}")
     info_run = RunInfo.read(run)
+    check_output_dir(out, EXPORT, overwrite=overwrite)
     lm = load_run(run, dtype=dtype)
     info = {
         "format": to,
@@ -86,7 +93,7 @@ def export_run(run: str | Path, to: str, out: str | Path, *, dtype: str | None =
         "dtype": lm.backbone.dtype_policy.name if hasattr(lm.backbone, "dtype_policy") else dtype,
         "parameters": int(sum(np.prod(v.shape) for v in lm.backbone.weights if "lora_kernel" not in v.path)),
     }
-    with atomic_dir(out) as tmp:
+    with output_dir(out, EXPORT, overwrite=overwrite) as tmp:
         if to == "keras":
             lm.save_to_preset(str(tmp))
         else:
@@ -315,7 +322,9 @@ def push(folder: str | Path, target: str, *, fmt: str) -> str:
 
             api, repo = HfApi(), target.removeprefix("hf://")
             api.create_repo(repo, exist_ok=True, private=True)
-            api.upload_folder(repo_id=repo, folder_path=str(folder), commit_message="kit export (Gemma 2)")
+            api.upload_folder(
+                repo_id=repo, folder_path=str(folder), commit_message="kit export (Gemma 2)", ignore_patterns=[MARKER]
+            )
         else:
             import keras_hub
 

@@ -33,12 +33,15 @@ import keras_hub
 import numpy as np
 
 import kit  # noqa: F401
+from kit.atomic import OutputKind
 from kit.data.batching import Encoder
 from kit.data.prompt import END_OF_TURN, START_OF_TURN
 from kit.errors import UserError
 from kit.options import option
 
 TINY_INFO = "tiny_base.json"
+# `kit tiny`'s preset dir; one from before the kit's marker is known by its tiny_base.json and config.json.
+TINY_BASE = OutputKind("tiny base", "kit tiny", legacy=(TINY_INFO, "config.json"))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

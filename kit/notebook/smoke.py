@@ -47,6 +47,7 @@ def smoke_overrides(*, steps: int = 4, max_train_rows: int = 256, max_val_rows: 
         "train.grad_accum=1",
         "train.warmup_steps=1",
         "train.eval_every=0",
+        "train.patience=0",  # no evaluations to stop early on (kit.config refuses patience without them)
         "train.checkpoint_every=0",
         "train.log_every=1",
         "distribution.mode=auto",

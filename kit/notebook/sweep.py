@@ -27,6 +27,7 @@ from typing import Any
 
 import pandas as pd
 
+from kit.atomic import write_text
 from kit.config import Config, load_config
 from kit.errors import UserError
 
@@ -195,10 +196,12 @@ def config_toml(cfg: Config, header: str = "") -> str:
 
 
 def write_config(cfg: Config, path: str | Path, header: str = "") -> Path:
-    """Write `config_toml(cfg, header)` to `path` (parents created); returns the path."""
+    """Write `config_toml(cfg, header)` to `path` (parents created, atomically); returns the path.
+
+    The notebook that calls it rewrites its own `best.toml` on every run, so an existing file is replaced.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(config_toml(cfg, header), encoding="utf-8")
+    write_text(path, config_toml(cfg, header))  # atomic: a failed write keeps the previous config
     return path
 
 

@@ -21,7 +21,7 @@ import time
 import keras
 
 import kit  # noqa: F401
-from kit.atomic import write_text
+from kit.atomic import check_output_dir, mark_output, write_text
 from kit.config import Config
 from kit.data.batching import Encoder, choose_buckets, has_target, length_report, plan_batches
 from kit.data.rating_mix import mix_by_rating, rating_shares
@@ -29,7 +29,7 @@ from kit.errors import UserError
 from kit.model.distribution import setup_distribution
 from kit.model.loader import load_causal_lm, resolve_dtype
 from kit.model.lora import enable_lora, parameter_counts, save_adapter
-from kit.runs import DataInfo, LoraInfo, RunInfo, RunPaths, run_dir
+from kit.runs import RUN, DataInfo, LoraInfo, RunInfo, RunPaths, run_dir
 from kit.train.checkpoint import LoopState, load_checkpoint, save_checkpoint
 from kit.train.loop import Engine, LoopOptions, TrainingDiverged
 from kit.train.optim import make_optimizer
@@ -85,19 +85,28 @@ def _dataset_fingerprint(cfg: Config) -> str | None:
         return None
 
 
-def _prepare_run_dir(paths: RunPaths, *, resume: bool, overwrite: bool) -> None:
+def _prepare_run_dir(paths: RunPaths, *, resume: bool, overwrite: bool) -> bool:
+    """Check the run dir before anything loads; True when an earlier run of the kit's will be replaced."""
     if resume:
         if paths.latest_checkpoint() is None:
             raise UserError(f"--resume: no checkpoint in {paths.checkpoints}. Start without --resume.")
-        return
-    if paths.root.exists() and any(paths.root.iterdir()):
-        if not overwrite:
-            raise UserError(
-                f"Run dir {paths.root} already exists. Pass --resume to continue it, --overwrite to replace it, "
-                "or --set run.name=<new name>."
-            )
+        return False
+    # The kit's one output rule: only a run of the kit's own is replaced, and only with --overwrite.
+    return check_output_dir(
+        paths.root,
+        RUN,
+        overwrite=overwrite,
+        option="run name (--set run.name=<new name>)",
+        also="--resume to continue it, ",
+    )
+
+
+def _start_run_dir(paths: RunPaths, *, replace: bool) -> None:
+    """Make the (marked) run dir once the base model has loaded, so a preset typo never costs an earlier run."""
+    if replace:
         shutil.rmtree(paths.root)
     paths.root.mkdir(parents=True, exist_ok=True)
+    mark_output(paths.root, RUN)
 
 
 def _check_same_config(paths: RunPaths, cfg: Config) -> None:
@@ -158,12 +167,14 @@ def finetune(
     """
     t0 = time.perf_counter()
     paths = run_dir(cfg.run.out_dir, cfg.run.name)
-    _prepare_run_dir(paths, resume=resume, overwrite=overwrite)
+    replace = _prepare_run_dir(paths, resume=resume, overwrite=overwrite)
     distribution, dist_text = setup_distribution(
         cfg.distribution.mode, cfg.distribution.mesh, batch_size=cfg.train.batch_size
     )
     dtype = resolve_dtype(cfg.model.dtype)
     lm = _load_base(cfg, paths, dtype)
+    if not resume:
+        _start_run_dir(paths, replace=replace)
     info = RunInfo(
         name=cfg.run.name,
         preset=cfg.model.preset,
@@ -200,13 +211,9 @@ def finetune(
 
 
 def _load_base(cfg: Config, paths: RunPaths, dtype: str):
-    """The base preset; a run that never started (offline, no licence) leaves no empty dir behind."""
-    try:
-        return load_causal_lm(cfg.model.preset, dtype=dtype)
-    except BaseException:
-        if paths.root.is_dir() and not any(paths.root.iterdir()):
-            paths.root.rmdir()
-        raise
+    """The base preset. It loads before the run dir is made, so a run that never started (offline, no
+    licence, a typo in model.preset) leaves nothing behind and an earlier run it would replace is kept."""
+    return load_causal_lm(cfg.model.preset, dtype=dtype)
 
 
 def _splits_or_none(cfg: Config, dataset):

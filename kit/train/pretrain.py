@@ -15,12 +15,12 @@ from pathlib import Path
 import keras_hub
 
 import kit  # noqa: F401
-from kit.atomic import atomic_dir, write_json
+from kit.atomic import check_output_dir, output_dir, write_json
 from kit.data.batching import Encoder, plan_batches
 from kit.data.pages import pretraining_documents
 from kit.errors import UserError
 from kit.model.lora import parameter_counts
-from kit.model.tiny import TINY_INFO, TinySpec, build_tiny_lm, train_tokenizer
+from kit.model.tiny import TINY_BASE, TINY_INFO, TinySpec, build_tiny_lm, train_tokenizer
 from kit.train.loop import Engine, LoopOptions
 from kit.train.optim import make_optimizer
 
@@ -103,15 +103,23 @@ def pretraining_texts(split, spec: TinySpec = TinySpec()) -> list[str]:
 
 
 def make_tiny_base(
-    data_dir: str | Path, out: str | Path, spec: TinySpec = TinySpec(), *, progress: bool = True
+    data_dir: str | Path,
+    out: str | Path,
+    spec: TinySpec = TinySpec(),
+    *,
+    progress: bool = True,
+    overwrite: bool = False,
 ) -> dict:
     """The `kit tiny` stage: prepared dataset -> tokenizer -> pretrained tiny Gemma 2 preset at `out`.
 
     Args:
         data_dir: A prepared dataset dir (`kit data prepare --out`).
-        out: Preset directory to write (replaced atomically), e.g. `models/tiny-base`.
+        out: Preset directory to write, e.g. `models/tiny-base`: a new or empty
+            one, or (with `overwrite`) an earlier `kit tiny` base, replaced
+            atomically. Anything else is refused before any work starts.
         spec: Size and budget.
         progress: Show a progress bar.
+        overwrite: Replace an earlier tiny base at `out`.
 
     Returns:
         The info dict also saved as `<out>/tiny_base.json`.
@@ -122,6 +130,7 @@ def make_tiny_base(
     from kit.data.prepare import load_prepared
 
     start = time.perf_counter()
+    check_output_dir(out, TINY_BASE, overwrite=overwrite)
     dd = load_prepared(data_dir)
     train_texts = list(dd["train"]["text"])
     # Prompts only shape the vocabulary; the model never trains on them.
@@ -141,7 +150,7 @@ def make_tiny_base(
         "pretraining": stats,
         "total_seconds": round(time.perf_counter() - start, 1),
     }
-    with atomic_dir(out) as tmp:
+    with output_dir(out, TINY_BASE, overwrite=overwrite) as tmp:
         lm.save_to_preset(str(tmp))
         write_json(Path(tmp) / TINY_INFO, info)
     return info
