@@ -232,8 +232,17 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from kit.model.export import export_run, push
 
-    info = export_run(args.run, args.to, args.out, dtype=args.dtype)
-    print(f"Exported {args.run} as a {info['format']} checkpoint to {args.out} ({info['parameters']:,} parameters)")
+    evaluation = None
+    if args.report:  # the report's headline goes into the model card
+        from kit.eval.report import headline_table, read_metrics
+
+        result = read_metrics(args.report)
+        n = (result.get("requests") or {}).get("n", "?")
+        label = " on the SYNTHETIC sample" if result.get("synthetic") else ""
+        evaluation = f"`kit evaluate`, {n} requests{label}, 95 % bootstrap intervals:\n\n{headline_table(result)}"
+    info = export_run(args.run, args.to, args.out, dtype=args.dtype, base_model=args.base_model, evaluation=evaluation)
+    what = "a PEFT LoRA adapter" if info["format"] == "peft" else f"a {info['format']} checkpoint"
+    print(f"Exported {args.run} as {what} to {args.out} ({info['parameters']:,} parameters in the model)")
     if args.push:
         url = push(args.out, args.push, fmt=args.to)
         print(f"Pushed {args.out} to {url}")
@@ -272,10 +281,28 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=_cmd_generate)
 
-    p = sub.add_parser("export", help="export a run as a merged KerasHub preset or a Hugging Face Gemma 2 checkpoint")
+    p = sub.add_parser(
+        "export", help="export a run as a merged KerasHub preset, a Hugging Face Gemma 2 checkpoint or a PEFT adapter"
+    )
     p.add_argument("--run", required=True, help="run dir, e.g. runs/tiny-lora")
     p.add_argument(
-        "--to", required=True, choices=["keras", "hf"], help="keras: merged preset; hf: transformers Gemma 2"
+        "--to",
+        required=True,
+        choices=["keras", "hf", "peft"],
+        help="keras: merged preset; hf: transformers Gemma 2 (merged); peft: the LoRA adapter alone, for the HF base",
+    )
+    p.add_argument(
+        "--base-model",
+        default=None,
+        metavar="REPO_OR_DIR",
+        help="peft: the HF base the adapter names (default: the Hub repo of the run's Gemma preset, "
+        "e.g. google/gemma-2-2b; for a local base, the dir of `kit export --to hf` of the base run)",
+    )
+    p.add_argument(
+        "--report",
+        default=None,
+        metavar="REPORT_DIR",
+        help="hf/peft: put this `kit evaluate` report's headline table into the model card",
     )
     p.add_argument("--out", required=True, help="output directory (replaced atomically)")
     p.add_argument(
@@ -288,7 +315,8 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
         "--push",
         default=None,
         metavar="TARGET",
-        help="also upload: hf://OWNER/REPO (keras or hf export) or kaggle://OWNER/MODEL/keras/VARIANT (keras)",
+        help="also upload (with the model card): hf://OWNER/REPO (any export) or "
+        "kaggle://OWNER/MODEL/keras/VARIANT (keras)",
     )
     p.set_defaults(func=_cmd_export)
 
