@@ -114,14 +114,25 @@ def _cmd_tiny(args: argparse.Namespace) -> int:
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
+    import shlex
+
     from kit.config import load_config
     from kit.train import finetune
 
-    cfg = load_config(args.config, args.set)
-    info = finetune(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+    overrides = [*args.set, *([f"run.out_dir={args.runs_dir}"] if args.runs_dir else [])]
+    cfg = load_config(args.config, overrides)
+    again = ["kit", "finetune", "--config", args.config, *sum((["--set", o] for o in overrides), []), "--resume"]
+    info = finetune(
+        cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet, resume_command=shlex.join(again)
+    )
     m = info.metrics
     where = f"{cfg.run.out_dir}/{cfg.run.name}"
-    if info.adapter:
+    if info.stopped:
+        print(
+            f"Stopped {where} at step {info.stopped['step']}/{info.stopped['total_steps']} on the time budget "
+            f"(train.max_minutes); resume with: {info.stopped['resume']}"
+        )
+    elif info.adapter:
         print(
             f"Fine-tuned {where} ({info.status}): val loss {m.get('initial_val_loss', float('nan')):.4f} "
             f"-> {m.get('val_loss', float('nan')):.4f} on review tokens in {info.timings['train_s']:.0f} s"
@@ -150,6 +161,12 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
         default=[],
         metavar="SECTION.KEY=VALUE",
         help="override a config value (repeatable), e.g. --set lora.rank=4",
+    )
+    p.add_argument(
+        "--runs-dir",
+        default=None,
+        metavar="DIR",
+        help="parent dir of run dirs (sets run.out_dir), e.g. /kaggle/working/runs or a Google Drive folder",
     )
     p.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run dir of the same name")
