@@ -363,7 +363,7 @@ def test_auto_resume_continues_or_leaves_a_finished_run_and_starting_over_needs_
         __import__("shutil").rmtree(ckpt[1])
     again = finetune(done, resume="auto", progress=False)  # finished: nothing to train, nothing replaced
     assert again.status == "completed" and paths.adapter.stat().st_mtime_ns == mtime
-    assert "already finished" in capsys.readouterr().out
+    assert "is already finished (completed): nothing to resume" in capsys.readouterr().out
     (paths.root / "run.json").write_text(json.dumps({**json.loads(paths.run_json.read_text()), "status": "running"}))
     with pytest.raises(UserError, match="no checkpoint to resume from. Pass overwrite=True"):
         finetune(done, resume="auto", progress=False)

@@ -106,8 +106,10 @@ def _prepare_run_dir(paths: RunPaths, *, resume: bool | str, overwrite: bool) ->
     if resume == "auto":
         if paths.latest_checkpoint() is not None:
             return "resume"
-        if paths.run_json.is_file() and paths.adapter.is_file() and RunInfo.read(paths.root).status in FINISHED:
-            return "finished"
+        if paths.run_json.is_file():
+            status = RunInfo.read(paths.root).status
+            if status == "base" or (status in FINISHED and paths.adapter.is_file()):
+                return "finished"
         if paths.root.exists() and any(paths.root.iterdir()):
             raise UserError(
                 f"Run dir {paths.root} exists but has no checkpoint to resume from. Pass overwrite=True "
@@ -198,10 +200,8 @@ def finetune(
     if mode == "finished":
         _check_same_config(paths, cfg)
         done = RunInfo.read(paths.root)
-        print(
-            f"{paths.root} already finished ({done.status}, {done.metrics.get('steps')} steps): nothing to resume. "
-            "Pass overwrite=True (--overwrite) to train it again."
-        )
+        what = "registered (a base model)" if done.status == "base" else f"finished ({done.status})"
+        print(f"{paths.root} is already {what}: nothing to resume. Pass overwrite=True (--overwrite) to start it over.")
         return done
     resume = mode == "resume"
     distribution, dist_text = setup_distribution(
