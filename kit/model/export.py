@@ -53,7 +53,6 @@ import numpy as np
 import kit  # noqa: F401
 from kit.atomic import atomic_dir, write_json
 from kit.errors import UserError
-from kit.model.card import GEMMA_CHAT_TEMPLATE, card_text, write_card
 
 EXPORT_INFO = "kit_export.json"
 SHARD_BYTES = 4 * 1024**3
@@ -88,6 +87,7 @@ def export_run(
     Example:
         >>> export_run("runs/tiny-lora", "hf", "exports/tiny-lora-hf")  # doctest: +SKIP
     """
+    from kit.model.card import card_text, write_card
     from kit.model.loader import load_run
     from kit.model.peft_export import hf_base_model, write_peft_adapter
     from kit.runs import RunInfo
@@ -391,6 +391,8 @@ def push(folder: str | Path, target: str, *, fmt: str) -> str:
 
 def _tokenizer_files(proto: bytes) -> tuple[dict, dict, list[int]]:
     import sentencepiece as spm
+
+    from kit.model.card import GEMMA_CHAT_TEMPLATE
 
     sp = spm.SentencePieceProcessor(model_proto=proto)
     specials = [
