@@ -279,3 +279,24 @@ def test_peft_push_offline_is_one_line(micro_run, tmp_path, monkeypatch, capsys)
     err = capsys.readouterr().err
     assert code == 2 and (out / "adapter_model.safetensors").is_file() and (out / "README.md").is_file()
     assert err.count("\n") == 1 and "no network connection to huggingface.co" in err
+
+
+def test_hf_repo_in_the_hub_cache_loads_offline(micro_run, run_logits, tmp_path, monkeypatch):
+    """hf://me/micro with no network: the loader finds the Hub cache's snapshot (here: the kit's HF export)."""
+    import huggingface_hub.constants
+
+    cache = tmp_path / "hub"
+    commit = "0" * 40
+    export_run(micro_run, "hf", cache / "models--me--micro" / "snapshots" / commit)
+    (cache / "models--me--micro" / "refs").mkdir()
+    (cache / "models--me--micro" / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", offline)
+    lm = load_causal_lm("hf://me/micro", dtype="float32")
+    assert np.abs(logits(lm) - run_logits).max() < 1e-5
+    with pytest.raises(UserError, match="no copy in the Hugging Face cache"):
+        load_causal_lm("hf://me/other")

@@ -8,6 +8,7 @@ temporary WORK dir, so the tests start from a clean clone. Measured on a busy
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -86,7 +87,17 @@ def test_sweep_notebook(work):
     assert len(list((work / "sweep").iterdir())) == 4
 
 
-def test_full_notebook_run_twice_resumes_from_the_first_runs_checkpoint(work):
+def test_full_notebook_run_twice_resumes_from_the_first_runs_checkpoint(work, tmp_path, monkeypatch):
+    # A stand-in for the `tensorboard` package (Kaggle and Colab ship the real one): its IPython
+    # extension records what `%tensorboard` was asked to show.
+    fake = tmp_path / "fake" / "tensorboard"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(
+        "def load_ipython_extension(ipython):\n"
+        "    ipython.register_magic_function(lambda line: print('tensorboard magic:', line), 'line', 'tensorboard')\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(fake.parent), os.environ.get("PYTHONPATH", "")]))
+
     # 1st session: a time budget shorter than loading the model stops the fine-tune after its first step
     nb = _run("3_finetune_full.ipynb", work, MAX_MINUTES=1e-6)
     text = _text(nb)
@@ -95,6 +106,7 @@ def test_full_notebook_run_twice_resumes_from_the_first_runs_checkpoint(work):
     run = work / "full-lora"
     assert json.loads((run / "run.json").read_text())["stopped"]["checkpoint"] == "checkpoints/step_000001"
     assert "TensorBoard logs:" in text and "events.out.tfevents." in text
+    assert f"tensorboard magic: --logdir {run / 'tensorboard'}" in text
 
     # 2nd session, same parameters but no budget: it resumes from that checkpoint, not from step 0
     nb = _run("3_finetune_full.ipynb", work)
@@ -156,29 +168,60 @@ def test_outside_a_clone_without_a_url_the_notebook_stops_with_one_line(tmp_path
     ]
 
 
-def test_setup_cell_clones_repo_url_and_reports_the_hardware(tmp_path):
-    """Outside a clone with REPO_URL set, the setup cell clones the kit, imports it and shows the hardware."""
+def _kit_copy(dest: Path) -> Path:
+    """The kit's package and pyproject.toml in `dest`: what a clone or a Kaggle dataset of the repo holds."""
     import shutil
+
+    root = NOTEBOOKS.parent
+    shutil.copytree(root / "kit", dest / "kit", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(root / "pyproject.toml", dest / "pyproject.toml")
+    return dest
+
+
+def _run_setup_cell(cwd: Path, repo_url: str, **env_extra) -> str:
+    """Run the notebooks' setup cell in a fresh interpreter whose only `kit` is the one the cell finds."""
+    import os
     import subprocess
     import sys
 
-    root = NOTEBOOKS.parent
-    origin = tmp_path / "origin"
-    shutil.copytree(root / "kit", origin / "kit", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(root / "pyproject.toml", origin / "pyproject.toml")
+    code = f"REPO_URL = {repo_url!r}\n" + _setup_source() + "\nprint('ENV', ENV.platform, kit.notebook.env.__file__)"
+    code = code.replace("ENV = setup()", "ENV = setup()\nimport kit.notebook.env")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=300, env={**env, **env_extra}
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "JAX " in proc.stdout and "host: " in proc.stdout  # the hardware it found
+    assert "packages: all installed" in proc.stdout  # nothing missing here: nothing installed
+    return proc.stdout
+
+
+def test_setup_cell_clones_repo_url_and_reports_the_hardware(tmp_path):
+    """Outside a clone with REPO_URL set (Colab), the setup cell clones the kit, imports it and shows the hardware."""
+    import subprocess
+
+    origin = _kit_copy(tmp_path / "origin")
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"]
     for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "kit"]):
         subprocess.run([*git, *cmd], cwd=origin, check=True)
-    work = tmp_path / "colab"
+    work = tmp_path / "content"
     work.mkdir()
-    code = f"REPO_URL = {f'file://{origin}'!r}\n" + _setup_source() + "\nprint('ENV', ENV.platform)"
-    env = {k: v for k, v in __import__("os").environ.items() if k != "PYTHONPATH"}  # only the clone provides kit
-    proc = subprocess.run([sys.executable, "-c", code], cwd=work, capture_output=True, text=True, timeout=300, env=env)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = _run_setup_cell(work, f"file://{origin}", KAGGLE_CACHE_MOUNT_FOLDER=str(tmp_path / "no-input"))
     assert (work / "geo-reviews-kit" / "kit" / "__init__.py").is_file()
-    out = proc.stdout
-    assert "kit checkout: geo-reviews-kit" in out and "packages: all installed" in out
-    assert "JAX " in out and "host: " in out and "ENV local" in out
+    assert "kit checkout: geo-reviews-kit" in out
+    assert f"ENV local {work / 'geo-reviews-kit' / 'kit'}" in out
+
+
+def test_setup_cell_uses_a_copy_of_the_repo_attached_as_a_kaggle_dataset(tmp_path):
+    """On Kaggle the repo may be a (read-only) dataset under /kaggle/input: the cell works on a copy of it."""
+    inputs = tmp_path / "input"
+    _kit_copy(inputs / "geo-reviews-kit-repo")
+    work = tmp_path / "working"
+    work.mkdir()
+    out = _run_setup_cell(work, "", KAGGLE_CACHE_MOUNT_FOLDER=str(inputs), KAGGLE_KERNEL_RUN_TYPE="Interactive")
+    assert (work / "geo-reviews-kit" / "kit" / "__init__.py").is_file()
+    assert "environment: kaggle / cpu" in out
+    assert f"ENV kaggle {work / 'geo-reviews-kit' / 'kit'}" in out  # the copy, not the read-only dataset
 
 
 def test_saved_notebooks_carry_no_path_of_the_machine_that_ran_them():
