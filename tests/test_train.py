@@ -368,3 +368,28 @@ def test_auto_resume_continues_or_leaves_a_finished_run_and_starting_over_needs_
     with pytest.raises(UserError, match="no checkpoint to resume from. Pass overwrite=True"):
         finetune(done, resume="auto", progress=False)
     assert finetune(done, resume="auto", overwrite=True, progress=False).metrics["steps"] == 8
+
+
+def test_time_budget_ends_the_call_before_it_runs_out(tmp_path, tiny_preset, tiny_prepared, monkeypatch, capsys):
+    """A run far longer than its budget: the estimate says so after 5 steps, and the call returns in time."""
+    monkeypatch.setenv("KIT_STEP_DELAY", "0.4")  # each step takes at least 0.4 s
+    budget_s = 45.0
+    # one bucket, no accumulation, no evaluation until the end: one compilation, so the estimate
+    # is not dominated by it (on a real run, compiling is seconds of a budget of hours)
+    fast = {"data.buckets": "[64]", "train.grad_accum": 1, "train.eval_every": 0}
+    cfg = _micro_cfg(
+        tmp_path,
+        tiny_preset,
+        tiny_prepared,
+        "long",
+        **{**fast, "train.steps": 500, "train.max_minutes": budget_s / 60},
+    )
+    t0 = time.perf_counter()
+    info = finetune(cfg, progress=False)
+    elapsed = time.perf_counter() - t0
+    assert info.status == "stopped_on_budget" and 5 < info.metrics["steps"] < 500, info.timings
+    assert elapsed < budget_s, elapsed  # the checkpoint, adapter and run.json are all written within the budget
+    out = capsys.readouterr().out
+    assert "the remaining 495 steps need" in out and "the run will stop after about step" in out
+    assert info.timings["budget_estimate"]["fits"] is False
+    assert RunPaths(tmp_path / "runs" / "long").latest_checkpoint().name == f"step_{info.metrics['steps']:06d}"

@@ -299,8 +299,9 @@ class Engine:
                 break
             if o.deadline is not None and state.step < o.total_steps:
                 # What the next step costs, its evaluation if it has one, and a checkpoint
-                # (measured, else guessed as one step) must all fit before the deadline.
-                need = BUDGET_MARGIN * typical_step_s(step_times) + (checkpoint_s or typical_step_s(step_times))
+                # (measured, else guessed as half a step) must all fit before the deadline.
+                typical = typical_step_s(step_times)
+                need = BUDGET_MARGIN * typical + (checkpoint_s or typical / 2)
                 if val and self._evaluates(state.step + 1, o):
                     need += BUDGET_MARGIN * eval_s
                 if time.perf_counter() + need > o.deadline:
