@@ -125,14 +125,25 @@ def _cmd_tiny(args: argparse.Namespace) -> int:
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
+    import shlex
+
     from kit.config import load_config
     from kit.train import finetune
 
-    cfg = load_config(args.config, args.set)
-    info = finetune(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+    overrides = [*args.set, *([f"run.out_dir={args.runs_dir}"] if args.runs_dir else [])]
+    cfg = load_config(args.config, overrides)
+    again = ["kit", "finetune", "--config", args.config, *sum((["--set", o] for o in overrides), []), "--resume"]
+    info = finetune(
+        cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet, resume_command=shlex.join(again)
+    )
     m = info.metrics
     where = f"{cfg.run.out_dir}/{cfg.run.name}"
-    if info.adapter:
+    if info.stopped:
+        print(
+            f"Stopped {where} at step {info.stopped['step']}/{info.stopped['total_steps']} on the time budget "
+            f"(train.max_minutes); resume with: {info.stopped['resume']}"
+        )
+    elif info.adapter:
         print(
             f"Fine-tuned {where} ({info.status}): val loss {m.get('initial_val_loss', float('nan')):.4f} "
             f"-> {m.get('val_loss', float('nan')):.4f} on review tokens in {info.timings['train_s']:.0f} s"
@@ -162,6 +173,12 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
         default=[],
         metavar="SECTION.KEY=VALUE",
         help="override a config value (repeatable), e.g. --set lora.rank=4",
+    )
+    p.add_argument(
+        "--runs-dir",
+        default=None,
+        metavar="DIR",
+        help="parent dir of run dirs (sets run.out_dir), e.g. /kaggle/working/runs or a Google Drive folder",
     )
     p.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
     p.add_argument(
@@ -254,8 +271,25 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from kit.model.export import export_run, push
 
-    info = export_run(args.run, args.to, args.out, dtype=args.dtype, overwrite=args.overwrite)
-    print(f"Exported {args.run} as a {info['format']} checkpoint to {args.out} ({info['parameters']:,} parameters)")
+    evaluation = None
+    if args.report:  # the report's headline goes into the model card
+        from kit.eval.report import headline_table, read_metrics
+
+        result = read_metrics(args.report)
+        n = (result.get("requests") or {}).get("n", "?")
+        label = " on the SYNTHETIC sample" if result.get("synthetic") else ""
+        evaluation = f"`kit evaluate`, {n} requests{label}, 95 % bootstrap intervals:\n\n{headline_table(result)}"
+    info = export_run(
+        args.run,
+        args.to,
+        args.out,
+        dtype=args.dtype,
+        base_model=args.base_model,
+        evaluation=evaluation,
+        overwrite=args.overwrite,
+    )
+    what = "a PEFT LoRA adapter" if info["format"] == "peft" else f"a {info['format']} checkpoint"
+    print(f"Exported {args.run} as {what} to {args.out} ({info['parameters']:,} parameters in the model)")
     if args.push:
         url = push(args.out, args.push, fmt=args.to)
         print(f"Pushed {args.out} to {url}")
@@ -295,10 +329,28 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=_cmd_generate)
 
-    p = sub.add_parser("export", help="export a run as a merged KerasHub preset or a Hugging Face Gemma 2 checkpoint")
+    p = sub.add_parser(
+        "export", help="export a run as a merged KerasHub preset, a Hugging Face Gemma 2 checkpoint or a PEFT adapter"
+    )
     p.add_argument("--run", required=True, help="run dir, e.g. runs/tiny-lora")
     p.add_argument(
-        "--to", required=True, choices=["keras", "hf"], help="keras: merged preset; hf: transformers Gemma 2"
+        "--to",
+        required=True,
+        choices=["keras", "hf", "peft"],
+        help="keras: merged preset; hf: transformers Gemma 2 (merged); peft: the LoRA adapter alone, for the HF base",
+    )
+    p.add_argument(
+        "--base-model",
+        default=None,
+        metavar="REPO_OR_DIR",
+        help="peft: the HF base the adapter names (default: the Hub repo of the run's Gemma preset, "
+        "e.g. google/gemma-2-2b; for a local base, the dir of `kit export --to hf` of the base run)",
+    )
+    p.add_argument(
+        "--report",
+        default=None,
+        metavar="REPORT_DIR",
+        help="hf/peft: put this `kit evaluate` report's headline table into the model card",
     )
     p.add_argument("--out", required=True, help="output directory (new or empty; never a run dir)")
     p.add_argument("--overwrite", action="store_true", help=DIR_OVERWRITE_HELP.format(what="export"))
@@ -312,7 +364,8 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
         "--push",
         default=None,
         metavar="TARGET",
-        help="also upload: hf://OWNER/REPO (keras or hf export) or kaggle://OWNER/MODEL/keras/VARIANT (keras)",
+        help="also upload (with the model card): hf://OWNER/REPO (any export) or "
+        "kaggle://OWNER/MODEL/keras/VARIANT (keras)",
     )
     p.set_defaults(func=_cmd_export)
 

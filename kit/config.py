@@ -128,6 +128,11 @@ class TrainConfig:
         keep_last: Checkpoints kept on disk.
         patience: Stop after this many evaluations without improvement (0 = off).
         log_every: Progress-bar/history granularity in optimizer steps.
+        max_minutes: Time budget of one `finetune` call (a Kaggle/Colab
+            session), loading included; 0 = none. Before a step would run
+            past it, the run writes a checkpoint and stops with status
+            `stopped_on_budget`; `--resume` continues it. Every call trains
+            at least one step. Not part of what a resume must keep equal.
     """
 
     batch_size: int = 8
@@ -145,6 +150,7 @@ class TrainConfig:
     keep_last: int = 3
     patience: int = 0
     log_every: int = 1
+    max_minutes: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -371,6 +377,7 @@ def _validate(cfg: Config) -> None:
     _check(0 <= t.min_lr_ratio <= 1, "train.min_lr_ratio", t.min_lr_ratio, "between 0 and 1")
     _check(t.clip_norm >= 0, "train.clip_norm", t.clip_norm, "≥ 0")
     _check(t.weight_decay >= 0, "train.weight_decay", t.weight_decay, "≥ 0")
+    _check(t.max_minutes >= 0, "train.max_minutes", t.max_minutes, "≥ 0 (0 = no time budget)")
     _check(t.steps > 0 or t.epochs > 0, "train.epochs", t.epochs, "> 0 when train.steps is 0")
     _consistent(cfg)
     d = cfg.distribution

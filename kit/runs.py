@@ -141,7 +141,7 @@ class RunInfo:
         name: Run name (the dir name).
         preset: The base model preset it loads.
         dtype: Weights dtype.
-        status: `running`, `finished`, `early_stopped`, `diverged` or `base` (no adapter).
+        status: `running`, `completed`, `early_stopped`, `stopped_on_budget`, `diverged` or `base` (no adapter).
         distribution: The distribution it trained under, in words.
         config: The resolved config (`Config.to_dict()`).
         adapter: The adapter file name inside the run dir, None for a base model.
@@ -152,6 +152,8 @@ class RunInfo:
         metrics: Validation loss and friends.
         timings: Seconds per phase.
         error: Why a run stopped early (divergence).
+        stopped: How a run stopped before its last step and how to go on
+            (the time budget: reason, step, checkpoint, resume command).
 
     Example:
         >>> info = RunInfo(name="tiny-base", preset="models/tiny-base", dtype="float32", status="base")
@@ -173,9 +175,10 @@ class RunInfo:
     metrics: dict = dataclasses.field(default_factory=dict)
     timings: dict = dataclasses.field(default_factory=dict)
     error: str | None = None
+    stopped: dict | None = None
 
     # Optional sections are left out of the file when unset, as before the record existed.
-    _OPTIONAL = ("data", "parameters", "batching", "error")
+    _OPTIONAL = ("data", "parameters", "batching", "error", "stopped")
 
     @property
     def data_dir(self) -> str | None:

@@ -69,6 +69,7 @@ def test_toml_file_and_overrides(tmp_path):
         ({"distribution": {"mode": "model"}}, "distribution.mesh"),
         ({"train": {"batch_size": 0}}, "train.batch_size"),
         ({"lora": 3}, "lora"),
+        ({"train": {"max_minutes": -5}}, "train.max_minutes"),
     ],
 )
 def test_bad_values_name_the_key(raw, needle):

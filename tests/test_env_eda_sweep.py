@@ -192,3 +192,65 @@ def test_metrics_and_samples_tables():
     assert t.columns.tolist() == ["base", "lora", "human"] and t.index.tolist() == ["chrf"]
     s = tables.samples_table(result, chars=50)
     assert s.loc[0, "human"] == "a ⏎ b" and len(s.loc[0, "lora"]) == 50
+
+
+def test_setup_installs_only_what_is_missing_and_shows_the_hardware(monkeypatch, tmp_path, capsys):
+    from kit.notebook import env as envmod
+
+    kaggle_gpu = Environment(platform="kaggle", accelerator="gpu", extra="cuda", hosted=True)
+    local = Environment(platform="local", accelerator="cpu", extra=None, hosted=False)
+    ran = []
+    monkeypatch.setattr(envmod, "missing_requirements", lambda project: ["keras-hub", "matplotlib"])
+    assert envmod.setup(kaggle_gpu, "/kit", run=ran.append) is kaggle_gpu
+    assert ran == [[sys.executable, "-m", "pip", "install", "-q", "-e", "/kit[cuda]", "matplotlib"]]
+    out = capsys.readouterr().out
+    assert "environment: kaggle / gpu" in out and "installing (missing: keras-hub, matplotlib)" in out
+    assert "JAX " in out and "host: " in out
+    # JAX here sees only the CPU: a GPU host is told which extra to install
+    assert "warning: this host has a GPU but JAX sees only the CPU" in out
+
+    ran.clear()
+    envmod.setup(local, "/kit", run=ran.append)  # locally too, when something is missing: no extra
+    assert ran == [[sys.executable, "-m", "pip", "install", "-q", "-e", "/kit", "matplotlib"]]
+    monkeypatch.setattr(envmod, "missing_requirements", lambda project: [])
+    ran.clear()
+    envmod.setup(kaggle_gpu, "/kit", run=ran.append)
+    assert ran == [] and "packages: all installed" in capsys.readouterr().out
+
+
+def test_missing_requirements_reads_pyproject(tmp_path):
+    from kit.notebook.env import missing_requirements
+
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\ndependencies = ["numpy>=1", "no-such-dist-xyz[extra]>=2; python_version > \'3\'"]\n'
+    )
+    assert missing_requirements(tmp_path) == ["no-such-dist-xyz"]
+    from pathlib import Path
+
+    assert missing_requirements(Path(__file__).resolve().parents[1]) == []  # this environment has the kit
+
+
+def test_default_runs_dir_keeps_runs_past_the_session(monkeypatch, tmp_path):
+    from kit.notebook import env as envmod
+
+    colab = Environment(platform="colab", accelerator="gpu", extra="cuda", hosted=True)
+    kaggle = Environment(platform="kaggle", accelerator="tpu", extra="tpu", hosted=True)
+    assert envmod.default_runs_dir(kaggle, "runs/nb") == ("/kaggle/working/runs", None)
+    monkeypatch.setattr(envmod, "DRIVE", tmp_path / "MyDrive")
+    runs, note = envmod.default_runs_dir(colab, "runs/nb")
+    assert runs == "runs/nb" and "drive.mount('/content/drive')" in note and "RUNS = " in note
+    (tmp_path / "MyDrive").mkdir()
+    assert envmod.default_runs_dir(colab, "runs/nb") == (str(tmp_path / "MyDrive" / "geo-reviews-kit" / "runs"), None)
+
+
+def test_kit_notebook_env_imports_with_the_standard_library_only():
+    import subprocess
+    from pathlib import Path
+
+    code = (
+        "import sys; import kit.notebook.env; from kit.notebook import detect_environment; "
+        "print(sorted(m for m in ('numpy', 'pandas', 'keras', 'jax', 'keras_hub') if m in sys.modules))"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"  # a fresh Colab can import it before anything is installed

@@ -166,3 +166,137 @@ def test_export_cli_and_offline_push(micro_run, tmp_path, monkeypatch, capsys):
     assert "Run not found" in capsys.readouterr().err
     assert main(["export", "--run", str(micro_run), "--to", "onnx", "--out", str(tmp_path / "x")]) == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- PEFT adapter, card, chat template
+
+
+@pytest.fixture(scope="module")
+def base_hf(micro_run, tiny_preset, tiny_prepared, tmp_path_factory) -> Path:
+    """The kit's HF export of the micro run's base (registered as a run with no adapter)."""
+    tmp = micro_run.parent.parent
+    cfg = load_config(
+        ROOT / "configs" / "tiny.toml",
+        micro_overrides(tmp, tiny_preset, tiny_prepared, name="micro-base", **{"lora.enabled": "false"}),
+    )
+    finetune(cfg, progress=False)
+    out = tmp_path_factory.mktemp("base") / "hf"
+    export_run(tmp / "runs" / "micro-base", "hf", out)
+    return out
+
+
+def test_peft_adapter_round_trip_matches_the_merged_export(micro_run, run_logits, base_hf, tmp_path):
+    """PeftModel(kit's HF base export + kit's adapter export) == kit's merged HF export, max abs diff < 1e-5."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    peft = pytest.importorskip("peft")
+    merged_dir, adapter_dir = tmp_path / "merged", tmp_path / "peft"
+    export_run(micro_run, "hf", merged_dir)
+    info = export_run(micro_run, "peft", adapter_dir, base_model=str(base_hf))
+    assert {p.name for p in adapter_dir.iterdir()} >= {"adapter_config.json", "adapter_model.safetensors", "README.md"}
+    cfg = json.loads((adapter_dir / "adapter_config.json").read_text())
+    # 4 query heads x Keras rank 4: every module at rank 16 (smaller ones zero-padded), scaling alpha/rank kept
+    lora = info["lora_merged"]
+    assert (cfg["r"], cfg["lora_alpha"], cfg["rank_pattern"]) == (16, 16 * lora["alpha"] / lora["rank"], {})
+    assert cfg["target_modules"] == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    assert info["peft"]["r"] == 16 and cfg["base_model_name_or_path"] == str(base_hf)
+
+    def hf_logits(model):
+        model.eval()
+        with torch.no_grad():
+            return model(torch.tensor(TOKENS, dtype=torch.long)).logits.numpy()
+
+    load = transformers.AutoModelForCausalLM.from_pretrained
+    base = load(str(base_hf), dtype=torch.float32)
+    base_out = hf_logits(base)
+    with_adapter = hf_logits(peft.PeftModel.from_pretrained(base, str(adapter_dir)))
+    merged = hf_logits(load(str(merged_dir), dtype=torch.float32))
+    assert np.abs(with_adapter - base_out).max() > 1e-3  # the adapter matters ...
+    assert np.abs(with_adapter - merged).max() < 1e-5  # ... and is converted exactly
+    assert np.abs(with_adapter - run_logits).max() < 1e-4  # the kit's own logits, as for the merged export
+
+
+def test_peft_export_refuses_a_base_run_and_names_the_fix(base_hf, micro_run, tmp_path):
+    with pytest.raises(UserError, match="no adapter.*--to hf"):
+        export_run(micro_run.parent / "micro-base", "peft", tmp_path / "p")
+    assert not (tmp_path / "p").exists()
+
+
+def test_hf_export_chat_template_card_and_stops(micro_run, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    from kit.data.prompt import build_prompt
+    from kit.model.card import user_message
+
+    report = tmp_path / "report"
+    report.mkdir()
+    result = {
+        "columns_order": ["micro", "human"],
+        "requests": {"n": 12},
+        "synthetic": True,
+        "metrics": {"columns": {"micro": {"rating_accuracy": {"value": 0.5, "low": 0.4, "high": 0.6}}, "human": {}}},
+    }
+    (report / "metrics.json").write_text(json.dumps(result))
+    out = tmp_path / "hf"
+    assert main(["export", "--run", str(micro_run), "--to", "hf", "--out", str(out), "--report", str(report)]) == 0
+    tok = transformers.AutoTokenizer.from_pretrained(str(out))
+    prompt = build_prompt(rubrics=["Кафе"], rating=4, keywords=["кофе"], name="Кофемания")
+    chat = tok.apply_chat_template(
+        [{"role": "user", "content": user_message(prompt)}], add_generation_prompt=True, tokenize=False
+    )
+    assert chat == "<bos>" + prompt  # the chat template builds exactly the prompt the model trained on
+    gen = json.loads((out / "generation_config.json").read_text())
+    assert gen["eos_token_id"] == [1, tok.convert_tokens_to_ids("<end_of_turn>")]
+    card = (out / "README.md").read_text()
+    head = card.split("---")[1]
+    assert "license: gemma" in head and "language:" in head and "base_model" not in head  # local base: no repo
+    assert "SYNTHETIC" in card and "<start_of_turn>user" in card
+    assert "| rating acc. ↑ | 0.500 [0.400, 0.600] | — |" in card and "12 requests" in card
+
+
+def test_card_names_the_hub_base_and_the_real_dataset():
+    from kit.model.card import card_text
+
+    meta, body = card_text(
+        kind="peft",
+        name="gemma2-2b-lora",
+        base_model="google/gemma-2-2b",
+        preset="gemma2_2b_en",
+        synthetic=False,
+        lora={"rank": 8, "alpha": 16.0, "targets": "qv"},
+    )
+    assert meta["base_model"] == "google/gemma-2-2b" and meta["license"] == "gemma"
+    assert meta["datasets"] == ["d0rj/geo-reviews-dataset-2023"] and meta["library_name"] == "peft"
+    assert "PeftModel.from_pretrained" in body and "LoRA rank 8" in body and "## Evaluation" not in body
+
+
+def test_peft_push_offline_is_one_line(micro_run, tmp_path, monkeypatch, capsys):
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", offline)
+    out = tmp_path / "p"
+    code = main(["export", "--run", str(micro_run), "--to", "peft", "--out", str(out), "--push", "hf://me/micro"])
+    err = capsys.readouterr().err
+    assert code == 2 and (out / "adapter_model.safetensors").is_file() and (out / "README.md").is_file()
+    assert err.count("\n") == 1 and "no network connection to huggingface.co" in err
+
+
+def test_hf_repo_in_the_hub_cache_loads_offline(micro_run, run_logits, tmp_path, monkeypatch):
+    """hf://me/micro with no network: the loader finds the Hub cache's snapshot (here: the kit's HF export)."""
+    import huggingface_hub.constants
+
+    cache = tmp_path / "hub"
+    commit = "0" * 40
+    export_run(micro_run, "hf", cache / "models--me--micro" / "snapshots" / commit)
+    (cache / "models--me--micro" / "refs").mkdir()
+    (cache / "models--me--micro" / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", offline)
+    lm = load_causal_lm("hf://me/micro", dtype="float32")
+    assert np.abs(logits(lm) - run_logits).max() < 1e-5
+    with pytest.raises(UserError, match="no copy in the Hugging Face cache"):
+        load_causal_lm("hf://me/other")

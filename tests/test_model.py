@@ -125,3 +125,79 @@ def test_offline_cli_error_is_one_line_exit_2(tmp_path, preset):
     assert "configs/tiny.toml" in lines[0]  # offline: points at the tiny demo
     assert preset in lines[0]
     assert not (tmp_path / "gemma2-2b-lora").exists()  # a run that never started leaves no dir
+
+
+# --------------------------------------------------------------------------- Kaggle models on disk, internet off
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Every connection attempt fails, as in a Kaggle session with Internet off; the attempts are counted."""
+    import socket
+
+    attempts = []
+
+    def refuse(address, *args, **kwargs):
+        attempts.append(address)
+        raise OSError("Network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    return attempts
+
+
+def _copy_preset(src: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _vocab(lm) -> int:
+    return lm.backbone.vocabulary_size
+
+
+def test_attached_kaggle_model_loads_with_internet_off(tiny_preset, tmp_path, monkeypatch, no_network, capsys):
+    from kit.model.loader import _check_network, local_preset
+
+    inputs = tmp_path / "input"
+    monkeypatch.setenv("KAGGLE_CACHE_MOUNT_FOLDER", str(inputs))
+    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "empty-cache"))
+    # Kaggle mounts an attached model as <input>/<model>/<framework>/<variation>/<version>
+    attached = _copy_preset(tiny_preset, inputs / "gemma-2" / "keras" / "gemma2_2b_en" / "1")
+    with pytest.raises(UserError, match="no network connection"):
+        _check_network("kaggle://google/gemma-2/keras/gemma2_2b_en/3", "kaggle")  # not the attached version
+    assert no_network  # the pre-check really saw no network
+    for preset in (
+        "gemma2_2b_en",
+        "kaggle://google/gemma-2/keras/gemma2_2b_en",
+        "kaggle://google/gemma-2/keras/gemma2_2b_en/1",
+    ):
+        assert local_preset(preset) == attached
+        lm = load_causal_lm(preset, dtype="float32")
+        assert _vocab(lm) == _vocab(load_causal_lm(str(tiny_preset)))
+    assert f"from the local copy {attached}" in capsys.readouterr().err
+
+
+def test_kagglehub_cache_copy_loads_only_when_complete(tiny_preset, tmp_path, monkeypatch, no_network):
+    from kit.model.loader import local_preset
+
+    monkeypatch.setenv("KAGGLE_CACHE_MOUNT_FOLDER", str(tmp_path / "no-input"))
+    cache = tmp_path / "kh"
+    monkeypatch.setenv("KAGGLEHUB_CACHE", str(cache))
+    variation = cache / "models" / "keras" / "gemma2" / "keras" / "gemma2_2b_en"
+    _copy_preset(tiny_preset, variation / "2")
+    assert local_preset("gemma2_2b_en") is None  # a download that never finished is not a copy
+    (variation / "2.complete").touch()
+    assert local_preset("gemma2_2b_en") == variation / "2"
+    assert load_causal_lm("gemma2_2b_en", dtype="float32").backbone.num_layers == 2
+
+
+def test_missing_kaggle_model_offline_names_what_to_attach(tmp_path, monkeypatch, no_network):
+    monkeypatch.setenv("KAGGLE_CACHE_MOUNT_FOLDER", str(tmp_path / "input"))
+    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "kh"))
+    with pytest.raises(UserError) as e:
+        load_causal_lm("gemma2_2b_en")
+    message = str(e.value)
+    assert "\n" not in message and "no network connection to www.kaggle.com" in message
+    assert "Add Input → Models → google/gemma-2" in message and "variation gemma2_2b_en" in message
+    assert "Internet on" in message and str(tmp_path / "input") in message

@@ -7,6 +7,8 @@ temporary WORK dir, so the tests start from a clean clone. Measured on a busy
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import pytest
@@ -67,6 +69,7 @@ def test_eda_notebook(work):
     text = _text(nb)
     assert "SYNTHETIC sample" in text
     assert "<start_of_turn>user" in text
+    assert "JAX " in text and "host: " in text  # the hardware it found
     assert any(
         o.get("output_type") == "display_data" and "image/png" in o.get("data", {})
         for c in nb.cells
@@ -84,14 +87,141 @@ def test_sweep_notebook(work):
     assert len(list((work / "sweep").iterdir())) == 4
 
 
-def test_full_notebook(work):
+def test_full_notebook_run_twice_resumes_from_the_first_runs_checkpoint(work, tmp_path, monkeypatch):
+    # A stand-in for the `tensorboard` package (Kaggle and Colab ship the real one): its IPython
+    # extension records what `%tensorboard` was asked to show.
+    fake = tmp_path / "fake" / "tensorboard"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(
+        "def load_ipython_extension(ipython):\n"
+        "    ipython.register_magic_function(lambda line: print('tensorboard magic:', line), 'line', 'tensorboard')\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(fake.parent), os.environ.get("PYTHONPATH", "")]))
+
+    # 1st session: a time budget shorter than loading the model stops the fine-tune after its first step
+    nb = _run("3_finetune_full.ipynb", work, MAX_MINUTES=1e-6)
+    text = _text(nb)
+    assert "SYNTHETIC data" in text and "No push" in text and "stopped_on_budget" in text
+    assert "JAX " in text and "host: " in text  # the hardware it found
+    run = work / "full-lora"
+    assert json.loads((run / "run.json").read_text())["stopped"]["checkpoint"] == "checkpoints/step_000001"
+    assert "TensorBoard logs:" in text and "events.out.tfevents." in text
+    assert f"tensorboard magic: --logdir {run / 'tensorboard'}" in text
+
+    # 2nd session, same parameters but no budget: it resumes from that checkpoint, not from step 0
     nb = _run("3_finetune_full.ipynb", work)
     text = _text(nb)
-    assert "SYNTHETIC data" in text and "No push" in text
-    assert (work / "full-lora" / "adapter.lora.h5").is_file()
+    assert "Resuming" in text and "step_000001 (step 1/8)" in text
+    assert "full-base is already registered" in text  # the base run is kept, not replaced
+    saved = json.loads((run / "run.json").read_text())
+    assert saved["status"] == "completed" and saved["metrics"]["steps"] == 8 and "stopped" not in saved
+    steps = [line.split(",")[0] for line in (run / "history.csv").read_text().splitlines()[1:]]
+    assert steps == [str(s) for s in range(9)]  # step 0 (base loss) and 1 from the first session, 2..8 from this one
+
+    assert (run / "adapter.lora.h5").is_file()
     assert (work / "report" / "metrics.json").is_file()
-    assert (work / "export" / "hf" / "config.json").is_file()
-    assert (work / "export" / "keras" / "config.json").is_file()
+    hf, peft = work / "export" / "hf", work / "export" / "peft"
+    assert (work / "export" / "keras" / "config.json").is_file() and (hf / "config.json").is_file()
+    assert "chat_template" in json.loads((hf / "tokenizer_config.json").read_text())
+    assert (peft / "adapter_config.json").is_file() and (peft / "adapter_model.safetensors").is_file()
+    for card in (hf / "README.md", peft / "README.md"):
+        assert "license: gemma" in card.read_text() and "## Evaluation" in card.read_text()
+
+
+def _setup_source() -> str:
+    import nbformat
+
+    sources = {
+        name: nbformat.read(NOTEBOOKS / name, as_version=4).cells[2].source
+        for name in ("1_eda.ipynb", "2_finetune_sweep.ipynb", "3_finetune_full.ipynb")
+    }
+    assert len(set(sources.values())) == 1, "the setup cell must be the same in every notebook"
+    return next(iter(sources.values()))
+
+
+def test_every_notebook_sets_itself_up_with_one_repo_url_parameter():
+    import nbformat
+
+    source = _setup_source()
+    assert "REPO_URL" in source and "setup()" in source and "/kaggle/input" in source
+    for name in ("1_eda.ipynb", "2_finetune_sweep.ipynb", "3_finetune_full.ipynb"):
+        text = (NOTEBOOKS / name).read_text(encoding="utf-8")
+        assert "OWNER/geo-reviews-kit" not in text, name  # no placeholder repo in URLs or badges
+        params = nbformat.read(NOTEBOOKS / name, as_version=4).cells[1].source
+        assert params.count("REPO_URL = ") == 1, name
+
+
+def test_outside_a_clone_without_a_url_the_notebook_stops_with_one_line(tmp_path):
+    import shutil
+
+    from nbclient.exceptions import CellExecutionError
+
+    shutil.copy(NOTEBOOKS / "1_eda.ipynb", tmp_path / "1_eda.ipynb")  # a notebook downloaded on its own
+    with pytest.raises(CellExecutionError) as e:
+        execute_notebook(tmp_path / "1_eda.ipynb", parameters={"SMOKE": True, "WORK": str(tmp_path)}, timeout=120)
+    assert e.value.ename == "SetupStop"
+    # nbclient shows the cell's source, then what the notebook showed: our one line, no traceback
+    shown = e.value.traceback.rsplit("------------------", 1)[1].strip().splitlines()
+    assert shown == [
+        "Setup stopped: this notebook is not in a clone of the kit and REPO_URL is empty. Set REPO_URL in the "
+        "parameters cell to the kit's git URL (or, on Kaggle, attach the repo as a dataset) and run again."
+    ]
+
+
+def _kit_copy(dest: Path) -> Path:
+    """The kit's package and pyproject.toml in `dest`: what a clone or a Kaggle dataset of the repo holds."""
+    import shutil
+
+    root = NOTEBOOKS.parent
+    shutil.copytree(root / "kit", dest / "kit", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(root / "pyproject.toml", dest / "pyproject.toml")
+    return dest
+
+
+def _run_setup_cell(cwd: Path, repo_url: str, **env_extra) -> str:
+    """Run the notebooks' setup cell in a fresh interpreter whose only `kit` is the one the cell finds."""
+    import os
+    import subprocess
+    import sys
+
+    code = f"REPO_URL = {repo_url!r}\n" + _setup_source() + "\nprint('ENV', ENV.platform, kit.notebook.env.__file__)"
+    code = code.replace("ENV = setup()", "ENV = setup()\nimport kit.notebook.env")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=300, env={**env, **env_extra}
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "JAX " in proc.stdout and "host: " in proc.stdout  # the hardware it found
+    assert "packages: all installed" in proc.stdout  # nothing missing here: nothing installed
+    return proc.stdout
+
+
+def test_setup_cell_clones_repo_url_and_reports_the_hardware(tmp_path):
+    """Outside a clone with REPO_URL set (Colab), the setup cell clones the kit, imports it and shows the hardware."""
+    import subprocess
+
+    origin = _kit_copy(tmp_path / "origin")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"]
+    for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "kit"]):
+        subprocess.run([*git, *cmd], cwd=origin, check=True)
+    work = tmp_path / "content"
+    work.mkdir()
+    out = _run_setup_cell(work, f"file://{origin}", KAGGLE_CACHE_MOUNT_FOLDER=str(tmp_path / "no-input"))
+    assert (work / "geo-reviews-kit" / "kit" / "__init__.py").is_file()
+    assert "kit checkout: geo-reviews-kit" in out
+    assert f"ENV local {work / 'geo-reviews-kit' / 'kit'}" in out
+
+
+def test_setup_cell_uses_a_copy_of_the_repo_attached_as_a_kaggle_dataset(tmp_path):
+    """On Kaggle the repo may be a (read-only) dataset under /kaggle/input: the cell works on a copy of it."""
+    inputs = tmp_path / "input"
+    _kit_copy(inputs / "geo-reviews-kit-repo")
+    work = tmp_path / "working"
+    work.mkdir()
+    out = _run_setup_cell(work, "", KAGGLE_CACHE_MOUNT_FOLDER=str(inputs), KAGGLE_KERNEL_RUN_TYPE="Interactive")
+    assert (work / "geo-reviews-kit" / "kit" / "__init__.py").is_file()
+    assert "environment: kaggle / cpu" in out
+    assert f"ENV kaggle {work / 'geo-reviews-kit' / 'kit'}" in out  # the copy, not the read-only dataset
 
 
 def test_saved_notebooks_carry_no_path_of_the_machine_that_ran_them():

@@ -279,3 +279,117 @@ def test_rating_power_without_a_rating_column_is_a_user_error(tmp_path, tiny_pre
     )
     with pytest.raises(UserError, match="data.rating_power needs a 'rating' column"):
         finetune(load_config(None, overrides), progress=False, dataset=bare)
+
+
+# --------------------------------------------------------------------------- time budget and auto-resume
+
+
+def _micro_cfg(tmp_path, tiny_preset, tiny_prepared, name, **extra):
+    return load_config(
+        ROOT / "configs" / "tiny.toml", micro_overrides(tmp_path, tiny_preset, tiny_prepared, name=name, **extra)
+    )
+
+
+def test_time_budget_stops_with_a_checkpoint_and_a_resume_matches_an_uninterrupted_run(
+    tmp_path, tiny_preset, tiny_prepared, capsys
+):
+    full = finetune(_micro_cfg(tmp_path, tiny_preset, tiny_prepared, "full"), progress=False)
+    # A budget shorter than loading the model: the run still trains its one step, then stops cleanly.
+    stopped = finetune(
+        _micro_cfg(tmp_path, tiny_preset, tiny_prepared, "budget", **{"train.max_minutes": 1e-6}), progress=False
+    )
+    paths = RunPaths(tmp_path / "runs" / "budget")
+    assert stopped.status == "stopped_on_budget" and stopped.metrics["steps"] == 1
+    saved = json.loads(paths.run_json.read_text())
+    assert saved["status"] == "stopped_on_budget"
+    assert saved["stopped"]["checkpoint"] == "checkpoints/step_000001" and saved["stopped"]["step"] == 1
+    assert "max_minutes" in saved["stopped"]["reason"] and "resume=True" in saved["stopped"]["resume"]
+    assert [s for s, _ in paths.list_checkpoints()] == [1]  # written although checkpoint_every (3) was not due
+    assert paths.adapter.is_file()  # what it learnt so far can already be evaluated
+    assert "Stopped on the time budget after step 1/8" in capsys.readouterr().out
+
+    # a new session with a budget that covers the rest: it says so after its first steps, then finishes
+    resumed = finetune(
+        _micro_cfg(tmp_path, tiny_preset, tiny_prepared, "budget", **{"train.max_minutes": 600}),
+        resume=True,
+        progress=False,
+    )
+    out = capsys.readouterr().out
+    assert "Resuming" in out and "step_000001" in out
+    assert "Time budget 600 min" in out and "the configured 8 steps" in out and "fit." in out
+    assert resumed.status == "completed" and resumed.stopped is None and resumed.metrics["steps"] == 8
+    assert resumed.timings["budget_estimate"]["fits"] is True
+    assert "stopped" not in json.loads(paths.run_json.read_text())
+    a, b = _adapter(tmp_path / "runs" / "full" / "adapter.lora.h5"), _adapter(paths.adapter)
+    assert a.keys() == b.keys() and len(a) > 2
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6)
+    assert resumed.metrics["val_loss"] == pytest.approx(full.metrics["val_loss"], rel=1e-5)
+    assert len(paths.history.read_text().splitlines()) == 1 + 1 + 8
+
+
+def test_cli_budget_stop_records_a_resume_command_that_works(tmp_path, tiny_preset, tiny_prepared, capsys):
+    import shlex
+
+    from kit.cli import main
+
+    sets = micro_overrides(tmp_path, tiny_preset, tiny_prepared, name="cli", **{"train.max_minutes": 1e-6})
+    sets = [s for s in sets if not s.startswith("run.out_dir=")]
+    args = ["finetune", "--config", str(ROOT / "configs" / "tiny.toml"), "--quiet", "--runs-dir", str(tmp_path / "kw")]
+    args += sum((["--set", o] for o in sets), [])
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "Stopped" in out and "at step 1/8 on the time budget" in out
+    info = RunInfo.read(tmp_path / "kw" / "cli")
+    command = shlex.split(info.stopped["resume"])
+    assert (
+        command[:2] == ["kit", "finetune"] and command[-1] == "--resume" and f"run.out_dir={tmp_path / 'kw'}" in command
+    )
+    assert main(command[1:]) == 0  # the recorded command resumes; the same budget gives this session one step
+    assert RunInfo.read(tmp_path / "kw" / "cli").metrics["steps"] == 2
+
+
+def test_auto_resume_continues_or_leaves_a_finished_run_and_starting_over_needs_overwrite(
+    tmp_path, tiny_preset, tiny_prepared, capsys
+):
+    cfg = _micro_cfg(tmp_path, tiny_preset, tiny_prepared, "auto", **{"train.max_minutes": 1e-6})
+    assert finetune(cfg, resume="auto", progress=False).metrics["steps"] == 1  # no run dir yet: a new run
+    assert finetune(cfg, resume="auto", progress=False).metrics["steps"] == 2  # a checkpoint: resumed
+    done = _micro_cfg(tmp_path, tiny_preset, tiny_prepared, "auto")
+    assert finetune(done, resume="auto", progress=False).status == "completed"
+    paths = RunPaths(tmp_path / "runs" / "auto")
+    mtime = paths.adapter.stat().st_mtime_ns
+    for ckpt in paths.list_checkpoints():
+        __import__("shutil").rmtree(ckpt[1])
+    again = finetune(done, resume="auto", progress=False)  # finished: nothing to train, nothing replaced
+    assert again.status == "completed" and paths.adapter.stat().st_mtime_ns == mtime
+    assert "is already finished (completed): nothing to resume" in capsys.readouterr().out
+    (paths.root / "run.json").write_text(json.dumps({**json.loads(paths.run_json.read_text()), "status": "running"}))
+    with pytest.raises(UserError, match="no checkpoint to resume from. Pass overwrite=True"):
+        finetune(done, resume="auto", progress=False)
+    assert finetune(done, resume="auto", overwrite=True, progress=False).metrics["steps"] == 8
+
+
+def test_time_budget_ends_the_call_before_it_runs_out(tmp_path, tiny_preset, tiny_prepared, monkeypatch, capsys):
+    """A run far longer than its budget: the estimate says so after 5 steps, and the call returns in time."""
+    monkeypatch.setenv("KIT_STEP_DELAY", "0.4")  # each step takes at least 0.4 s
+    budget_s = 45.0
+    # one bucket, no accumulation, no evaluation until the end: one compilation, so the estimate
+    # is not dominated by it (on a real run, compiling is seconds of a budget of hours)
+    fast = {"data.buckets": "[64]", "train.grad_accum": 1, "train.eval_every": 0}
+    cfg = _micro_cfg(
+        tmp_path,
+        tiny_preset,
+        tiny_prepared,
+        "long",
+        **{**fast, "train.steps": 500, "train.max_minutes": budget_s / 60},
+    )
+    t0 = time.perf_counter()
+    info = finetune(cfg, progress=False)
+    elapsed = time.perf_counter() - t0
+    assert info.status == "stopped_on_budget" and 5 < info.metrics["steps"] < 500, info.timings
+    assert elapsed < budget_s, elapsed  # the checkpoint, adapter and run.json are all written within the budget
+    out = capsys.readouterr().out
+    assert "the remaining 495 steps need" in out and "the run will stop after about step" in out
+    assert info.timings["budget_estimate"]["fits"] is False
+    assert RunPaths(tmp_path / "runs" / "long").latest_checkpoint().name == f"step_{info.metrics['steps']:06d}"

@@ -26,6 +26,13 @@
   by sqrt(d), so norm scales and embeddings copy over unchanged. Reading a
   LoRA-wrapped layer's `.kernel` gives the merged kernel.
 
+* `peft`: the adapter alone, as a PEFT LoRA for the Hugging Face Gemma 2
+  base (`kit.model.peft_export`: exact, never approximated).
+
+The `hf` and `peft` exports carry a model card (`README.md`, `kit.model.card`)
+and the `hf` export Gemma's chat template and a `generation_config.json`
+that stops on `<end_of_turn>` and `<eos>`.
+
 Outputs are written through `kit.atomic.output_dir` (never over a run or a foreign dir); `--push` uploads to the Hugging Face
 Hub (`huggingface_hub.upload_folder`, or `keras_hub.upload_preset` for a
 keras export) or Kaggle Models (`keras_hub.upload_preset`), with the
@@ -50,21 +57,35 @@ from kit.runs import RUN  # noqa: F401  (registers the run kind, so `--out runs/
 
 EXPORT_INFO = "kit_export.json"
 SHARD_BYTES = 4 * 1024**3
-FORMATS = ("keras", "hf")
+FORMATS = ("keras", "hf", "peft")
 # An export dir; one from before the kit's marker is known by its kit_export.json.
 EXPORT = OutputKind("export", "kit export", legacy=(EXPORT_INFO,))
 
 
-def export_run(run: str | Path, to: str, out: str | Path, *, dtype: str | None = None, overwrite: bool = False) -> dict:
-    """Export the model of `run` (base + adapter, merged) to `out` in format `to`.
+def export_run(
+    run: str | Path,
+    to: str,
+    out: str | Path,
+    *,
+    dtype: str | None = None,
+    base_model: str | None = None,
+    evaluation: str | None = None,
+    overwrite: bool = False,
+) -> dict:
+    """Export the model of `run` to `out` in format `to`: merged (`keras`, `hf`) or the adapter alone (`peft`).
 
     Args:
         run: Run dir, e.g. `runs/tiny-lora`.
-        to: `keras` (merged KerasHub preset) or `hf` (transformers Gemma 2 checkpoint).
+        to: `keras` (merged KerasHub preset), `hf` (transformers Gemma 2
+            checkpoint) or `peft` (PEFT LoRA adapter for the HF base).
         out: Output directory: a new or empty one, or (with `overwrite`) an
             earlier export, replaced atomically. A run dir, any other
             non-empty directory and a file are refused before the model loads.
-        dtype: Weights dtype of the export (default: the run's).
+        dtype: Weights dtype of the export (default: the run's; `peft`: float32).
+        base_model: The HF base a `peft` adapter names (`base_model_name_or_path`):
+            a Hub repo or the dir of `kit export --to hf` of the base run.
+            Default: the Hub repo of the run's Gemma preset, if it has one.
+        evaluation: A markdown evaluation headline for the model card (`hf`, `peft`).
         overwrite: Replace an earlier export at `out`.
 
     Returns:
@@ -73,14 +94,20 @@ def export_run(run: str | Path, to: str, out: str | Path, *, dtype: str | None =
     Example:
         >>> export_run("runs/tiny-lora", "hf", "exports/tiny-lora-hf")  # doctest: +SKIP
     """
+    from kit.model.card import card_text, write_card
     from kit.model.loader import load_run
+    from kit.model.peft_export import hf_base_model, write_peft_adapter
     from kit.runs import RunInfo
 
     if to not in FORMATS:
         raise UserError(f"--to must be one of {', '.join(FORMATS)}. Received: --to={to!r}")
     info_run = RunInfo.read(run)
+    if to == "peft" and not info_run.adapter:
+        raise UserError(
+            f"{run} is a base-model run (no adapter): nothing to export as PEFT. Use --to hf for the base itself."
+        )
     check_output_dir(out, EXPORT, overwrite=overwrite)
-    lm = load_run(run, dtype=dtype)
+    lm = load_run(run, dtype=None if to == "peft" else dtype)
     info = {
         "format": to,
         "run": str(run),
@@ -93,13 +120,44 @@ def export_run(run: str | Path, to: str, out: str | Path, *, dtype: str | None =
         "dtype": lm.backbone.dtype_policy.name if hasattr(lm.backbone, "dtype_policy") else dtype,
         "parameters": int(sum(np.prod(v.shape) for v in lm.backbone.weights if "lora_kernel" not in v.path)),
     }
+    hub_base = hf_base_model(info_run.preset)
     with output_dir(out, EXPORT, overwrite=overwrite) as tmp:
         if to == "keras":
             lm.save_to_preset(str(tmp))
-        else:
+        elif to == "hf":
             write_hf_checkpoint(lm, tmp)
+        else:
+            hf_config(lm.backbone)  # refuses a Gemma 1 backbone: the adapter is for the HF Gemma 2 base
+            peft = write_peft_adapter(lm, tmp, base_model=base_model or hub_base, dtype=dtype)
+            info["peft"] = {k: peft[k] for k in ("r", "lora_alpha", "target_modules", "base_model_name_or_path")}
+        if to in ("hf", "peft"):
+            meta, body = card_text(
+                kind=to,
+                name=info_run.name,
+                base_model=hub_base or _hub_id(base_model),
+                preset=info_run.preset,
+                synthetic=_trained_on_synthetic(info_run),
+                lora=info["lora_merged"],
+                evaluation=evaluation,
+            )
+            write_card(tmp, meta, body)
         write_json(Path(tmp) / EXPORT_INFO, info)
     return info
+
+
+def _hub_id(name: str | None) -> str | None:
+    """`name` when it reads as a Hub repo id (`owner/name`, not a local dir), else None."""
+    return name if name and name.count("/") == 1 and not Path(name).exists() else None
+
+
+def _trained_on_synthetic(info) -> bool:
+    """Whether the run's prepared data came from the bundled SYNTHETIC sample (its `stats.json` says)."""
+    from kit.data.prepare import load_stats
+
+    try:
+        return bool(info.data_dir and load_stats(info.data_dir).get("synthetic"))
+    except (UserError, OSError, ValueError):
+        return False
 
 
 # The `GemmaBackbone` constructor arguments the Hugging Face config depends on,
@@ -317,11 +375,12 @@ def push(folder: str | Path, target: str, *, fmt: str) -> str:
         ) from None
     load_credentials()
     try:
-        if kind == "hf" and fmt == "hf":
+        if kind == "hf" and fmt in ("hf", "peft"):
             from huggingface_hub import HfApi
 
             api, repo = HfApi(), target.removeprefix("hf://")
             api.create_repo(repo, exist_ok=True, private=True)
+            # The folder holds the model card (README.md), so the repo page shows it.
             api.upload_folder(
                 repo_id=repo, folder_path=str(folder), commit_message="kit export (Gemma 2)", ignore_patterns=[MARKER]
             )
@@ -342,6 +401,8 @@ def push(folder: str | Path, target: str, *, fmt: str) -> str:
 
 def _tokenizer_files(proto: bytes) -> tuple[dict, dict, list[int]]:
     import sentencepiece as spm
+
+    from kit.model.card import GEMMA_CHAT_TEMPLATE
 
     sp = spm.SentencePieceProcessor(model_proto=proto)
     specials = [
@@ -375,6 +436,8 @@ def _tokenizer_files(proto: bytes) -> tuple[dict, dict, list[int]]:
         "model_max_length": 8192,
         "padding_side": "left",
         "added_tokens_decoder": added,
+        # Gemma's user/model turns: `apply_chat_template` builds exactly the kit's prompt.
+        "chat_template": GEMMA_CHAT_TEMPLATE,
     }
     special = {
         "bos_token": "<bos>",

@@ -6,6 +6,14 @@ built-in names (`gemma2_2b_en`), `kaggle://owner/model/keras/variant/N`,
 directories, including the tiny base written by `kit tiny`. `load_model` also
 takes a run dir (`runs/<name>`): its base preset plus its LoRA adapter, if any.
 
+Offline, a Kaggle model needs no download when a copy is on disk: attached
+to a Kaggle notebook (`/kaggle/input/<model>/<framework>/<variation>/<version>`,
+or `KAGGLE_CACHE_MOUNT_FOLDER`) or in kagglehub's cache (`KAGGLEHUB_CACHE`,
+default `~/.cache/kagglehub`). `local_preset` finds it and the preset loads
+from that directory; a Hugging Face repo in the Hub's local cache loads from
+its snapshot when the Hub is unreachable. Only when no copy exists does the
+network pre-check fail, naming what to attach or enable.
+
 Credentials come from the environment or a `.env` file and are never printed:
 `KAGGLE_USERNAME`/`KAGGLE_KEY` for Kaggle, `HUGGING_FACE_ACCESS_TOKEN` (or
 `HF_TOKEN`, the name `huggingface_hub` reads) for the Hub. A failed download
@@ -16,6 +24,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from pathlib import Path
 
 import keras_hub
@@ -123,33 +132,143 @@ def load_causal_lm(preset: str, *, dtype: str = "auto") -> keras_hub.models.Gemm
             "(e.g. gemma2_2b_en), kaggle://... or hf://.... "
             f"{'Run `kit tiny` first. ' if 'tiny' in preset else ''}"
         )
+    source = preset
     if kind in ("kaggle", "builtin", "hf"):
-        _check_network(preset, kind)
+        source = _check_network(preset, kind)
     try:
-        return keras_hub.models.GemmaCausalLM.from_preset(preset, dtype=resolve_dtype(dtype))
+        return keras_hub.models.GemmaCausalLM.from_preset(source, dtype=resolve_dtype(dtype))
     except UserError:
         raise
     except Exception as e:  # keras-hub surfaces network/auth problems as many types
         raise UserError(explain_load_failure(preset, kind, e)) from None
 
 
-def _check_network(preset: str, kind: str) -> None:
-    """Fail fast (seconds, not a minute of retries) when the download host is unreachable."""
+def _check_network(preset: str, kind: str) -> str:
+    """What to load `preset` from: a local copy when one exists (no network needed), else `preset`
+    itself once its host answers; fails fast (seconds, not a minute of retries) when neither."""
+    if kind != "hf":
+        local = local_preset(preset)
+        if local is not None:
+            print(f"Loading {preset} from the local copy {local} (no download).", file=sys.stderr)
+            return str(local)
     host = "huggingface.co" if kind == "hf" else "www.kaggle.com"
-    if kind != "hf" and _in_kaggle_cache(preset):
-        return
+    if _reachable(host):
+        return preset
+    if kind == "hf":
+        snapshot = _hf_snapshot(preset)
+        if snapshot is not None:
+            print(f"Loading {preset} from the Hugging Face cache {snapshot} (the Hub is unreachable).", file=sys.stderr)
+            return str(snapshot)
+        raise UserError(
+            f"Cannot load {preset!r}: no network connection to huggingface.co and no copy in the Hugging Face "
+            f"cache. Connect to the internet (on Kaggle: notebook settings, Internet on) or download it once "
+            f"while online. {TINY_HINT}"
+        )
+    raise UserError(f"Cannot load {preset!r}: no network connection to www.kaggle.com and {_attach_hint(preset)}")
+
+
+def _reachable(host: str) -> bool:
     try:
         with socket.create_connection((host, 443), timeout=5):
-            pass
+            return True
     except OSError:
-        raise UserError(f"Cannot load {preset!r}: no network connection to {host}. {TINY_HINT}") from None
+        return False
 
 
-def _in_kaggle_cache(preset: str) -> bool:
-    # kagglehub keeps downloads under KAGGLEHUB_CACHE (or ~/.cache/kagglehub):
-    # with a cached copy no network is needed, so do not fail early.
-    cache = Path(os.environ.get("KAGGLEHUB_CACHE", Path.home() / ".cache" / "kagglehub"))
-    return (cache / "models").is_dir()
+def kaggle_handle(preset: str) -> tuple[str, str, str, str, str | None] | None:
+    """`(owner, model, framework, variation, version or None)` of a `kaggle://` or built-in preset.
+
+    Example:
+        >>> kaggle_handle("gemma2_2b_en")
+        ('keras', 'gemma2', 'keras', 'gemma2_2b_en', '2')
+        >>> kaggle_handle("kaggle://google/gemma-2/keras/gemma2_2b_en")
+        ('google', 'gemma-2', 'keras', 'gemma2_2b_en', None)
+    """
+    if not preset.startswith("kaggle://"):
+        entry = keras_hub.models.GemmaCausalLM.presets.get(preset)
+        if entry is None or not str(entry.get("kaggle_handle", "")).startswith("kaggle://"):
+            return None
+        preset = entry["kaggle_handle"]
+    parts = preset.removeprefix("kaggle://").strip("/").split("/")
+    if len(parts) not in (4, 5):
+        return None
+    return (*parts[:4], parts[4] if len(parts) == 5 else None)
+
+
+def kaggle_input_dir() -> Path:
+    """Where Kaggle mounts a notebook's attached inputs (`KAGGLE_CACHE_MOUNT_FOLDER`, default `/kaggle/input`)."""
+    return Path(os.environ.get("KAGGLE_CACHE_MOUNT_FOLDER", "/kaggle/input"))
+
+
+def kagglehub_cache_dir() -> Path:
+    """kagglehub's download cache (`KAGGLEHUB_CACHE`, default `~/.cache/kagglehub`)."""
+    return Path(os.environ.get("KAGGLEHUB_CACHE", Path.home() / ".cache" / "kagglehub"))
+
+
+def local_preset(preset: str) -> Path | None:
+    """A complete local copy of a Kaggle (or built-in) preset, or None.
+
+    Looks, in order, for the handle's exact version and then (when the preset
+    names no version, or is a built-in name whose attached version may
+    differ) its newest version: first among the notebook's attached models
+    (`<input>/<model>/<framework>/<variation>/<version>`, any model slug for a
+    built-in name), then in kagglehub's cache (complete downloads only). A
+    copy counts when it holds a KerasHub `config.json`.
+
+    Example:
+        >>> local_preset("no_such_preset") is None
+        True
+    """
+    handle = kaggle_handle(preset)
+    if handle is None:
+        return None
+    owner, model, framework, variation, version = handle
+    builtin = not preset.startswith("kaggle://")
+    inputs, cache = kaggle_input_dir(), kagglehub_cache_dir() / "models" / owner / model / framework / variation
+    roots = [inputs / model / framework / variation, inputs / "models" / owner / model / framework / variation]
+    if builtin:  # an attached Gemma 2 under another model slug (google/gemma-2) is the same variation
+        roots += sorted(inputs.glob(f"*/{framework}/{variation}"))
+    exact = [r / version for r in roots] if version else []
+    cached = [cache / version] if version and (cache / f"{version}.complete").is_file() else []
+    for path in [*exact, *cached]:
+        if (path / "config.json").is_file():
+            return path
+    if version and not builtin:
+        return None  # an explicit version asks for that one only
+    newest = [p for r in roots for p in _versions(r)]
+    newest += [p for p in _versions(cache) if (cache / f"{p.name}.complete").is_file()]
+    return max(newest, key=lambda p: int(p.name)) if newest else None
+
+
+def _versions(root: Path) -> list[Path]:
+    if not root.is_dir():
+        return []
+    return [p for p in root.iterdir() if p.name.isdigit() and (p / "config.json").is_file()]
+
+
+def _attach_hint(preset: str) -> str:
+    """What to attach or enable for `preset`, in words."""
+    handle = kaggle_handle(preset)
+    where = f"{kaggle_input_dir()} (attached models) or {kagglehub_cache_dir()} (kagglehub's cache)"
+    if handle is None:
+        return f"no local copy in {where}. Turn Internet on in the notebook settings. {TINY_HINT}"
+    owner, model, framework, variation, version = handle
+    slug = "google/gemma-2" if variation.startswith("gemma2") else f"{owner}/{model}"
+    return (
+        f"no local copy in {where}. On Kaggle, attach the model (Add Input → Models → {slug}, framework "
+        f"{framework.capitalize()}, variation {variation}) or turn Internet on in the notebook settings; "
+        f"elsewhere connect to the internet. {TINY_HINT}"
+    )
+
+
+def _hf_snapshot(preset: str) -> Path | None:
+    """The local snapshot of an `hf://` repo in the Hugging Face cache, or None."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(preset.removeprefix("hf://").strip("/"), local_files_only=True))
+    except Exception:  # not cached (LocalEntryNotFoundError), or huggingface_hub missing
+        return None
 
 
 def explain_load_failure(preset: str, kind: str, error: BaseException) -> str:

@@ -1,56 +1,54 @@
 """What the notebooks call: the host they run on, smoke-mode settings, EDA tables, sweeps, the runner.
 
+The names below load on first use: a notebook's setup cell imports
+`kit.notebook.env` (standard library only) before the kit's dependencies
+are installed, so this package must not import pandas or keras up front.
+
 Example:
-    >>> from kit.notebook import detect_environment  # doctest: +SKIP
-    >>> detect_environment().kind  # doctest: +SKIP
+    >>> from kit.notebook import detect_environment
+    >>> detect_environment(environ={}, exists=lambda path: False).platform
     'local'
 """
 
-from kit.notebook.eda import (
-    data_label,
-    keyword_examples,
-    length_by_rating,
-    prompt_example,
-    quality_counts,
-    rating_table,
-    review_lengths,
-    top_chains,
-    top_rubrics,
-)
-from kit.notebook.env import (
-    Environment,
-    default_config,
-    detect_environment,
-    install_command,
-    load_secrets,
-)
-from kit.notebook.runner import execute_notebook
-from kit.notebook.smoke import ensure_prepared, ensure_tiny_base, smoke_overrides
-from kit.notebook.sweep import best_config, best_point, grid, one_at_a_time, run_sweep, write_config
+from __future__ import annotations
 
-__all__ = [
-    "Environment",
-    "best_config",
-    "best_point",
-    "data_label",
-    "default_config",
-    "detect_environment",
-    "ensure_prepared",
-    "ensure_tiny_base",
-    "execute_notebook",
-    "grid",
-    "install_command",
-    "keyword_examples",
-    "length_by_rating",
-    "load_secrets",
-    "one_at_a_time",
-    "prompt_example",
-    "quality_counts",
-    "rating_table",
-    "review_lengths",
-    "run_sweep",
-    "smoke_overrides",
-    "top_chains",
-    "top_rubrics",
-    "write_config",
-]
+import importlib
+
+_WHERE = {
+    "data_label": "eda",
+    "keyword_examples": "eda",
+    "length_by_rating": "eda",
+    "prompt_example": "eda",
+    "quality_counts": "eda",
+    "rating_table": "eda",
+    "review_lengths": "eda",
+    "top_chains": "eda",
+    "top_rubrics": "eda",
+    "Environment": "env",
+    "default_config": "env",
+    "default_runs_dir": "env",
+    "detect_environment": "env",
+    "hardware_report": "env",
+    "install_command": "env",
+    "load_secrets": "env",
+    "missing_requirements": "env",
+    "setup": "env",
+    "execute_notebook": "runner",
+    "ensure_prepared": "smoke",
+    "ensure_tiny_base": "smoke",
+    "smoke_overrides": "smoke",
+    "best_config": "sweep",
+    "best_point": "sweep",
+    "grid": "sweep",
+    "one_at_a_time": "sweep",
+    "run_sweep": "sweep",
+    "write_config": "sweep",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'kit.notebook' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"kit.notebook.{_WHERE[name]}"), name)

@@ -1,7 +1,9 @@
 """Where a notebook runs (Kaggle, Colab or local; TPU, GPU or CPU), what to install there, and its secrets.
 
-Detection reads only environment variables and device paths: nothing here
-imports JAX, so it can run before the right JAX wheel is installed.
+Detection reads only environment variables and device paths, and this
+module imports only the standard library until `hardware_report` runs: a
+notebook's setup cell imports it right after finding the kit, before the
+kit's dependencies are installed (`setup`).
 
 Example:
     >>> env = detect_environment(environ={"KAGGLE_KERNEL_RUN_TYPE": "Interactive", "TPU_ACCELERATOR_TYPE": "v3-8"},
@@ -87,21 +89,148 @@ def detect_environment(
     return Environment(platform=platform, accelerator=accelerator, extra=extra, hosted=platform != "local")
 
 
-def install_command(env: Environment, project: str | Path = ".") -> list[str] | None:
-    """The pip command that installs the kit with the right extra on a hosted notebook; None locally.
-
-    Locally the kit is already installed (`make install`), so nothing is run there.
+def install_command(env: Environment, project: str | Path = ".", *, missing: bool = False) -> list[str] | None:
+    """The pip command that installs the kit: with the host's JAX extra on Kaggle/Colab; locally only
+    when something is `missing` (and without an extra: a local GPU's CUDA is the user's choice).
 
     Example:
         >>> install_command(Environment(platform="kaggle", accelerator="tpu", extra="tpu", hosted=True))[-2:]
         ['-e', '.[tpu]']
         >>> install_command(Environment(platform="local", accelerator="cpu", extra=None, hosted=False)) is None
         True
+        >>> install_command(Environment(platform="local", accelerator="gpu", extra="cuda", hosted=False),
+        ...                 missing=True)[-1]
+        '.'
     """
-    if not env.hosted:
+    if not env.hosted and not missing:
         return None
-    spec = f"{project}[{env.extra}]" if env.extra else str(project)
+    spec = f"{project}[{env.extra}]" if env.extra and env.hosted else str(project)
     return [sys.executable, "-m", "pip", "install", "-q", "-e", spec]
+
+
+# What the notebooks use besides the kit's own dependencies (hosted images ship it).
+NOTEBOOK_PACKAGES = ("matplotlib",)
+
+
+def missing_requirements(project: str | Path = ".") -> list[str]:
+    """Distributions the kit needs (pyproject's dependencies, plus `NOTEBOOK_PACKAGES`) that are not installed.
+
+    Only presence is checked, so an up-to-date environment never re-installs.
+
+    Example:
+        >>> missing_requirements(Path(__file__).resolve().parents[2]) == [] or True
+        True
+    """
+    import importlib.metadata
+    import re
+    import tomllib
+
+    deps = tomllib.loads((Path(project) / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
+    names = []
+    for req in deps:
+        spec, _, marker = req.partition(";")
+        if "platform_system == 'Linux'" in marker and not sys.platform.startswith("linux"):
+            continue
+        names.append(re.split(r"[\s\[<>=!~;]", spec.strip(), maxsplit=1)[0])
+    missing = []
+    for name in (*names, *NOTEBOOK_PACKAGES):
+        try:
+            importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(name)
+    return missing
+
+
+def hardware_report() -> list[str]:
+    """What the notebook runs on, as lines: JAX's backend and devices (kind, count, memory), CPUs and RAM.
+
+    Example:
+        >>> hardware_report()[0].startswith("JAX ")  # doctest: +SKIP
+        True
+    """
+    import jax
+
+    devices = jax.devices()
+    kinds: dict[str, int] = {}
+    for d in devices:
+        kinds[d.device_kind] = kinds.get(d.device_kind, 0) + 1
+    memory = ""
+    try:
+        limit = (devices[0].memory_stats() or {}).get("bytes_limit")
+        memory = f", {limit / 1024**3:.1f} GiB each" if limit else ""
+    except Exception:  # CPUs and some plugins have no memory stats
+        pass
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3 if hasattr(os, "sysconf") else 0
+    return [
+        f"JAX {jax.__version__} on {jax.default_backend()}: "
+        + ", ".join(f"{n} × {kind}" for kind, n in kinds.items())
+        + memory,
+        f"host: {os.cpu_count()} CPU cores, {ram:.0f} GiB RAM",
+    ]
+
+
+def setup(env: Environment | None = None, project: str | Path = ".", *, run=None) -> Environment:
+    """A notebook's setup after the kit is found: say where it runs, install what is missing, show the hardware.
+
+    Args:
+        env: The host (default: `detect_environment()`).
+        project: The kit's checkout.
+        run: Runs the pip command (default `subprocess.run(..., check=True)`; tests pass a fake).
+
+    Returns:
+        The detected `Environment`.
+    """
+    import importlib
+    import subprocess
+
+    env = env or detect_environment()
+    print("environment:", env.label)
+    missing = missing_requirements(project)
+    cmd = install_command(env, project, missing=bool(missing))
+    if missing and cmd:
+        cmd += [p for p in NOTEBOOK_PACKAGES if p in missing]  # not kit dependencies: named on their own
+        print(f"installing (missing: {', '.join(missing)}): pip {' '.join(cmd[4:])}")
+        (run or (lambda c: subprocess.run(c, check=True)))(cmd)
+        importlib.invalidate_caches()  # the new packages import without a kernel restart
+    else:
+        print("packages: all installed")
+    report = hardware_report()
+    print(*report, sep="\n")
+    if env.accelerator != "cpu" and " on cpu:" in report[0]:
+        print(
+            f"warning: this host has a {env.accelerator.upper()} but JAX sees only the CPU; install the "
+            f"`{env.extra}` extra (pip install -e '.[{env.extra}]') and restart the kernel"
+        )
+    return env
+
+
+DRIVE = Path("/content/drive/MyDrive")
+
+
+def default_runs_dir(env: Environment, fallback: str) -> tuple[str, str | None]:
+    """Where runs go on this host, and a note when they would not outlive the session.
+
+    Kaggle keeps `/kaggle/working` (the notebook's output); Colab's disk is
+    wiped with the runtime, so a mounted Google Drive is used when there is
+    one, and suggested when there is not.
+
+    Example:
+        >>> default_runs_dir(Environment(platform="kaggle", accelerator="gpu", extra="cuda", hosted=True), "runs")
+        ('/kaggle/working/runs', None)
+        >>> default_runs_dir(Environment(platform="local", accelerator="cpu", extra=None, hosted=False), "runs/nb")
+        ('runs/nb', None)
+    """
+    if env.platform == "kaggle":
+        return "/kaggle/working/runs", None
+    if env.platform == "colab":
+        if DRIVE.is_dir():
+            return str(DRIVE / "geo-reviews-kit" / "runs"), None
+        return fallback, (
+            f"Colab wipes {fallback} when the runtime ends. To keep checkpoints across sessions run "
+            "`from google.colab import drive; drive.mount('/content/drive')` and set "
+            f"RUNS = '{DRIVE}/geo-reviews-kit/runs' in the parameters cell."
+        )
+    return fallback, None
 
 
 def load_secrets(env: Environment, names: Sequence[str] = SECRET_NAMES) -> list[str]:

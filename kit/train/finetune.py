@@ -30,11 +30,14 @@ from kit.model.distribution import setup_distribution
 from kit.model.loader import load_causal_lm, resolve_dtype
 from kit.model.lora import enable_lora, parameter_counts, save_adapter
 from kit.runs import RUN, DataInfo, LoraInfo, RunInfo, RunPaths, run_dir
+from kit.train.budget import budget_estimate, stopped_record
 from kit.train.checkpoint import LoopState, load_checkpoint, save_checkpoint
-from kit.train.loop import Engine, LoopOptions, TrainingDiverged
+from kit.train.loop import STOPPED_ON_BUDGET, Engine, LoopOptions, TrainingDiverged
 from kit.train.optim import make_optimizer
 from kit.train.tensorboard import ScalarWriter
 
+# Keys a resumed run may change: they decide when this session stops, not what it computes.
+RESUME_MAY_CHANGE = ("train.max_minutes",)
 HISTORY_COLUMNS = ("step", "epoch", "lr", "train_loss", "grad_norm", "val_loss", "val_ppl", "tokens", "elapsed_s")
 
 
@@ -85,20 +88,43 @@ def _dataset_fingerprint(cfg: Config) -> str | None:
         return None
 
 
-def _prepare_run_dir(paths: RunPaths, *, resume: bool, overwrite: bool) -> bool:
-    """Check the run dir before anything loads; True when an earlier run of the kit's will be replaced."""
+FINISHED = ("completed", "early_stopped")
+
+
+def _prepare_run_dir(paths: RunPaths, *, resume: bool | str, overwrite: bool) -> tuple[str, bool]:
+    """Check the run dir before anything loads; returns (what to do, whether an earlier run will be replaced).
+
+    What to do is `new`, `resume` or `finished` (nothing left to train).
+    `resume="auto"` (the notebooks) resumes when a checkpoint exists, starts a
+    new run when there is no run dir, and leaves a finished run as it is;
+    starting over always takes `overwrite`, and even then only a run of the
+    kit's own is replaced (the kit's one output rule, `kit.atomic`).
+    """
+
+    def check() -> bool:
+        return check_output_dir(
+            paths.root,
+            RUN,
+            overwrite=overwrite,
+            option="run name (--set run.name=<new name>)",
+            also="--resume to continue it, ",
+        )
+
+    if overwrite and resume is not True:
+        return "new", check()
+    if resume == "auto":
+        if paths.latest_checkpoint() is not None:
+            return "resume", False
+        if paths.run_json.is_file():
+            status = RunInfo.read(paths.root).status
+            if status == "base" or (status in FINISHED and paths.adapter.is_file()):
+                return "finished", False
+        return "new", check()
     if resume:
         if paths.latest_checkpoint() is None:
             raise UserError(f"--resume: no checkpoint in {paths.checkpoints}. Start without --resume.")
-        return False
-    # The kit's one output rule: only a run of the kit's own is replaced, and only with --overwrite.
-    return check_output_dir(
-        paths.root,
-        RUN,
-        overwrite=overwrite,
-        option="run name (--set run.name=<new name>)",
-        also="--resume to continue it, ",
-    )
+        return "resume", False
+    return "new", check()
 
 
 def _start_run_dir(paths: RunPaths, *, replace: bool) -> None:
@@ -117,7 +143,7 @@ def _check_same_config(paths: RunPaths, cfg: Config) -> None:
         f"{section}.{key}"
         for section in now
         for key in now[section]
-        if saved.get(section, {}).get(key) != now[section][key]
+        if saved.get(section, {}).get(key) != now[section][key] and f"{section}.{key}" not in RESUME_MAY_CHANGE
     ]
     if diff:
         raise UserError(
@@ -146,16 +172,26 @@ class _Examples:
 
 
 def finetune(
-    cfg: Config, *, resume: bool = False, overwrite: bool = False, progress: bool = True, dataset=None
+    cfg: Config,
+    *,
+    resume: bool | str = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    dataset=None,
+    resume_command: str | None = None,
 ) -> RunInfo:
     """Run (or resume) the fine-tune described by `cfg`; returns the final `run.json` record.
 
     Args:
         cfg: The resolved config.
-        resume: Continue from the latest checkpoint of `runs/<name>`.
-        overwrite: Replace an existing run dir.
+        resume: True: continue from the latest checkpoint of `runs/<name>`
+            (there must be one). `"auto"`: resume when a checkpoint exists,
+            else start; a finished run is returned as it is.
+        overwrite: Replace an existing run dir (never together with `resume=True`).
         progress: Show a progress bar.
         dataset: A `datasets.DatasetDict` to use instead of `cfg.data.dir` (tests, notebooks).
+        resume_command: How to resume this run, for `run.json` when the time
+            budget (`train.max_minutes`) stops it (the CLI passes its command line).
 
     Raises:
         UserError: bad config/data, an existing run dir, load failures, divergence.
@@ -167,7 +203,14 @@ def finetune(
     """
     t0 = time.perf_counter()
     paths = run_dir(cfg.run.out_dir, cfg.run.name)
-    replace = _prepare_run_dir(paths, resume=resume, overwrite=overwrite)
+    mode, replace = _prepare_run_dir(paths, resume=resume, overwrite=overwrite)
+    if mode == "finished":
+        _check_same_config(paths, cfg)
+        done = RunInfo.read(paths.root)
+        what = "registered (a base model)" if done.status == "base" else f"finished ({done.status})"
+        print(f"{paths.root} is already {what}: nothing to resume. Pass overwrite=True (--overwrite) to start it over.")
+        return done
+    resume = mode == "resume"
     distribution, dist_text = setup_distribution(
         cfg.distribution.mode, cfg.distribution.mesh, batch_size=cfg.train.batch_size
     )
@@ -207,7 +250,19 @@ def finetune(
     examples = _train_examples(cfg, encoder, train_ds, info)
     examples.val = val
     info.timings["tokenize_s"] = round(time.perf_counter() - t1, 2)
-    return _train(cfg, paths, lm, encoder, examples, info, t0, distribution, resume=resume, progress=progress)
+    return _train(
+        cfg,
+        paths,
+        lm,
+        encoder,
+        examples,
+        info,
+        t0,
+        distribution,
+        resume=resume,
+        progress=progress,
+        resume_command=resume_command,
+    )
 
 
 def _load_base(cfg: Config, paths: RunPaths, dtype: str):
@@ -277,6 +332,7 @@ def _train(
     *,
     resume: bool,
     progress: bool,
+    resume_command: str | None = None,
 ) -> RunInfo:
     """Run the loop, writing history, TensorBoard and checkpoints as it goes; then save the adapter."""
     engine = Engine(lm, _optimizer(cfg.train, ex.steps), distribution=distribution, pad_id=encoder.pad_id)
@@ -284,16 +340,19 @@ def _train(
     info.write(paths.root)
     _write_history(paths, state.history if state else [])
     callbacks = _RunWriter(paths, engine, best=best, keep_last=cfg.train.keep_last, total_steps=ex.steps)
+    deadline = t0 + 60 * cfg.train.max_minutes if cfg.train.max_minutes else None
+    options = dataclasses.replace(_loop_options(cfg, ex, progress), deadline=deadline)
     t2 = time.perf_counter()
     try:
         state, status = engine.run(
             ex.train,
             ex.val,
-            _loop_options(cfg, ex, progress),
+            options,
             state,
             on_log=callbacks.on_log,
             on_checkpoint=callbacks.on_checkpoint,
             on_best=callbacks.on_best,
+            on_estimate=_estimate_logger(cfg, ex, info, deadline) if deadline else None,
         )
     except TrainingDiverged as e:
         info.status, info.error = "diverged", str(e)
@@ -308,6 +367,17 @@ def _train(
     save_adapter(lm, paths.adapter)
     _write_history(paths, state.history)
     info.status, info.adapter = status, paths.adapter.name
+    info.stopped = None
+    if status == STOPPED_ON_BUDGET:
+        ckpt = paths.latest_checkpoint()
+        info.stopped = stopped_record(
+            step=state.step,
+            total_steps=ex.steps,
+            max_minutes=cfg.train.max_minutes,
+            checkpoint=str(ckpt.relative_to(paths.root)) if ckpt else "",
+            resume=resume_command,
+        )
+        _log(f"Stopped on the time budget after step {state.step}/{ex.steps}; resume: {info.stopped['resume']}")
     info.metrics = _final_metrics(state)
     info.timings.update(
         train_s=round(train_s, 2),
@@ -316,6 +386,35 @@ def _train(
     )
     info.write(paths.root)
     return info
+
+
+def _estimate_logger(cfg: Config, ex: _Examples, info: RunInfo, deadline: float):
+    """The loop's `on_estimate`: log whether the budget covers the configured steps, and keep the figures."""
+
+    def on_estimate(st: LoopState, seconds_per_step: float, seconds_per_eval: float) -> None:
+        every = cfg.train.eval_every
+        evals_left = ((ex.steps // every) - (st.step // every)) if every else 1
+        fits, line = budget_estimate(
+            step=st.step,
+            total_steps=ex.steps,
+            seconds_per_step=seconds_per_step,
+            seconds_per_eval=seconds_per_eval if ex.val else 0.0,
+            evals_left=evals_left,
+            seconds_left=deadline - time.perf_counter(),
+            max_minutes=cfg.train.max_minutes,
+            steps_per_epoch=info.batching["micro_batches_per_epoch"] / cfg.train.grad_accum,
+        )
+        info.timings["budget_estimate"] = {"seconds_per_step": round(seconds_per_step, 4), "fits": fits, "log": line}
+        _log(line)
+
+    return on_estimate
+
+
+def _log(line: str) -> None:
+    """A line that does not break a running progress bar."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(line)
 
 
 def _optimizer(t, steps: int):

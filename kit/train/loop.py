@@ -52,6 +52,12 @@ class LoopOptions:
         log_every: Call `on_log` every N steps.
         progress: Show a tqdm bar.
         desc: Progress-bar label.
+        deadline: `time.perf_counter()` value the run must end by (None: no
+            budget). After each step the loop stops, with a checkpoint, when
+            the next step (and its evaluation) and a checkpoint would not fit.
+            At least one step runs, so every session makes progress.
+        estimate_after: Steps of this session after which `on_estimate` gets
+            the measured seconds per step (the first, compiling, step left out).
     """
 
     total_steps: int
@@ -65,6 +71,26 @@ class LoopOptions:
     log_every: int = 1
     progress: bool = True
     desc: str = "train"
+    deadline: float | None = None
+    estimate_after: int = 5
+
+
+STOPPED_ON_BUDGET = "stopped_on_budget"
+BUDGET_MARGIN = 1.5  # the next step may be this much slower than the typical one
+
+
+def typical_step_s(times: Sequence[float]) -> float:
+    """Seconds per step from measured step times: the median of the last 20, the first left out
+    when there are more (it includes compilation).
+
+    Example:
+        >>> typical_step_s([30.0, 1.0, 1.2, 0.9])
+        1.0
+        >>> typical_step_s([4.0])
+        4.0
+    """
+    recent = list(times[1:] if len(times) > 1 else times)[-20:]
+    return float(np.median(recent)) if recent else 0.0
 
 
 class Engine:
@@ -177,11 +203,15 @@ class Engine:
         on_log: Callable[[LoopState, dict], None] | None = None,
         on_checkpoint: Callable[[LoopState], None] | None = None,
         on_best: Callable[[LoopState], None] | None = None,
+        on_estimate: Callable[[LoopState, float, float], None] | None = None,
     ) -> tuple[LoopState, str]:
-        """Train until `options.total_steps` (or early stop); returns `(state, status)`.
+        """Train until `options.total_steps` (or early stop, or the deadline); returns `(state, status)`.
 
-        `status` is `completed` or `early_stopped`; a NaN/inf loss raises
+        `status` is `completed`, `early_stopped` or `stopped_on_budget` (a
+        checkpoint of the last step was written first); a NaN/inf loss raises
         `TrainingDiverged` before the bad update can be checkpointed.
+        `on_estimate(state, seconds_per_step, seconds_per_evaluation)` is
+        called once, after `options.estimate_after` steps of this session.
         """
         state = state or LoopState()
         o = options
@@ -194,11 +224,16 @@ class Engine:
         plan = plan_batches(train, o.buckets, o.batch_size, seed=o.seed, epoch=state.epoch)
         if not len(plan):
             raise UserError("The train split is empty: nothing to train on. Check data.dir and data.max_train_rows.")
+        step_times: list[float] = []
+        eval_s = checkpoint_s = 0.0
         if state.step == 0 and not state.history and val:
+            t_eval = time.perf_counter()
             self._evaluate(state, val, o, on_log, on_best)  # step 0 = the base model's loss
+            eval_s = time.perf_counter() - t_eval
         status = "completed"
         started = time.perf_counter() - state.elapsed_s
         while state.step < o.total_steps:
+            t_step = time.perf_counter()
             acc = [jnp.zeros(v.shape, jnp.float32 if v.dtype == jnp.bfloat16 else v.dtype) for v in self.tv]
             loss_sum = weight_sum = 0.0
             for _ in range(o.grad_accum):
@@ -228,6 +263,7 @@ class Engine:
             state.elapsed_s = time.perf_counter() - started
             if delay:
                 time.sleep(delay)
+            step_times.append(time.perf_counter() - t_step)
             row = None
             if state.step % o.log_every == 0 or state.step == o.total_steps:
                 row = {
@@ -242,23 +278,45 @@ class Engine:
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}")
-            last = state.step == o.total_steps
-            if val and ((o.eval_every and state.step % o.eval_every == 0) or last):
+            if val and self._evaluates(state.step, o):
                 row = row if row is not None else {"step": state.step, "tokens": state.tokens}
+                t_eval = time.perf_counter()
                 if self._evaluate(state, val, o, None, on_best, row=row):
                     status = "early_stopped"
+                eval_s = time.perf_counter() - t_eval
             if row is not None:
                 state.history.append(row)
                 if on_log:
                     on_log(state, row)
-            if on_checkpoint and o.checkpoint_every and state.step % o.checkpoint_every == 0:
+            checkpointed = bool(on_checkpoint and o.checkpoint_every and state.step % o.checkpoint_every == 0)
+            if checkpointed:
+                t_ckpt = time.perf_counter()
                 on_checkpoint(state)
+                checkpoint_s = time.perf_counter() - t_ckpt
+            if on_estimate and len(step_times) == o.estimate_after:
+                on_estimate(state, typical_step_s(step_times), eval_s)
             if status == "early_stopped":
                 break
+            if o.deadline is not None and state.step < o.total_steps:
+                # What the next step costs, its evaluation if it has one, and a checkpoint
+                # (measured, else guessed as half a step) must all fit before the deadline.
+                typical = typical_step_s(step_times)
+                need = BUDGET_MARGIN * typical + (checkpoint_s or typical / 2)
+                if val and self._evaluates(state.step + 1, o):
+                    need += BUDGET_MARGIN * eval_s
+                if time.perf_counter() + need > o.deadline:
+                    if on_checkpoint and not checkpointed:
+                        on_checkpoint(state)
+                    status = STOPPED_ON_BUDGET
+                    break
         if bar is not None:
             bar.close()
         self.sync_to_model()
         return state, status
+
+    @staticmethod
+    def _evaluates(step: int, o: LoopOptions) -> bool:
+        return bool(o.eval_every and step % o.eval_every == 0) or step == o.total_steps
 
     def _lr(self, step: int) -> float:
         schedule = getattr(self.optimizer, "kit_schedule", None)
