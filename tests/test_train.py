@@ -365,7 +365,8 @@ def test_auto_resume_continues_or_leaves_a_finished_run_and_starting_over_needs_
     assert again.status == "completed" and paths.adapter.stat().st_mtime_ns == mtime
     assert "is already finished (completed): nothing to resume" in capsys.readouterr().out
     (paths.root / "run.json").write_text(json.dumps({**json.loads(paths.run_json.read_text()), "status": "running"}))
-    with pytest.raises(UserError, match="no checkpoint to resume from. Pass overwrite=True"):
+    # No checkpoint left and not finished: the kit's output rule names --overwrite and --resume.
+    with pytest.raises(UserError, match="already holds a run .* pass --overwrite to replace it"):
         finetune(done, resume="auto", progress=False)
     assert finetune(done, resume="auto", overwrite=True, progress=False).metrics["steps"] == 8
 
