@@ -122,8 +122,15 @@ class SharedBase:
         """Whether an adapter of this shape fits the slot (a base run always does)."""
         return _fits(self.slot, lora)
 
-    def generator(self, key: str, adapter: str | Path | None = None, lora: LoraInfo | None = None) -> Generator:
-        """The `Generator` of one run on this base: its adapter file and shape, or none for the base itself."""
+    def generator(self, key: str, adapter=None, lora: LoraInfo | None = None) -> Generator:
+        """The `Generator` of one run on this base: its adapter and shape, or none for the base itself.
+
+        Args:
+            key: The run (its resolved dir).
+            adapter: The adapter file (`adapter.lora.h5`), or `(rank, {layer index: (A, B)})` as
+                `read_adapter` returns it; None for the base.
+            lora: The adapter's shape and alpha (from `run.json`).
+        """
         if key in self._generators:
             return self._generators[key]
         if self.closed:
@@ -162,7 +169,7 @@ class SharedBase:
             return None
         layers: dict[int, tuple] = {}
         if adapter is not None:
-            rank, layers = read_adapter(adapter)
+            rank, layers = read_adapter(adapter) if isinstance(adapter, str | Path) else adapter
             if rank != lora.rank:
                 raise UserError(
                     f"{adapter} holds rank {rank}, but run.json says rank {lora.rank}; re-run `kit finetune`."
@@ -185,6 +192,13 @@ class SharedBase:
             pb[:r] = b * np.asarray(scale, dtype=b.dtype)  # the run's alpha / rank; the slot's own scale is 1
             out[va.path], out[vb.path] = jnp.asarray(pa), jnp.asarray(pb)
         return out
+
+    def slot_layers(self) -> dict[int, tuple[str, tuple, tuple]]:
+        """Layer index -> (layer name, A shape, B shape) of the slot: where an adapter can go."""
+        return {
+            i: (layer.name, tuple(layer.lora_kernel_a.shape), tuple(layer.lora_kernel_b.shape))
+            for i, layer in self._slot_layers.items()
+        }
 
     def nbytes(self) -> dict[str, int]:
         """Bytes of the base weights and of each run's own adapter arrays (shared zeros not counted)."""
