@@ -17,13 +17,14 @@ Results go to bench/results/shared_base_memory.json (one entry per size and mode
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import machine_info  # noqa: E402
-from sides import ROOT, emit, rss_mib, run_child, write_result  # noqa: E402
+from sides import ROOT, emit, peak_rss_mib, rss_mib, run_child, write_result  # noqa: E402
 
 OUT = ROOT / "bench/results/shared_base_memory.json"
 ADAPTERS = (("lora-qv-r8", 8, "qv"), ("lora-all-r8", 8, "all"))
@@ -67,6 +68,18 @@ def _random_adapter(slot_layers: dict, rank: int, targets: str, seed: int):
     return rank, layers
 
 
+def _resident_mib() -> float:
+    """VmRSS after a garbage collection and `malloc_trim`: freed init buffers are handed back to the
+    OS first, so the figure is what stays resident, not the allocator's high-water mark."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    with contextlib.suppress(OSError):  # not glibc: the figure may include freed memory
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    return rss_mib()
+
+
 def child(size: str, mode: str) -> None:
     import gc
 
@@ -80,8 +93,7 @@ def child(size: str, mode: str) -> None:
     shapes = [LoraInfo(rank=r, alpha=ALPHA, targets=t) for _, r, t in ADAPTERS]
     proto = _proto()
     jnp.zeros(1).block_until_ready()  # the JAX runtime itself is not the model's memory
-    gc.collect()
-    start = rss_mib()
+    start = _resident_mib()
     steps = {}
     if mode == "shared":
         base = SharedBase(
@@ -90,24 +102,24 @@ def child(size: str, mode: str) -> None:
             slot=slot_for(shapes),
             loader=lambda *_, **__: _build(size, proto),
         )
-        steps["base"] = rss_mib() - start
+        steps["base"] = _resident_mib() - start
         slot = base.slot_layers()
         gens = [base.generator("base run")]
         for seed, ((name, rank, targets), lora) in enumerate(zip(ADAPTERS, shapes, strict=True)):
             gens.append(base.generator(name, _random_adapter(slot, rank, targets, seed), lora))
             gc.collect()
-            steps[f"+ {name}"] = rss_mib() - start
+            steps[f"+ {name}"] = _resident_mib() - start
         weights = base.nbytes()
         arrays_mib = {("base weights" if k == "base" else k): round(v / 2**20, 2) for k, v in weights.items()}
     else:
         models = [_build(size, proto)]
-        steps["base"] = rss_mib() - start
+        steps["base"] = _resident_mib() - start
         for name, rank, targets in ADAPTERS:
             lm = _build(size, proto)
             enable_lora(lm, rank=rank, alpha=ALPHA, targets=targets)
             models.append(lm)
             gc.collect()
-            steps[f"+ {name}"] = rss_mib() - start
+            steps[f"+ {name}"] = _resident_mib() - start
         arrays_mib = {
             f"model {i}": round(sum(v.numpy().nbytes for v in lm.weights) / 2**20, 2) for i, lm in enumerate(models)
         }
@@ -116,6 +128,7 @@ def child(size: str, mode: str) -> None:
             "size": size,
             "mode": mode,
             "rss_mib_after": {k: round(v, 1) for k, v in steps.items()},
+            "peak_rss_mib": peak_rss_mib(),
             "arrays_mib": arrays_mib,
         }
     )
