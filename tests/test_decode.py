@@ -99,3 +99,10 @@ def test_is_compiled_tracks_bucket_batch_and_sampler(gen):
     assert gen.is_compiled(REQS[0], sampler, n=1, max_new_tokens=16)
     assert gen.is_compiled(REQS[1], SamplerSpec(name="top_k", k=7, seed=99), n=1, max_new_tokens=20)  # seed: same
     assert not gen.is_compiled(REQS[0], sampler, n=3, max_new_tokens=16)  # batch of 4: another program
+
+
+def test_default_stream_sizes_pieces_by_time_and_keeps_the_text(gen):
+    sampler = SamplerSpec(name="top_k", seed=11)
+    batch = gen.generate(REQS[:1], sampler, max_new_tokens=40)[0][0]
+    stream = gen.stream(REQS[0], sampler, max_new_tokens=40)  # pieces of about CHUNK_SECONDS each
+    assert "".join(stream) == batch.text and stream.samples[0] == batch

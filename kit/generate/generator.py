@@ -43,6 +43,9 @@ from kit.generate.request import Request
 from kit.generate.sampler import GenerateOptions, SamplerSpec
 
 LENGTH_BUCKETS = (128, 256, 512, 1024, 2048, 4096)
+# A stream's pieces come about this often: each call of the decode loop has a
+# fixed cost (milliseconds), so pieces of one token would slow a fast model down.
+CHUNK_SECONDS = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,12 +188,14 @@ class Generator:
         *,
         n: int = 1,
         max_new_tokens: int = GenerateOptions.max_new_tokens,
-        chunk_tokens: int = 4,
+        chunk_tokens: int | None = None,
     ) -> Stream:
         """`n` reviews for one request, the first one as text pieces while it is written.
 
         Iterating the returned `Stream` yields the first review's text as it grows
-        (the first piece after one token, then every `chunk_tokens` tokens); when
+        (the first piece after one token, then about every `CHUNK_SECONDS`, or every
+        `chunk_tokens` tokens if given: each call has a fixed cost, so a fast model
+        streams in longer pieces and a slow one token by token); when
         it ends, `Stream.samples` holds all `n` reviews, exactly the ones
         `generate` gives for the same request, sampler and seed. The model's lock
         is taken per chunk, so other streams and batches on the same model take
@@ -202,7 +207,7 @@ class Generator:
                 the whole review as one piece.
             n: Reviews (rows of one batch), at most `batch_size`.
             max_new_tokens: Length limit of one review.
-            chunk_tokens: Tokens per step of the stream after the first.
+            chunk_tokens: Tokens per piece after the first (default: as many as take `CHUNK_SECONDS`).
 
         Example:
             >>> for piece in gen.stream(req, SamplerSpec(name="greedy"), max_new_tokens=32):  # doctest: +SKIP
@@ -211,7 +216,7 @@ class Generator:
         _check_counts(n, max_new_tokens)
         if n > self.batch_size:
             raise UserError(f"A stream has at most batch_size={self.batch_size} reviews. Received: n={n}")
-        if chunk_tokens < 1:
+        if chunk_tokens is not None and chunk_tokens < 1:
             raise UserError(f"chunk_tokens must be ≥ 1. Received: chunk_tokens={chunk_tokens}")
         prompt = request if isinstance(request, str) else request.prompt()
         return Stream(self, prompt, sampler, n=n, max_new_tokens=max_new_tokens, chunk_tokens=chunk_tokens)
@@ -360,12 +365,19 @@ class Stream:
             ds = gen._start(token_ids, padding_mask, self.sampler, 0, self.max_new_tokens)
         sent, steps = "", 1
         while not ds.done:
+            t = time.perf_counter()
+            before = ds.steps
             with gen.lock:
                 gen._check_open()
                 gen.decoder.advance(gen.decoder.state(gen.adapter), self.sampler, ds, steps=steps)
             if self.first_token_s is None:
                 self.first_token_s = time.perf_counter() - t0
-            steps = self.chunk_tokens
+                steps = self.chunk_tokens or 4  # the first call compiled or prefilled: not a step's time
+            elif self.chunk_tokens:
+                steps = self.chunk_tokens
+            else:
+                per_step = (time.perf_counter() - t) / max(ds.steps - before, 1)
+                steps = int(min(max(CHUNK_SECONDS / max(per_step, 1e-6), 1), 256))
             first = gen._decode(self.prompt, ds.tokens()[0][: ds.index], len(ids), self.max_new_tokens)
             text = first.text if first.stopped else first.text.rstrip("\\")  # "\\" may start an escape
             if len(text) > len(sent) and text.startswith(sent):
