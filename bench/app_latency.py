@@ -43,6 +43,14 @@ def main() -> int:
     if not (Path(args.runs_dir) / args.model / "run.json").is_file():
         print(f"{args.runs_dir}/{args.model} not found; run `make demo` first.", file=sys.stderr)
         return 2
+    if args.concurrent:
+        import importlib.util
+
+        from app_load import CHROMIUM
+
+        if importlib.util.find_spec("playwright") is None or not Path(CHROMIUM).is_file():
+            print(f"--concurrent needs playwright and {CHROMIUM} (apt-get install -y chromium).", file=sys.stderr)
+            return 2
     os.environ.update(KIT_RUNS_DIR=args.runs_dir, KIT_DATA_DIR=args.data_dir, KIT_REPORTS_DIR=args.reports_dir)
     from streamlit.testing.v1 import AppTest
 
