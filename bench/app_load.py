@@ -141,9 +141,11 @@ def main() -> int:
     parser.add_argument("--reports", default="reports")
     parser.add_argument("--data", default="data/prepared")
     args = parser.parse_args()
+    import tempfile
+
     from playwright.sync_api import sync_playwright
 
-    log = Path(os.environ.get("TMPDIR", "/tmp")) / "app_load_server.log"
+    log = Path(tempfile.mkdtemp()) / "server.log"
     with app_server(Path(args.runs), Path(args.reports), Path(args.data), log) as (url, _), sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         generate_in_sessions(browser, url, 1)  # load and compile first: the load test times cached requests
