@@ -107,7 +107,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/prepare_bench.py
 	$(BIN)/python bench/train_throughput.py
 	$(BIN)/python bench/generate_throughput.py
-	$(BIN)/python bench/app_latency.py
+	$(BIN)/python bench/app_latency.py --concurrent 8
+	$(BIN)/python bench/early_stop.py
+	$(BIN)/python bench/shared_base.py --size tiny
 
 # With their default parameters (SMOKE = True, WORK = "runs/nb") each notebook builds what it
 # lacks (prepared sample, micro tiny base) under runs/nb/, not the demo's data/prepared, models/

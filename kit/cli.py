@@ -224,6 +224,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         from kit.atomic import check_output_file
 
         check_output_file(args.out, overwrite=args.overwrite)  # before the model loads
+    if args.stream and (args.requests or args.json):
+        raise UserError("--stream prints one request's reviews as text while they are written; drop --requests/--json.")
     sampler = options_from(SamplerSpec, args, dest_prefix="sampler_")
     options = options_from(GenerateOptions, args)
     vocabulary = load_rubrics(args.data or default_data_dir(args.model))
@@ -244,6 +246,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     generator = Generator(load_model(args.model, dtype=args.dtype), batch_size=options.batch_size)
     t1 = time.perf_counter()
+    if args.stream:
+        return _print_stream(generator.stream(requests[0], sampler, n=options.n, max_new_tokens=options.max_new_tokens))
     results = generator.generate(requests, sampler, n=options.n, max_new_tokens=options.max_new_tokens)
     seconds = {"load": round(t1 - t0, 3), "generate": round(time.perf_counter() - t1, 3)}
     records = response_records(requests, results)
@@ -265,6 +269,17 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     else:
         texts = [s.text for s in results[0]]
         print(texts[0] if len(texts) == 1 else "\n\n".join(f"[{i}] {t}" for i, t in enumerate(texts, 1)))
+    return EXIT_OK
+
+
+def _print_stream(stream) -> int:
+    """The first review as it is written, then the others (the same texts `kit generate` prints)."""
+    print("[1] " if stream.n > 1 else "", end="", flush=True)
+    for piece in stream:
+        print(piece, end="", flush=True)
+    print()
+    for i, sample in enumerate(stream.samples[1:], 2):
+        print(f"\n[{i}] {sample.text}")
     return EXIT_OK
 
 
@@ -322,6 +337,7 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
         help="prepared dataset dir holding the rubric vocabulary (default: the run's data dir, else data/prepared)",
     )
     p.add_argument("--json", action="store_true", help="print JSON (request, samples, timings) instead of text")
+    p.add_argument("--stream", action="store_true", help="print the review while it is written (one request)")
     add_options(p, GenerateOptions)
     add_options(p, SamplerSpec, dest_prefix="sampler_")
     p.add_argument(

@@ -18,6 +18,7 @@ import streamlit as st  # noqa: E402
 from shared import config  # noqa: E402
 
 import kit  # noqa: E402,F401  (JAX backend before keras)
+from kit.errors import UserError  # noqa: E402
 
 st.set_page_config(page_title="Geo reviews evaluator", page_icon=":material/rate_review:", layout="wide")
 st.markdown(
@@ -35,6 +36,10 @@ page = st.navigation(
         st.Page(HERE / "pages" / "samples.py", title="Samples", icon=":material/search:"),
     ]
 )
-DIRS = config()
+try:
+    DIRS = config()
+except UserError as e:
+    st.error(str(e))
+    st.stop()
 st.sidebar.caption(f"runs: `{DIRS.runs}`  \nreports: `{DIRS.reports}`  \ndata: `{DIRS.data}`")
 page.run()

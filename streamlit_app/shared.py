@@ -4,8 +4,12 @@ Only presentation and Streamlit plumbing lives here; requests, generation,
 scores and report reading come from `kit`.
 
 Configuration (command line wins over the environment):
-    streamlit run streamlit_app/app.py -- --runs runs --reports reports --data data/prepared
-    KIT_RUNS_DIR=runs KIT_REPORTS_DIR=reports KIT_DATA_DIR=data/prepared streamlit run streamlit_app/app.py
+    streamlit run streamlit_app/app.py -- --runs runs --reports reports --data data/prepared --max-models 2
+    KIT_RUNS_DIR=runs KIT_REPORTS_DIR=reports KIT_DATA_DIR=data/prepared KIT_MAX_MODELS=2 streamlit run ...
+
+`--max-models` bounds the model cache: how many base models stay loaded. The
+runs on one base (the base itself and its fine-tunes) share one copy of it
+(`kit.generate.ModelPool`), so comparing a base with its LoRA runs needs one.
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ import dataclasses
 import html
 import os
 import sys
-import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import streamlit as st
@@ -31,28 +35,36 @@ class Dirs:
     runs: Path
     reports: Path
     data: Path
+    max_models: int = 2
 
 
 def config(argv: list[str] | None = None) -> Dirs:
-    """The runs/reports/data dirs from `-- --runs ... --reports ... --data ...` or KIT_*_DIR env vars."""
+    """The dirs and the model cache size from `-- --runs ... --max-models N` or KIT_* env vars."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--runs", default=os.environ.get("KIT_RUNS_DIR", "runs"))
     parser.add_argument("--reports", default=os.environ.get("KIT_REPORTS_DIR", "reports"))
     parser.add_argument("--data", default=os.environ.get("KIT_DATA_DIR", "data/prepared"))
+    parser.add_argument("--max-models", default=os.environ.get("KIT_MAX_MODELS", "2"))
     args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    return Dirs(Path(args.runs), Path(args.reports), Path(args.data))
+    try:
+        max_models = int(args.max_models)
+    except ValueError:
+        max_models = 0
+    if max_models < 1:
+        # Shown by the app as one error line (every page calls config()).
+        raise UserError(f"--max-models (or KIT_MAX_MODELS) must be a positive integer. Received: {args.max_models!r}")
+    return Dirs(Path(args.runs), Path(args.reports), Path(args.data), max_models)
 
 
 # ----------------------------------------------------------------- cached resources
 
 
-@st.cache_resource(show_spinner="Loading the model…")
-def generator(run_dir: str):
-    """A `kit.generate.Generator` for one run, once per process, with its own lock."""
-    from kit.generate import Generator
-    from kit.model import load_model
+@st.cache_resource(show_spinner=False)
+def model_pool(max_models: int):
+    """The process's model cache: at most `max_models` bases, each shared by the runs on it (LRU)."""
+    from kit.generate import ModelPool
 
-    return Generator(load_model(run_dir), batch_size=8), threading.Lock()
+    return ModelPool(max_bases=max_models, batch_size=8)
 
 
 @st.cache_resource(show_spinner="Loading the rating/rubric judges…")
@@ -62,6 +74,46 @@ def judges(data_dir: str):
     from kit.eval import load_judges
 
     return load_judges(data_dir, load_prepared(data_dir)["train"])
+
+
+def _stamp(*files: Path) -> tuple:
+    """What a cached read depends on: each file's mtime and size (None when missing)."""
+    out = []
+    for f in files:
+        try:
+            st_ = f.stat()
+            out.append((st_.st_mtime_ns, st_.st_size))
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _metrics(report_dir: str, stamp: tuple) -> dict:
+    from kit.eval.report import read_metrics
+
+    return read_metrics(report_dir)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _samples(report_dir: str, stamp: tuple) -> list[dict]:
+    from kit.eval.report import read_samples
+
+    return read_samples(report_dir)
+
+
+def report_metrics(report_dir: Path) -> dict:
+    """`kit.eval.read_metrics`, read again only when metrics.json changes (cached by its mtime)."""
+    from kit.eval.report import METRICS_JSON
+
+    return _metrics(str(report_dir), _stamp(Path(report_dir) / METRICS_JSON))
+
+
+def report_samples(report_dir: Path) -> list[dict]:
+    """`kit.eval.read_samples`, read again only when samples.jsonl changes (cached by its mtime)."""
+    from kit.eval.report import SAMPLES_JSONL
+
+    return _samples(str(report_dir), _stamp(Path(report_dir) / SAMPLES_JSONL))
 
 
 @st.cache_data(show_spinner=False)
@@ -91,16 +143,51 @@ def run_names() -> list[str]:
         return []
 
 
-def generate(run_name: str, request, sampler, *, n: int, max_new_tokens: int):
-    """Reviews for `request` from the run `run_name` (inside the runs dir only), and the seconds it took."""
+def generator(run_name: str):
+    """The `Generator` of a run inside the runs dir, loading its base (with a spinner) if it is not loaded."""
     from kit.runs import resolve_run
 
-    path = resolve_run(config().runs, run_name)
-    gen, lock = generator(str(path))
+    dirs = config()
+    path = resolve_run(dirs.runs, run_name)
+    pool = model_pool(dirs.max_models)
+    if pool.loaded(path):
+        return pool.generator(path)
+    with st.spinner(f"Loading {run_name}…"):
+        return pool.generator(path)
+
+
+@contextmanager
+def compile_status(gen, run_name: str, request, sampler, *, n: int, max_new_tokens: int):
+    """Say so while the first request of a shape compiles (seconds on the tiny model, minutes at 2B)."""
+    if gen.is_compiled(request, sampler, n=n, max_new_tokens=max_new_tokens):
+        yield
+        return
+    estimate = gen.compile_estimate_s()
+    rough = f"about {estimate:.0f} s" if estimate < 90 else f"about {estimate / 60:.0f} min"
     t = time.perf_counter()
-    with lock:  # one generation per model at a time across sessions
+    with st.status(
+        f"First request to {run_name} with this sampler and length: compiling it ({rough}); "
+        "later ones reuse the compiled program.",
+        expanded=False,
+    ) as status:
+        yield
+        status.update(label=f"Compiled {run_name} for this shape in {time.perf_counter() - t:.1f} s.", state="complete")
+
+
+def generate(run_name: str, request, sampler, *, n: int, max_new_tokens: int):
+    """Reviews for `request` from the run `run_name` (inside the runs dir only), and the seconds it took."""
+    gen = generator(run_name)
+    t = time.perf_counter()
+    with compile_status(gen, run_name, request, sampler, n=n, max_new_tokens=max_new_tokens):
+        # The generator holds its model's lock: one batch per model at a time across sessions.
         samples = gen.generate([request], sampler, n=n, max_new_tokens=max_new_tokens)[0]
     return samples, time.perf_counter() - t
+
+
+def stream(run_name: str, request, sampler, *, n: int, max_new_tokens: int):
+    """A `kit.generate.Stream` of `request` from `run_name`: iterate it (e.g. `st.write_stream`), then `.samples`."""
+    gen = generator(run_name)
+    return gen, gen.stream(request, sampler, n=n, max_new_tokens=max_new_tokens)
 
 
 def scores_for(texts, request) -> list[dict]:

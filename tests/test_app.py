@@ -199,3 +199,98 @@ def test_only_runs_inside_the_runs_dir(env):
     for bad in ("..", "../prepared", "/etc", str(env["root"] / "prepared"), "nope", ""):
         with pytest.raises(UserError):
             resolve_run(env["runs"], bad)
+
+
+def _labels(node) -> list[str]:
+    """Labels of every status/expander block in an AppTest tree."""
+    out = []
+    for child in getattr(node, "children", {}).values():
+        label = getattr(child, "label", None)
+        if isinstance(label, str):
+            out.append(label)
+        out += _labels(child)
+    return out
+
+
+def test_generate_streams_says_when_it_compiles_and_shares_one_base(env):
+    import sys
+
+    at = app()
+    fill(at, "gen", rubrics=["Кафе"], keywords="кофе")
+    at.number_input(key="gen_max_new_tokens").set_value(13)  # a sampler/length not compiled by other tests
+    at.number_input(key="gen_top_k").set_value(3)
+    at.button[0].click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    first = [x for x in _labels(at._tree) if "ompil" in x]
+    assert first and "Compiled micro-lora for this shape in" in first[0], first
+    assert any(c.value.startswith("First token after ") for c in at.caption)
+    assert text_of(at).count('<div class="review">') == 1
+    at.button[0].click().run()  # the same shape again: no compile message
+    assert not [x for x in _labels(at._tree) if "ompil" in x]
+    # Compare loads the base run too: both runs share one base in the process's model cache.
+    at = app("compare")
+    fill(at, "cmp", rubrics=["Кафе"])
+    at.button(key="FormSubmitter:cmp_form-Generate with each model").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    pool = sys.modules["shared"].model_pool(2)
+    assert len(pool.bases) == 1
+    base = pool.base(pool.bases[0])
+    assert len(base.nbytes()) == 3  # the base weights, micro-base (no adapter) and micro-lora
+
+
+def test_reports_are_read_again_only_when_they_change(env, tmp_path, monkeypatch):
+    import kit.eval.report as report
+
+    reports = tmp_path / "reports"
+    shutil.copytree(env["reports"] / "micro", reports / "micro")
+    monkeypatch.setenv("KIT_REPORTS_DIR", str(reports))
+    calls = []
+    real = report.read_metrics
+    monkeypatch.setattr(report, "read_metrics", lambda d: calls.append(d) or real(d))
+    at = app("metrics")
+    at.run()
+    at.run()
+    assert len(calls) == 1  # three runs of the page, one read
+    metrics = reports / "micro" / "metrics.json"
+    doc = json.loads(metrics.read_text(encoding="utf-8"))
+    doc["requests"]["n"] = 4242
+    metrics.write_text(json.dumps(doc), encoding="utf-8")
+    at.run()
+    assert len(calls) == 2 and any("4242 requests" in c.value for c in at.caption)
+
+
+def test_each_vote_widget_is_a_fragment(env, monkeypatch):
+    """AppTest reruns the whole script on a widget change, so check that each vote widget runs inside
+    an `st.fragment` (which the browser reruns alone on a vote) and that a vote still saves."""
+    import streamlit as st
+
+    real, runs = st.fragment, []
+
+    def recording(func=None, **kwargs):
+        def wrap(f):
+            def inner(*args, **kw):
+                runs.append(f.__name__)
+                return f(*args, **kw)
+
+            inner.__name__ = f.__name__
+            return real(inner, **kwargs)
+
+        return wrap(func) if func is not None else wrap
+
+    monkeypatch.setattr(st, "fragment", recording)
+    at = app("samples")
+    samples = [json.loads(x) for x in (env["reports"] / "micro" / "samples.jsonl").read_text().splitlines()]
+    assert runs.count("vote_widget") == len(samples) == len(at.radio)
+    first = samples[0]
+    at.radio(key=f"vote_{first['id']}_micro-base_micro-lora").set_value("tie").run()
+    assert not at.exception and not at.error
+    votes = json.loads((env["reports"] / "micro" / "votes.json").read_text())["votes"]
+    assert votes[f"{first['id']}|micro-base|micro-lora"]["choice"] == "tie"
+
+
+def test_bad_model_cache_size_is_one_error_line(env, monkeypatch):
+    monkeypatch.setenv("KIT_MAX_MODELS", "0")
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception and len(at.error) == 1 and "KIT_MAX_MODELS" in at.error[0].value

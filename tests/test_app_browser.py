@@ -7,27 +7,17 @@ Screenshots land in test-artifacts/ (git-ignored).
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from test_app import app_dirs  # noqa: F401  (the micro runs + report fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = os.environ.get("KIT_CHROMIUM", "/usr/bin/chromium")
+sys.path.insert(0, str(ROOT / "bench"))
+from app_load import CHROMIUM, CHROMIUM_ARGS, app_server, generate_in_sessions, healthy  # noqa: E402
+
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def _missing() -> str | None:
@@ -55,59 +45,16 @@ def playwright_browser():
         browser.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(app_dirs):  # noqa: F811
-    port = _free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(ROOT / "streamlit_app" / "app.py"),
-        "--server.headless",
-        "true",
-        "--server.port",
-        str(port),
-        "--server.address",
-        "127.0.0.1",
-        "--browser.gatherUsageStats",
-        "false",
-        "--",
-        "--runs",
-        str(app_dirs["runs"]),
-        "--reports",
-        str(app_dirs["reports"]),
-        "--data",
-        str(app_dirs["data"]),
-    ]
-    log = open(app_dirs["root"] / "server.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(360):
-            try:
-                urllib.request.urlopen(url + "/_stcore/health", timeout=1)
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    pytest.fail(f"streamlit exited: {(app_dirs['root'] / 'server.log').read_text()[-2000:]}")
-                time.sleep(0.5)
-        else:
-            pytest.fail("streamlit did not answer in 180 s")
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        with app_server(app_dirs["runs"], app_dirs["reports"], app_dirs["data"], app_dirs["root"] / "server.log") as (
+            url,
+            _,
+        ):
+            yield url
+    except RuntimeError as e:
+        pytest.fail(str(e))
 
 
 def test_generate_compare_samples_in_chromium(server, playwright_browser):
@@ -150,3 +97,12 @@ def test_generate_compare_samples_in_chromium(server, playwright_browser):
 def _wait_idle(page) -> None:
     """Wait until Streamlit's "running" status widget is gone (absent counts as idle)."""
     page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden")
+
+
+def test_eight_sessions_generate_at_once_on_one_model(server, playwright_browser):
+    """Eight sessions press Generate together on micro-lora: all get a review, none an error, the server lives."""
+    generate_in_sessions(playwright_browser, server, 1)  # the first request loads and compiles
+    result = generate_in_sessions(playwright_browser, server, 8, timeout_s=600)
+    assert result["errors"] == {} and result["missing"] == [], result
+    assert len(result["seconds"]) == 8
+    assert healthy(server)

@@ -193,6 +193,7 @@ def test_cli_single_request_text_and_json(cli):
         (["--rubrics", "Кафе", "--rating", "5", "--sampler", "nucleus"], "invalid choice"),
         (["--rubrics", "Кафе", "--rating", "5", "--temperature", "0"], "temperature must be > 0"),
         (["--rubrics", "Кафе", "--rating", "5", "--n", "0"], "expected a positive integer"),
+        (["--rubrics", "Кафе", "--rating", "5", "--stream", "--json"], "--stream prints one request"),
     ],
 )
 def test_cli_bad_input_exits_2_with_one_line(cli, argv, match):
@@ -253,3 +254,12 @@ def test_cli_batch_mode(cli, tmp_path):
     before = dst.read_bytes()  # an existing output is replaced only with --overwrite
     code, _, err = cli("--requests", str(src), "--out", str(dst))
     assert code == 2 and "already exists; pass --overwrite" in err and dst.read_bytes() == before
+
+
+def test_cli_stream_prints_what_the_batch_path_prints(cli):
+    argv = ["--rubrics", "Кафе", "--rating", "5", "--keywords", "кофе", "--max-new-tokens", "16"]
+    for extra in (["--sampler", "greedy"], ["--seed", "4", "--n", "2"]):
+        code, batch, _ = cli(*argv, *extra)
+        code2, streamed, err = cli(*argv, *extra, "--stream")
+        assert code == code2 == 0 and not err
+        assert streamed == batch and streamed.strip()

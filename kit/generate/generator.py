@@ -1,7 +1,7 @@
 """Validated requests in, reviews out: batched, seeded generation with fixed compile shapes.
 
 `Generator` wraps a loaded `GemmaCausalLM` (a run dir, base or adapter, or any
-preset) and calls its compiled generate function directly on numpy batches:
+preset) and runs the kit's decode loop (`kit.generate.decode`) on numpy batches:
 
 * Prompts come from THE template (`Request.prompt`) and are tokenised with
   SentencePiece exactly as in training (`<bos>` + prompt), so no TensorFlow
@@ -10,20 +10,26 @@ preset) and calls its compiled generate function directly on numpy batches:
   samples) are padded to a batch size from `batch_sizes` and to a total
   length from `length_buckets`, so new requests of other lengths reuse the
   programs already compiled (`Generator.traces` counts compilations).
-* Each sampler configuration keeps its own compiled function (the
-  temperature and k/p are baked into the program); the seed is not: it is
-  written into the sampler's `SeedGenerator` state before each batch, so the
-  same seed gives the same text without a recompile.
-* Generation stops on `<end_of_turn>` or `<eos>` (both passed as stop ids);
-  each sample is cut to `max_new_tokens`, the prompt is stripped
-  (`extract_response`) and TSKV escapes (a literal `\\n`) are decoded.
+* Each sampler configuration keeps its own compiled program (the
+  temperature and k/p are baked into it); the seed is not: it is passed in
+  as the sampler's `SeedGenerator` state for each batch, so the same seed
+  gives the same text without a recompile.
+* A row is done at `<end_of_turn>` or `<eos>` (both are stop ids) or after
+  `max_new_tokens`; decoding ends when every row of the batch is done. The
+  prompt is stripped (`extract_response`) and TSKV escapes (a literal
+  `\\n`) are decoded.
+* `Generator.stream` yields a review's text while it is written, from the same
+  programs, so a stream gives the text the batch path gives.
+* Beam and contrastive search keep KerasHub's own generate program.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,10 +38,14 @@ import kit  # noqa: F401
 from kit.data.prompt import END_OF_TURN, extract_response
 from kit.data.tskv import unescape
 from kit.errors import UserError
+from kit.generate.decode import STEPWISE, Decoder
 from kit.generate.request import Request
 from kit.generate.sampler import CONTEXT_TOKENS, GenerateOptions, SamplerSpec
 
 LENGTH_BUCKETS = (128, 256, 512, 1024, 2048, CONTEXT_TOKENS)
+# A stream's pieces come about this often: each call of the decode loop has a
+# fixed cost (milliseconds), so pieces of one token would slow a fast model down.
+CHUNK_SECONDS = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,21 +64,40 @@ class Sample:
 
 
 class Generator:
-    """A loaded causal LM plus its compiled generate programs, reused across calls.
+    """A loaded causal LM plus its compiled decode programs, reused across calls.
 
     Args:
         lm: A `keras_hub.models.GemmaCausalLM` (e.g. from `load_model`).
         batch_size: Largest batch per call; smaller batches are padded up to a power of two.
         length_buckets: Allowed total lengths (prompt + new tokens), ascending.
+        adapter: Values for the model's LoRA variables (variable path -> array), passed into
+            every call instead of the variables' own: how runs that share one base
+            (`kit.generate.pool.SharedBase`) each get their adapter.
+        decoder: The model's `Decoder` when several generators share one model (and its programs).
+        lock: The model's lock, shared by every generator on the model: a batch holds it for the
+            whole call, a stream for each chunk of tokens.
+        name: What to call the model in messages.
 
     Example:
         >>> gen = Generator(load_model("runs/tiny-lora"))  # doctest: +SKIP
         >>> req = Request.create(rubrics="Кафе", rating=5, keywords="кофе")  # doctest: +SKIP
         >>> gen.generate([req], SamplerSpec(name="top_p", seed=1), n=2)[0][0].text  # doctest: +SKIP
         'Уютное кафе, вкусный кофе...'
+        >>> "".join(gen.stream(req, SamplerSpec(name="greedy")))  # doctest: +SKIP
+        'Уютное кафе...'
     """
 
-    def __init__(self, lm, *, batch_size: int = 8, length_buckets: Sequence[int] = LENGTH_BUCKETS):
+    def __init__(
+        self,
+        lm,
+        *,
+        batch_size: int = 8,
+        length_buckets: Sequence[int] = LENGTH_BUCKETS,
+        adapter: dict | None = None,
+        decoder: Decoder | None = None,
+        lock: threading.Lock | None = None,
+        name: str = "the model",
+    ):
         from kit.data.batching import Encoder
 
         if batch_size < 1:
@@ -79,16 +108,29 @@ class Generator:
         self.batch_size = batch_size
         self.batch_sizes = sorted({min(2**i, batch_size) for i in range(batch_size.bit_length() + 1)})
         self.length_buckets = tuple(sorted(length_buckets))
-        self.traces = 0
+        self.adapter = adapter
+        self.decoder = decoder or Decoder(lm)
+        self.lock = lock or threading.Lock()
+        self.name = name
+        self.closed = False  # set when the model is unloaded (`SharedBase.close`)
+        self.last_steps: list[int] = []  # decode steps of each batch of the last `generate` call
         self._programs: dict[tuple, tuple] = {}
-        generate_step = lm.generate_step
+        if not getattr(lm, "_kit_counted", False):
+            generate_step = lm.generate_step
+            decoder_ref = self.decoder
 
-        def counted_generate_step(*args, **kwargs):
-            # Runs only while JAX traces (i.e. compiles) a new program.
-            self.traces += 1
-            return generate_step(*args, **kwargs)
+            def counted_generate_step(*args, **kwargs):
+                # Runs only while JAX traces (i.e. compiles) a KerasHub generate program.
+                decoder_ref.traces += 1
+                return generate_step(*args, **kwargs)
 
-        lm.generate_step = counted_generate_step
+            lm.generate_step = counted_generate_step
+            lm._kit_counted = True
+
+    @property
+    def traces(self) -> int:
+        """Decode programs compiled so far on this model (one per bucket, batch size and sampler)."""
+        return self.decoder.traces
 
     def _stop_ids(self) -> tuple[int, ...]:
         sp = self.encoder.sp
@@ -97,6 +139,10 @@ class Generator:
         if eot != sp.unk_id():  # a tokenizer without turn markers maps it to <unk>
             ids.append(eot)
         return tuple(ids)
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise UserError(f"{self.name} was unloaded to make room for another model; generate again to reload it.")
 
     def generate(
         self,
@@ -122,24 +168,67 @@ class Generator:
         max_new_tokens: int = GenerateOptions.max_new_tokens,
     ) -> list[list[Sample]]:
         """Like `generate`, for ready prompts (e.g. the `prompt` column of a prepared split)."""
-        if n < 1:
-            raise UserError(f"n (samples per request) must be ≥ 1. Received: n={n}")
-        if max_new_tokens < 1:
-            raise UserError(f"max_new_tokens must be ≥ 1. Received: max_new_tokens={max_new_tokens}")
-        encoded = [[self.encoder.bos_id, *self.encoder.sp.encode(p)] for p in prompts]
+        _check_counts(n, max_new_tokens)
+        encoded = [self._encode(p) for p in prompts]
         check_room(max((len(ids) for ids in encoded), default=0), max_new_tokens, self.length_buckets[-1])
         rows = [(i, ids) for i, ids in enumerate(encoded) for _ in range(n)]
         out: list[list[Sample]] = [[] for _ in prompts]
-        for b, start in enumerate(range(0, len(rows), self.batch_size)):
-            chunk = rows[start : start + self.batch_size]
-            for (i, ids), generated in zip(chunk, self._run(chunk, sampler, b, max_new_tokens), strict=True):
-                out[i].append(self._decode(prompts[i], generated, len(ids), max_new_tokens))
+        with self.lock:
+            self._check_open()
+            self.last_steps = []
+            for b, start in enumerate(range(0, len(rows), self.batch_size)):
+                chunk = rows[start : start + self.batch_size]
+                for (i, ids), generated in zip(chunk, self._run(chunk, sampler, b, max_new_tokens), strict=True):
+                    out[i].append(self._decode(prompts[i], generated, len(ids), max_new_tokens))
         return out
 
-    def _run(self, chunk, sampler: SamplerSpec, batch_index: int, max_new_tokens: int) -> np.ndarray:
+    def stream(
+        self,
+        request: Request | str,
+        sampler: SamplerSpec = SamplerSpec(),
+        *,
+        n: int = 1,
+        max_new_tokens: int = GenerateOptions.max_new_tokens,
+        chunk_tokens: int | None = None,
+    ) -> Stream:
+        """`n` reviews for one request, the first one as text pieces while it is written.
+
+        Iterating the returned `Stream` yields the first review's text as it grows
+        (the first piece after one token, then about every `CHUNK_SECONDS`, or every
+        `chunk_tokens` tokens if given: each call has a fixed cost, so a fast model
+        streams in longer pieces and a slow one token by token); when
+        it ends, `Stream.samples` holds all `n` reviews, exactly the ones
+        `generate` gives for the same request, sampler and seed. The model's lock
+        is taken per chunk, so other streams and batches on the same model take
+        turns with this one.
+
+        Args:
+            request: A `Request` or a ready prompt.
+            sampler: How to pick tokens; beam and contrastive search cannot stream and give
+                the whole review as one piece.
+            n: Reviews (rows of one batch), at most `batch_size`.
+            max_new_tokens: Length limit of one review.
+            chunk_tokens: Tokens per piece after the first (default: as many as take `CHUNK_SECONDS`).
+
+        Example:
+            >>> for piece in gen.stream(req, SamplerSpec(name="greedy"), max_new_tokens=32):  # doctest: +SKIP
+            ...     print(piece, end="", flush=True)
+        """
+        _check_counts(n, max_new_tokens)
+        if n > self.batch_size:
+            raise UserError(f"A stream has at most batch_size={self.batch_size} reviews. Received: n={n}")
+        if chunk_tokens is not None and chunk_tokens < 1:
+            raise UserError(f"chunk_tokens must be ≥ 1. Received: chunk_tokens={chunk_tokens}")
+        prompt = request if isinstance(request, str) else request.prompt()
+        return Stream(self, prompt, sampler, n=n, max_new_tokens=max_new_tokens, chunk_tokens=chunk_tokens)
+
+    def _encode(self, prompt: str) -> list[int]:
+        return [self.encoder.bos_id, *self.encoder.sp.encode(prompt)]
+
+    def _pack(self, chunk, max_new_tokens: int) -> tuple[np.ndarray, np.ndarray]:
         longest = max(len(ids) for _, ids in chunk)
         length = self.bucket_length(longest, max_new_tokens)
-        size = next(s for s in self.batch_sizes if s >= len(chunk))
+        size = self.padded_batch(len(chunk))
         token_ids = np.zeros((size, length), dtype=np.int32)
         padding_mask = np.zeros((size, length), dtype=bool)
         for r in range(size):
@@ -148,17 +237,77 @@ class Generator:
             ids = chunk[min(r, len(chunk) - 1)][1]
             token_ids[r, : len(ids)] = ids
             padding_mask[r, : len(ids)] = True
+        return token_ids, padding_mask
+
+    def padded_batch(self, rows: int) -> int:
+        """The compiled batch size for `rows` rows."""
+        return next(s for s in self.batch_sizes if s >= rows)
+
+    def _start(self, token_ids, padding_mask, sampler: SamplerSpec, batch_index: int, max_new_tokens: int):
+        return self.decoder.start(
+            self.decoder.state(self.adapter),
+            sampler,
+            token_ids,
+            padding_mask,
+            seed=sampler.seed,
+            stream=batch_index,
+            limit=max_new_tokens,
+            stops=self.stop_ids,
+        )
+
+    def _run(self, chunk, sampler: SamplerSpec, batch_index: int, max_new_tokens: int) -> np.ndarray:
+        token_ids, padding_mask = self._pack(chunk, max_new_tokens)
+        if sampler.name not in STEPWISE:
+            return self._run_keras(token_ids, padding_mask, sampler, batch_index)[: len(chunk)]
+        ds = self._start(token_ids, padding_mask, sampler, batch_index, max_new_tokens)
+        self.decoder.advance(self.decoder.state(self.adapter), sampler, ds, steps=token_ids.shape[1])
+        self.last_steps.append(ds.steps)
+        return ds.tokens()[: len(chunk)]
+
+    def _run_keras(self, token_ids, padding_mask, sampler: SamplerSpec, batch_index: int) -> np.ndarray:
+        """Beam and contrastive search: KerasHub's own compiled generate (no streaming)."""
+        if self.adapter:
+            # KerasHub's program reads the variables themselves: swap this run's adapter in
+            # (the caller holds the model's lock).
+            for v in self.lm.backbone.weights:
+                if v.path in self.adapter:
+                    v.assign(self.adapter[v.path])
         function = self._program(sampler)
         for variable in self.lm.sampler.variables:  # SeedGenerator state: [seed, counter]
-            # One stream per batch: the counter advances by one per token, so
-            # batches start far apart instead of one token apart.
             variable.assign(np.asarray([sampler.seed, batch_index << 20], dtype=variable.dtype))
         outputs = function({"token_ids": token_ids, "padding_mask": padding_mask}, stop_token_ids=self.stop_ids)
-        return np.asarray(outputs["token_ids"])[: len(chunk)]
+        token_ids = np.asarray(outputs["token_ids"])
+        self.last_steps.append(int(token_ids.shape[1] - padding_mask.sum(axis=-1).min()))
+        return token_ids
 
     def bucket_length(self, prompt_tokens: int, max_new_tokens: int) -> int:
         """The compiled total length for a batch whose longest prompt has `prompt_tokens` tokens."""
         return pick_length(self.length_buckets, prompt_tokens, max_new_tokens)
+
+    def is_compiled(self, request: Request | str, sampler: SamplerSpec, *, n: int = 1, max_new_tokens: int) -> bool:
+        """Whether generating this (one request, `n` reviews) reuses a compiled program or compiles one first."""
+        prompt = request if isinstance(request, str) else request.prompt()
+        length = self.bucket_length(len(self._encode(prompt)), max_new_tokens)
+        rows = min(n, self.batch_size)
+        if sampler.name not in STEPWISE:  # KerasHub's program: compiled per sampler (and shape)
+            return sampler.key() in self._programs
+        return self.decoder.is_compiled(length, self.padded_batch(rows), sampler)
+
+    def compile_estimate_s(self) -> float:
+        """Rough seconds the first call of a new shape takes (compile + run) on this model.
+
+        The longest first call seen on this model if there was one, else a guess
+        from the parameter count: about 10 s for the tiny model on a CPU, a few
+        minutes for Gemma 2 2B.
+
+        Example:
+            >>> f"compiling, about {gen.compile_estimate_s():.0f} s"  # doctest: +SKIP
+            'compiling, about 10 s'
+        """
+        if self.decoder.compile_seconds:
+            return max(self.decoder.compile_seconds)
+        params = sum(int(np.prod(v.shape)) for v in self.lm.backbone.weights)
+        return 10.0 * (1 + params / 1e8)
 
     def _program(self, sampler: SamplerSpec):
         key = sampler.key()
@@ -182,6 +331,78 @@ class Generator:
         # A byte-fallback piece cut from its neighbours decodes to U+FFFD: no text for a reader.
         text = text.replace("\ufffd", "")
         return Sample(text=unescape(text), new_tokens=len(new), stopped=stop is not None)
+
+
+class Stream:
+    """The pieces of one review as it is written; `samples` once it has ended (see `Generator.stream`).
+
+    Attributes:
+        samples: The `n` finished `Sample`s (None until the iteration has ended).
+        first_token_s: Seconds from the start to the first token (prefill + one step).
+        seconds: Seconds from the start until every review was done.
+        steps: Decode steps run.
+    """
+
+    def __init__(self, gen: Generator, prompt: str, sampler: SamplerSpec, *, n, max_new_tokens, chunk_tokens):
+        self.gen, self.prompt, self.sampler = gen, prompt, sampler
+        self.n, self.max_new_tokens, self.chunk_tokens = n, max_new_tokens, chunk_tokens
+        self.samples: list[Sample] | None = None
+        self.first_token_s: float | None = None
+        self.seconds: float | None = None
+        self.steps = 0
+
+    def __iter__(self) -> Iterator[str]:
+        gen, t0 = self.gen, time.perf_counter()
+        if self.sampler.name not in STEPWISE:  # beam / contrastive: the whole review at once
+            self.samples = gen.complete([self.prompt], self.sampler, n=self.n, max_new_tokens=self.max_new_tokens)[0]
+            self.first_token_s = self.seconds = time.perf_counter() - t0
+            self.steps = sum(gen.last_steps)
+            yield self.samples[0].text
+            return
+        ids = gen._encode(self.prompt)
+        check_room(len(ids), self.max_new_tokens, gen.length_buckets[-1])
+        token_ids, padding_mask = gen._pack([(0, ids)] * self.n, self.max_new_tokens)
+        with gen.lock:
+            gen._check_open()
+            ds = gen._start(token_ids, padding_mask, self.sampler, 0, self.max_new_tokens)
+        sent, steps = "", 1
+        while not ds.done:
+            t = time.perf_counter()
+            before = ds.steps
+            with gen.lock:
+                gen._check_open()
+                gen.decoder.advance(gen.decoder.state(gen.adapter), self.sampler, ds, steps=steps)
+            if self.first_token_s is None:
+                self.first_token_s = time.perf_counter() - t0
+                steps = self.chunk_tokens or 4  # the first call compiled or prefilled: not a step's time
+            elif self.chunk_tokens:
+                steps = self.chunk_tokens
+            else:
+                per_step = (time.perf_counter() - t) / max(ds.steps - before, 1)
+                steps = int(min(max(CHUNK_SECONDS / max(per_step, 1e-6), 1), 256))
+            first = gen._decode(self.prompt, ds.tokens()[0][: ds.index], len(ids), self.max_new_tokens)
+            text = first.text if first.stopped else first.text.rstrip("\\")  # "\\" may start an escape
+            if len(text) > len(sent) and text.startswith(sent):
+                yield text[len(sent) :]
+                sent = text
+            if first.stopped or first.new_tokens >= self.max_new_tokens:
+                # The first review is done; finish the others (if any) in one call.
+                steps = token_ids.shape[1]
+                if self.n == 1:
+                    break
+        tokens = ds.tokens()
+        self.samples = [gen._decode(self.prompt, tokens[r], len(ids), self.max_new_tokens) for r in range(self.n)]
+        self.steps, self.seconds = ds.steps, time.perf_counter() - t0
+        final = self.samples[0].text
+        if len(final) > len(sent) and final.startswith(sent):
+            yield final[len(sent) :]
+
+
+def _check_counts(n: int, max_new_tokens: int) -> None:
+    if n < 1:
+        raise UserError(f"n (samples per request) must be ≥ 1. Received: n={n}")
+    if max_new_tokens < 1:
+        raise UserError(f"max_new_tokens must be ≥ 1. Received: max_new_tokens={max_new_tokens}")
 
 
 def enable_compile_cache(path: str | None = None) -> str | None:

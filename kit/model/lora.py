@@ -11,6 +11,7 @@ from pathlib import Path
 
 import keras
 import keras_hub
+import numpy as np
 
 import kit  # noqa: F401  (sets KERAS_BACKEND before keras is imported)
 from kit.atomic import atomic_path
@@ -95,3 +96,46 @@ def load_adapter(
     """
     enable_lora(lm, rank=rank, alpha=alpha, targets=targets)
     lm.backbone.load_lora_weights(str(path))
+
+
+def weighted_layers(backbone) -> list:
+    """The backbone's layers that hold weights, in the order adapter files index them.
+
+    `save_lora_weights` keys each adapter by its layer's position in this list
+    (names are not unique), so reading a file back needs the same walk.
+    """
+    return [layer for layer in backbone._flatten_layers(include_self=False) if layer.weights]
+
+
+def read_adapter(path: str | Path) -> tuple[int, dict[int, tuple]]:
+    """The rank and the `(lora_kernel_a, lora_kernel_b)` arrays per layer index of an adapter file.
+
+    Reads what `save_adapter` wrote without a model to load it into, so one
+    base in memory can serve several adapters (`kit.generate.pool`).
+
+    Raises:
+        UserError: the file is missing or not an adapter file.
+
+    Example:
+        >>> rank, layers = read_adapter("runs/tiny-lora/adapter.lora.h5")  # doctest: +SKIP
+        >>> rank, sorted(layers)[:2]  # doctest: +SKIP
+        (16, [9, 10])
+    """
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path} is missing; re-run `kit finetune` for {path.parent.name}.")
+    try:
+        with h5py.File(path, "r") as f:
+            # Layout of Keras' H5IOStore: lora/vars/rank, lora/<layer index>/vars/lora_kernel_{a,b}.
+            root = f["lora"]
+            rank = int(root["vars"]["rank"][()])
+            layers = {
+                int(name): (np.asarray(g["vars"]["lora_kernel_a"]), np.asarray(g["vars"]["lora_kernel_b"]))
+                for name, g in root.items()
+                if name.isdigit()
+            }
+    except (OSError, KeyError, ValueError) as e:
+        raise UserError(f"{path} is not a LoRA adapter file ({e}); re-run `kit finetune`.") from None
+    return rank, layers

@@ -1,11 +1,13 @@
-"""Generate: one request to one model, reviews with their control scores and the time taken."""
+"""Generate: one request to one model, the first review streamed as it is written, then every review scored."""
 
 from __future__ import annotations
 
+import time
+
 import streamlit as st
 from shared import (
+    compile_status,
     config,
-    generate,
     is_synthetic,
     need_runs,
     need_vocabulary,
@@ -14,6 +16,7 @@ from shared import (
     scores_for,
     show_scores,
     show_text,
+    stream,
 )
 
 from kit.errors import UserError
@@ -30,23 +33,30 @@ with st.form("gen_form"):
     submitted = st.form_submit_button("Generate", type="primary")
 
 if submitted:
+    live = st.empty()  # the review as it is written; replaced by the scored reviews below
     try:
         request, sampler = parse_form(values, vocab)
-        samples, seconds = generate(
-            model, request, sampler, n=int(values["n"]), max_new_tokens=int(values["max_new_tokens"])
-        )
+        n, limit = int(values["n"]), int(values["max_new_tokens"])
+        gen, pieces = stream(model, request, sampler, n=n, max_new_tokens=limit)
+        t = time.perf_counter()
+        with compile_status(gen, model, request, sampler, n=n, max_new_tokens=limit), live.container(border=True):
+            st.markdown("**Review 1** · writing…")
+            st.write_stream(pieces)
+        samples, seconds = pieces.samples, time.perf_counter() - t
         scores = scores_for([s.text for s in samples], request)
     except UserError as e:
         st.error(str(e))
     except Exception as e:  # noqa: BLE001  (no traceback reaches the user)
         st.error(f"Generation failed: {type(e).__name__}: {e}")
     else:
-        st.session_state["gen_result"] = (model, request, samples, scores, seconds)
+        st.session_state["gen_result"] = (model, request, samples, scores, seconds, pieces.first_token_s)
+    live.empty()
 
 result = st.session_state.get("gen_result")
 if result:
-    model, request, samples, scores, seconds = result
+    model, request, samples, scores, seconds, first_token_s = result
     st.subheader(f"{model}: {len(samples)} review(s) in {seconds:.2f} s")
+    st.caption(f"First token after {first_token_s:.2f} s.")
     st.caption(
         "Requested keywords are highlighted. Control scores come from the judges `kit evaluate` uses"
         + (" (fitted on SYNTHETIC data)." if is_synthetic(str(DIRS.data)) else ".")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 import streamlit as st
-from shared import DEMO_HINT, config, synthetic_banner
+from shared import DEMO_HINT, config, report_metrics, synthetic_banner
 
 from kit.errors import UserError
-from kit.eval.report import list_reports, read_metrics
+from kit.eval.report import list_reports
 from kit.eval.rows import headline_rows, interval_cell, win_rate_rows
 from kit.eval.scoring import BY_KEY, METRICS
 
@@ -23,7 +23,7 @@ if not reports:
     st.stop()
 name = st.selectbox("Report", [p.name for p in reports], key="met_report")
 try:
-    result = read_metrics(DIRS.reports / name)
+    result = report_metrics(DIRS.reports / name)
     order = list(result["columns_order"])
     cols = result["metrics"]["columns"]
 except (UserError, KeyError, TypeError) as e:

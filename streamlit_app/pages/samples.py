@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
-from shared import DEMO_HINT, config, fmt, show_text, synthetic_banner
+from shared import DEMO_HINT, config, fmt, report_metrics, report_samples, show_text, synthetic_banner
 
 from kit.errors import UserError
 from kit.eval import (
     VOTE_CHOICES,
     list_reports,
-    read_metrics,
-    read_samples,
     read_votes,
     save_vote,
     vote_key,
@@ -27,8 +25,9 @@ if not reports:
 name = st.selectbox("Report", [p.name for p in reports], key="smp_report")
 report_dir = DIRS.reports / name
 try:
-    result = read_metrics(report_dir)
-    rows = read_samples(report_dir)
+    # Cached by file mtime: a rerun (a filter, a page) does not parse the report again.
+    result = report_metrics(report_dir)
+    rows = report_samples(report_dir)
     models = [c for c in result["columns_order"] if c != HUMAN]
 except (UserError, KeyError, TypeError) as e:
     st.error(str(e) if isinstance(e, UserError) else f"{report_dir}: broken report ({e!r}).")
@@ -117,8 +116,21 @@ def on_vote(sample_id: int) -> None:
         st.session_state["smp_error"] = f"Vote not saved: {e}"
 
 
-if err := st.session_state.pop("smp_error", None):
-    st.error(err)
+@st.fragment
+def vote_widget(sample_id: int, saved: str | None) -> None:
+    """One sample's vote: a fragment, so a vote reruns only this widget, not the whole page."""
+    st.radio(
+        "Which is better?",
+        VOTE_CHOICES,
+        key=f"vote_{sample_id}_{a}_{b}",
+        horizontal=True,
+        on_change=on_vote,
+        args=(sample_id,),
+        index=VOTE_CHOICES.index(saved) if saved in VOTE_CHOICES else None,
+    )
+    if err := st.session_state.pop("smp_error", None):
+        st.error(err)
+
 
 for r in shown[(page - 1) * PAGE : page * PAGE]:
     q = r["request"]
@@ -148,14 +160,4 @@ for r in shown[(page - 1) * PAGE : page * PAGE]:
                         if k in s
                     )
                 )
-        key = f"vote_{r['id']}_{a}_{b}"
-        saved = votes.get(vote_key(r["id"], a, b), {}).get("choice")
-        st.radio(
-            "Which is better?",
-            VOTE_CHOICES,
-            key=key,
-            horizontal=True,
-            on_change=on_vote,
-            args=(r["id"],),
-            index=VOTE_CHOICES.index(saved) if saved in VOTE_CHOICES else None,
-        )
+        vote_widget(r["id"], votes.get(vote_key(r["id"], a, b), {}).get("choice"))
