@@ -53,8 +53,13 @@ def _texts(gen, sampler, n=2):
 
 
 def _live_bytes() -> int:
+    import gc
+
     import jax
 
+    # Collect first: arrays that earlier tests dropped but the collector has not yet
+    # freed would otherwise vanish between two measurements and skew the difference.
+    gc.collect()
     return sum(a.nbytes for a in jax.live_arrays())
 
 
