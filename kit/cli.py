@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 
@@ -103,7 +104,8 @@ def _cmd_tiny(args: argparse.Namespace) -> int:
     from kit.train.pretrain import make_tiny_base
 
     spec = options_from(TinySpec, args)
-    info = make_tiny_base(args.data, args.out, spec, progress=not args.quiet)
+    command = "kit " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["tiny"] else None
+    info = make_tiny_base(args.data, args.out, spec, progress=not args.quiet, command=command)
     p = info["pretraining"]
     print(
         f"Wrote tiny Gemma 2 base to {args.out}: {info['parameters']:,} parameters, vocabulary "
