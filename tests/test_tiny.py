@@ -186,6 +186,7 @@ def test_finetune_refuses_a_tiny_base_pretrained_on_other_data(tmp_path, tiny_pr
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "models" / "tiny-base"
+THRESHOLD_TOP5 = 0.8
 
 
 def _makefile_value(name: str) -> str:
@@ -193,17 +194,44 @@ def _makefile_value(name: str) -> str:
     return line.split("?=", 1)[1].strip()
 
 
-def test_committed_tiny_base_is_the_one_its_recipe_makes(tmp_path, capsys):
-    """models/tiny-base (what `make demo` fine-tunes): intact, made by `make tiny`, on `make data`'s data."""
+@pytest.fixture(scope="module")
+def demo_prepared(tmp_path_factory):
+    """The bundled sample, prepared exactly as `make data` prepares it."""
     from kit.cli import main
 
+    out = tmp_path_factory.mktemp("demo") / "prepared"
+    argv = ["data", "prepare", "--input", str(ROOT / _makefile_value("SAMPLE")), "--out", str(out), "--quiet"]
+    assert main([*argv, *_makefile_value("PREPARE_ARGS").split()]) == 0
+    return out
+
+
+def test_committed_tiny_base_is_the_one_its_recipe_makes(demo_prepared):
+    """models/tiny-base (what `make demo` fine-tunes): intact, made by `make tiny`, on `make data`'s data."""
     info = verify_tiny_base(COMMITTED)  # every file matches its sha256
     assert info and info["files"] and "model.weights.h5" in info["files"]
     assert info["command"] == f"kit tiny --data data/prepared --out models/tiny-base {_makefile_value('TINY_ARGS')}"
     assert info["spec"]["seed"] == 0 and info["spec"]["documents"] == "pages"
-    # The bundled sample, prepared as `make data` prepares it, is the data the base was pretrained on.
-    argv = ["data", "prepare", "--input", str(ROOT / _makefile_value("SAMPLE")), "--out", str(tmp_path / "prepared")]
-    assert main([*argv, *_makefile_value("PREPARE_ARGS").split(), "--quiet"]) == 0
-    capsys.readouterr()
-    fingerprint = load_stats(tmp_path / "prepared")["fingerprint"]
+    fingerprint = load_stats(demo_prepared)["fingerprint"]
     assert verify_tiny_base(COMMITTED, data_fingerprint=fingerprint) == info
+
+
+def test_committed_tiny_base_ends_a_review_with_end_of_turn(demo_prepared):
+    """The cause of fine-tuned reviews running to the token limit, guarded: the base must rank
+    `<end_of_turn>` high where a review ends, or LoRA (embeddings frozen) cannot make top-k 5 pick it."""
+    from kit.data.batching import Encoder, make_batch
+    from kit.data.pages import RATING_LINE
+    from kit.data.prepare import load_prepared
+
+    lm = load_causal_lm(str(COMMITTED))
+    enc = Encoder(lm.preprocessor.tokenizer.proto)
+    eot = enc.sp.piece_to_id(END_OF_TURN)
+    val = load_prepared(demo_prepared)["validation"].select(range(64))
+    docs = [RATING_LINE.format(rating=r) + "\n" + t for r, t in zip(val["rating"], val["text"], strict=True)]
+    examples = [enc.encode("", d + END_OF_TURN) for d in docs]
+    length = -(-max(len(e.ids) - 1 for e in examples) // 64) * 64
+    batch = make_batch(examples, length, len(examples))
+    logits = np.asarray(lm(batch.x), dtype=np.float32)
+    ends = [len(e.ids) - 2 for e in examples]  # the position whose next token is the end marker
+    at_end = logits[np.arange(len(examples)), ends]
+    rank = (at_end > at_end[:, [eot]]).sum(axis=1) + 1
+    assert np.mean(rank <= 5) >= THRESHOLD_TOP5, np.bincount(rank)[:10]
