@@ -17,9 +17,12 @@ PREPARED ?= data/prepared
 PREPARE_ARGS ?= --test-share 0.2
 # The tiny base reads reviews laid out as web pages (place header, star lines,
 # topic words with quotes): pretrained on bare reviews it never learns to use a
-# rating or keywords given before them. Batches of 4 give it ~2,000 steps instead
-# of ~260 in about the same time, enough to learn to copy a given word.
-TINY_ARGS ?= --documents pages --batch-size 4
+# rating or keywords given before them. Batches of 4 give it many optimizer steps,
+# enough to learn to copy a given word. models/tiny-base is committed, made by
+# exactly this command (recorded in its tiny_base.json with the data fingerprint
+# and the sha256 of each file, both checked before use), so `make demo` skips the
+# pretraining; `make tiny` rebuilds it.
+TINY_ARGS ?= --documents pages --batch-size 4 --seed 0
 CONFIG   ?= configs/tiny.toml
 FINETUNE_ARGS ?=
 # 150 rating-balanced test requests, the same top-k sampler and seed for every model.
@@ -33,7 +36,7 @@ help:
 	@echo "make test      install, then run the whole test suite (what CI runs)"
 	@echo "make test-fast the fast tier for the edit-test loop (no slow tests)"
 	@echo "make data      prepare $(SAMPLE) into $(PREPARED) (PREPARE_ARGS=--overwrite to replace it)"
-	@echo "make tiny      pretrain the tiny Gemma 2 base into models/tiny-base (TINY_ARGS=--overwrite to replace it)"
+	@echo "make tiny      rebuild the committed tiny Gemma 2 base models/tiny-base (pretraining; replaces it)"
 	@echo "make finetune  LoRA fine-tune with CONFIG=$(CONFIG) (FINETUNE_ARGS=--resume to continue)"
 	@echo "make evaluate  compare runs on the test split (report in reports/; EVAL_ARGS=--overwrite to replace it)"
 	@echo "make app       start the Streamlit evaluator"
@@ -58,22 +61,23 @@ data: $(STAMP)
 
 tiny: $(STAMP)
 	@test -f $(PREPARED)/dataset_dict.json || $(MAKE) data
-	$(KIT) tiny --data $(PREPARED) --out models/tiny-base $(TINY_ARGS)
+	$(KIT) tiny --data $(PREPARED) --out models/tiny-base $(TINY_ARGS) --overwrite
 
 finetune: $(STAMP)
 	$(KIT) finetune --config $(CONFIG) $(FINETUNE_ARGS)
 
 # The demo is the other targets in order; it replaces its own earlier outputs (--overwrite),
 # which the kit allows only for directories it wrote itself.
+# It fine-tunes the committed models/tiny-base (`make tiny` rebuilds it); the
+# fine-tune checks the base's checksums and that data/prepared is the data it
+# was pretrained on.
 demo: $(STAMP)
-	@echo "== 1/4 prepare the bundled SYNTHETIC sample"
+	@echo "== 1/3 prepare the bundled SYNTHETIC sample"
 	@$(MAKE) --no-print-directory data PREPARE_ARGS="$(PREPARE_ARGS) --overwrite"
-	@echo "== 2/4 pretrain the tiny Gemma 2 base"
-	@$(MAKE) --no-print-directory tiny TINY_ARGS="$(TINY_ARGS) --overwrite"
-	@echo "== 3/4 register the base, then LoRA fine-tune it"
+	@echo "== 2/3 register the committed tiny base, then LoRA fine-tune it"
 	@$(MAKE) --no-print-directory finetune CONFIG=configs/tiny_base.toml FINETUNE_ARGS=--overwrite
 	@$(MAKE) --no-print-directory finetune CONFIG=configs/tiny.toml FINETUNE_ARGS=--overwrite
-	@echo "== 4/4 evaluate base vs fine-tuned vs the human reviews"
+	@echo "== 3/3 evaluate base vs fine-tuned vs the human reviews"
 	@$(MAKE) --no-print-directory evaluate EVAL_ARGS="$(EVAL_ARGS) --overwrite"
 	@echo
 	@echo "Done: runs/tiny-base, runs/tiny-lora and reports/demo (all on the SYNTHETIC sample)."
@@ -126,5 +130,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# models/tiny-base is committed: clean leaves it (and any other model dir is removed).
 clean:
-	rm -rf $(PREPARED) data/raw models runs reports bench/tmp test-artifacts .pytest_cache
+	rm -rf $(PREPARED) data/raw runs reports bench/tmp test-artifacts .pytest_cache
+	@test ! -d models || find models -mindepth 1 -maxdepth 1 ! -name tiny-base -exec rm -rf {} +

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 
@@ -114,7 +115,11 @@ def _cmd_tiny(args: argparse.Namespace) -> int:
     from kit.train.pretrain import make_tiny_base
 
     spec = options_from(TinySpec, args)
-    info = make_tiny_base(args.data, args.out, spec, progress=not args.quiet, overwrite=args.overwrite)
+    # The recipe, recorded so the base can be rebuilt exactly; --overwrite is how
+    # it was written, not what was made, so it is left out.
+    recipe = [a for a in sys.argv[1:] if a != "--overwrite"]
+    command = "kit " + shlex.join(recipe) if recipe[:1] == ["tiny"] else None
+    info = make_tiny_base(args.data, args.out, spec, progress=not args.quiet, command=command, overwrite=args.overwrite)
     p = info["pretraining"]
     print(
         f"Wrote tiny Gemma 2 base to {args.out}: {info['parameters']:,} parameters, vocabulary "

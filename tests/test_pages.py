@@ -68,8 +68,13 @@ def test_documents_never_contain_the_prompt_format():
     pages = organisation_pages(rows)
     assert len(docs) == 2 * len(pages)
     joined = "\n".join(docs)
-    for marker in (START_OF_TURN, END_OF_TURN, INSTRUCTION, "Оценка:", "Рубрики:", "Ключевые слова"):
+    for marker in (START_OF_TURN, INSTRUCTION, "Оценка:", "Рубрики:", "Ключевые слова", "user\n", "model\n"):
         assert marker not in joined
+    # The end-of-turn marker closes every whole review (so its embedding is trained), and nothing else:
+    # not the previews of listings, not the quotes.
+    assert joined.count(END_OF_TURN) == len(rows["text"])
+    for text in rows["text"]:
+        assert text + END_OF_TURN in joined
     assert pretraining_documents(rows, listing_share=0.0) != pretraining_documents(rows, listing_share=0.0, seed=1)
     with pytest.raises(ValueError, match="listing_share"):
         pretraining_documents(rows, listing_share=1.0)
@@ -77,8 +82,9 @@ def test_documents_never_contain_the_prompt_format():
 
 def test_tiny_spec_chooses_the_documents():
     rows = _rows(n_orgs=2, per_org=1)
-    assert pretraining_texts(rows, TinySpec(documents="reviews")) == rows["text"]
-    assert pretraining_texts(rows) == rows["text"]  # the default keeps the bare review texts
+    ended = [t + END_OF_TURN for t in rows["text"]]
+    assert pretraining_texts(rows, TinySpec(documents="reviews")) == ended
+    assert pretraining_texts(rows) == ended  # the default keeps the bare review texts, each ended by the marker
     pages = pretraining_texts(rows, TinySpec(documents="pages", listing_share=0.0))
     assert len(pages) == 2 and all(d.count("Оценка") == 1 for d in pages)
     with pytest.raises(UserError, match="documents"):

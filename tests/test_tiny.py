@@ -3,12 +3,17 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import keras_hub
 import numpy as np
+import pytest
 
+from kit.data.prepare import load_stats
 from kit.data.prompt import END_OF_TURN, START_OF_TURN
-from kit.model.tiny import TINY_INFO, TinySpec, build_tiny_lm, train_tokenizer
+from kit.errors import UserError
+from kit.model.loader import load_causal_lm
+from kit.model.tiny import TINY_INFO, TinySpec, build_tiny_lm, file_checksums, train_tokenizer, verify_tiny_base
 from kit.train.pretrain import make_tiny_base
 
 
@@ -34,6 +39,7 @@ def test_tiny_architecture_is_gemma2():
 
 
 def test_make_tiny_base_round_trip(tmp_path, tiny_prepared):
+    data = _with_stats(tmp_path / "prepared", tiny_prepared)
     spec = TinySpec(
         num_layers=2,
         hidden_dim=32,
@@ -46,10 +52,14 @@ def test_make_tiny_base_round_trip(tmp_path, tiny_prepared):
         learning_rate=1e-2,
         warmup_steps=2,
     )
-    info = make_tiny_base(tiny_prepared, tmp_path / "tiny-base", spec, progress=False)
+    info = make_tiny_base(data, tmp_path / "tiny-base", spec, progress=False, command="kit tiny --seed 0")
     p = info["pretraining"]
     assert p["steps"] == 12 and p["final_val_loss"] < p["initial_val_loss"]
-    assert json.loads((tmp_path / "tiny-base" / TINY_INFO).read_text())["parameters"] == info["parameters"]
+    saved = json.loads((tmp_path / "tiny-base" / TINY_INFO).read_text())
+    assert saved["parameters"] == info["parameters"] and saved["command"] == "kit tiny --seed 0"
+    assert saved["data_fingerprint"] == load_stats(data)["fingerprint"]
+    assert saved["files"] == file_checksums(tmp_path / "tiny-base") and "model.weights.h5" in saved["files"]
+    assert verify_tiny_base(tmp_path / "tiny-base", data_fingerprint=saved["data_fingerprint"]) == saved
     lm = keras_hub.models.GemmaCausalLM.from_preset(str(tmp_path / "tiny-base"))
     x = {"token_ids": np.array([[2, 10, 11]], "int32"), "padding_mask": np.ones((1, 3), "int32")}
     assert np.isfinite(np.asarray(lm(x))).all()
@@ -84,8 +94,8 @@ def test_kit_tiny_cli_passes_its_options_to_the_spec(monkeypatch, capsys):
 
     seen = {}
 
-    def fake_make(data, out, spec, progress, overwrite):  # stands in for the minutes-long pretraining only
-        seen.update(data=data, out=out, spec=spec, progress=progress, overwrite=overwrite)
+    def fake_make(data, out, spec, progress, command, overwrite):  # stands in for the minutes-long pretraining only
+        seen.update(data=data, out=out, spec=spec, progress=progress, command=command, overwrite=overwrite)
         return {
             "parameters": 1,
             "vocabulary_size": 64,
@@ -114,6 +124,115 @@ def test_kit_tiny_cli_passes_its_options_to_the_spec(monkeypatch, capsys):
     spec = seen["spec"]
     assert (spec.documents, spec.batch_size, spec.epochs, spec.seed) == ("pages", 4, 1.5, 3)
     assert (seen["data"], seen["out"], seen["progress"], seen["overwrite"]) == ("d", "m", False, False)
+    assert seen["command"] is None  # argv is pytest's here; `python -m kit tiny …` records its own
     assert "val loss 2.000 -> 1.000" in capsys.readouterr().out
     assert main([*argv, "--overwrite"]) == 0 and seen["overwrite"] is True
     assert main(["tiny", "--quiet"]) == 0 and seen["spec"] == TinySpec()  # no flags: the defaults
+
+
+def _with_stats(path, prepared, fingerprint="a" * 64):
+    """A copy of the fixture's prepared dir with the stats.json `kit data prepare` writes (its fingerprint)."""
+    import shutil
+
+    shutil.copytree(prepared, path)
+    (path / "stats.json").write_text(json.dumps({"fingerprint": fingerprint}))
+    return path
+
+
+def _recorded_base(path, tiny_preset, fingerprint="f" * 64):
+    """A copy of the micro preset with the tiny_base.json `kit tiny` writes (checksums, data fingerprint)."""
+    import shutil
+
+    shutil.copytree(tiny_preset, path)
+    info = {"files": file_checksums(path), "data_fingerprint": fingerprint, "command": "kit tiny"}
+    (path / TINY_INFO).write_text(json.dumps(info))
+    return path
+
+
+def test_verify_tiny_base_catches_changed_or_missing_files(tmp_path, tiny_preset):
+    base = _recorded_base(tmp_path / "base", tiny_preset)
+    assert verify_tiny_base(base)["command"] == "kit tiny"
+    config = base / "config.json"
+    config.write_text(config.read_text().replace('"num_layers": 2', '"num_layers": 3'))
+    with pytest.raises(UserError, match=r"config.json is changed since `kit tiny` wrote it.*make tiny"):
+        verify_tiny_base(base)
+    with pytest.raises(UserError, match="changed since"):
+        load_causal_lm(str(base))  # the one loader checks before it builds anything
+    (base / "config.json").unlink()
+    with pytest.raises(UserError, match="config.json is missing"):
+        verify_tiny_base(base)
+    assert verify_tiny_base(tiny_preset) is None  # not a `kit tiny` base: nothing to check
+
+
+def test_verify_tiny_base_refuses_other_data(tmp_path, tiny_preset):
+    fingerprint = "a" * 64
+    base = _recorded_base(tmp_path / "base", tiny_preset, fingerprint="0" * 64)
+    assert verify_tiny_base(base, data_fingerprint="0" * 64)
+    with pytest.raises(UserError, match=r"pretrained on prepared data 000000000000…, not this data.*make tiny"):
+        verify_tiny_base(base, data_fingerprint=fingerprint)
+
+
+def test_finetune_refuses_a_tiny_base_pretrained_on_other_data(tmp_path, tiny_preset, tiny_prepared, capsys):
+    from kit.cli import main
+
+    base = _recorded_base(tmp_path / "base", tiny_preset, fingerprint="0" * 64)
+    data = _with_stats(tmp_path / "prepared", tiny_prepared)
+    argv = ["finetune", "--config", "configs/tiny.toml", "--set", f"model.preset={base}"]
+    argv += ["--set", f"data.dir={data}", "--set", f"run.out_dir={tmp_path / 'runs'}", "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "pretrained on prepared data" in err and "make tiny" in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()  # refused before a run dir is made
+
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMITTED = ROOT / "models" / "tiny-base"
+THRESHOLD_TOP5 = 0.8
+
+
+def _makefile_value(name: str) -> str:
+    line = next(x for x in (ROOT / "Makefile").read_text().splitlines() if x.startswith(f"{name} "))
+    return line.split("?=", 1)[1].strip()
+
+
+@pytest.fixture(scope="module")
+def demo_prepared(tmp_path_factory):
+    """The bundled sample, prepared exactly as `make data` prepares it."""
+    from kit.cli import main
+
+    out = tmp_path_factory.mktemp("demo") / "prepared"
+    argv = ["data", "prepare", "--input", str(ROOT / _makefile_value("SAMPLE")), "--out", str(out), "--quiet"]
+    assert main([*argv, *_makefile_value("PREPARE_ARGS").split()]) == 0
+    return out
+
+
+def test_committed_tiny_base_is_the_one_its_recipe_makes(demo_prepared):
+    """models/tiny-base (what `make demo` fine-tunes): intact, made by `make tiny`, on `make data`'s data."""
+    info = verify_tiny_base(COMMITTED)  # every file matches its sha256
+    assert info and info["files"] and "model.weights.h5" in info["files"]
+    assert info["command"] == f"kit tiny --data data/prepared --out models/tiny-base {_makefile_value('TINY_ARGS')}"
+    assert info["spec"]["seed"] == 0 and info["spec"]["documents"] == "pages"
+    fingerprint = load_stats(demo_prepared)["fingerprint"]
+    assert verify_tiny_base(COMMITTED, data_fingerprint=fingerprint) == info
+
+
+def test_committed_tiny_base_ends_a_review_with_end_of_turn(demo_prepared):
+    """The cause of fine-tuned reviews running to the token limit, guarded: the base must rank
+    `<end_of_turn>` high where a review ends, or LoRA (embeddings frozen) cannot make top-k 5 pick it."""
+    from kit.data.batching import Encoder, make_batch
+    from kit.data.pages import RATING_LINE
+    from kit.data.prepare import load_prepared
+
+    lm = load_causal_lm(str(COMMITTED))
+    enc = Encoder(lm.preprocessor.tokenizer.proto)
+    eot = enc.sp.piece_to_id(END_OF_TURN)
+    val = load_prepared(demo_prepared)["validation"].select(range(64))
+    docs = [RATING_LINE.format(rating=r) + "\n" + t for r, t in zip(val["rating"], val["text"], strict=True)]
+    examples = [enc.encode("", d + END_OF_TURN) for d in docs]
+    length = -(-max(len(e.ids) - 1 for e in examples) // 64) * 64
+    batch = make_batch(examples, length, len(examples))
+    logits = np.asarray(lm(batch.x), dtype=np.float32)
+    ends = [len(e.ids) - 2 for e in examples]  # the position whose next token is the end marker
+    at_end = logits[np.arange(len(examples)), ends]
+    rank = (at_end > at_end[:, [eot]]).sum(axis=1) + 1
+    assert np.mean(rank <= 5) >= THRESHOLD_TOP5, np.bincount(rank)[:10]

@@ -35,6 +35,15 @@ import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
+from kit.data.prompt import END_OF_TURN
+
+# A whole review ends with the marker a fine-tuned model ends its review with.
+# Without it the marker never occurs in pretraining: its embedding stays at its
+# random start while the base learns to end a review with `<eos>`, and LoRA
+# (embeddings frozen) only lifted it to P = 0.004 at a review's true end, below
+# top-k 5's cut in 71 % of the demo requests, so 86 of 150 reviews ran to the
+# token limit (docs/tiny-demo.md). Previews (cut reviews) and quotes get none.
+REVIEW_END = END_OF_TURN
 RATING_LINE = "Оценка {rating} из 5"
 MENTIONED = "В отзывах упоминают"
 QUOTE_LINE = "— {word}: «{sentence}»"
@@ -88,7 +97,7 @@ def quotes(words: Sequence[str], texts: Sequence[str]) -> list[str]:
 
 
 def organisation_pages(rows: Mapping[str, Sequence], *, per_page: int = 3) -> list[str]:
-    """One document per `per_page` reviews of an organisation, under its header.
+    """One document per `per_page` reviews of an organisation, under its header; each review ends with `REVIEW_END`.
 
     Args:
         rows: Columns `org_id`, `name_ru`, `address`, `rubrics`, `rating`, `text`
@@ -104,10 +113,10 @@ def organisation_pages(rows: Mapping[str, Sequence], *, per_page: int = 3) -> li
         Москва, Тверская улица, 1
         <BLANKLINE>
         Оценка 5 из 5
-        Вкусно.
+        Вкусно.<end_of_turn>
         <BLANKLINE>
         Оценка 1 из 5
-        Грязно.
+        Грязно.<end_of_turn>
     """
     by_org: dict[str, list[int]] = defaultdict(list)
     for i, org in enumerate(rows["org_id"]):
@@ -131,7 +140,7 @@ def organisation_pages(rows: Mapping[str, Sequence], *, per_page: int = 3) -> li
                 lines = [RATING_LINE.format(rating=rows["rating"][i])]
                 if keywords[i]:
                     lines.append(TOPICS_LINE.format(words=", ".join(keywords[i])))
-                reviews.append("\n".join([*lines, rows["text"][i]]))
+                reviews.append("\n".join([*lines, rows["text"][i] + REVIEW_END]))
             docs.append("\n".join(header) + "\n\n" + "\n\n".join(reviews))
     return docs
 

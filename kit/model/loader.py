@@ -32,6 +32,7 @@ import keras_hub
 import kit  # noqa: F401  (sets KERAS_BACKEND before keras is imported)
 from kit.errors import UserError
 from kit.model.lora import load_adapter
+from kit.model.tiny import verify_tiny_base
 from kit.runs import RunInfo, RunPaths
 
 MISSING_MODEL_HINT = (
@@ -135,6 +136,8 @@ def load_causal_lm(preset: str, *, dtype: str = "auto") -> keras_hub.models.Gemm
     source = preset
     if kind in ("kaggle", "builtin", "hf"):
         source = _check_network(preset, kind)
+    if kind == "local":
+        verify_tiny_base(preset)  # a committed or `kit tiny` base: its files match their checksums
     try:
         return keras_hub.models.GemmaCausalLM.from_preset(source, dtype=resolve_dtype(dtype))
     except UserError:

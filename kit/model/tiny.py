@@ -25,8 +25,11 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import keras
 import keras_hub
@@ -183,3 +186,71 @@ def tokens_per_text(proto: bytes, texts: Sequence[str]) -> float:
     """
     encoder = Encoder(proto)
     return float(np.mean([len(encoder.sp.encode(t)) for t in texts]))
+
+
+def file_checksums(directory: str | Path) -> dict[str, str]:
+    """sha256 of every file in a preset dir except `tiny_base.json` (which records them).
+
+    Example:
+        >>> file_checksums("models/tiny-base")["model.weights.h5"][:8]  # doctest: +SKIP
+        '3f2a...'
+    """
+    root = Path(directory)
+    return {
+        str(f.relative_to(root)): hashlib.sha256(f.read_bytes()).hexdigest()
+        for f in sorted(root.rglob("*"))
+        if f.is_file() and f.name != TINY_INFO
+    }
+
+
+def tiny_base_info(preset: str | Path) -> dict | None:
+    """The `tiny_base.json` that `kit tiny` wrote into `preset`, or None for any other preset."""
+    path = Path(preset) / TINY_INFO
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path} is not readable JSON ({e}); rebuild the base with `make tiny`.") from None
+
+
+def verify_tiny_base(preset: str | Path, *, data_fingerprint: str | None = None) -> dict | None:
+    """Check a `kit tiny` base before use: its files match their checksums, and it was pretrained on this data.
+
+    The file check catches a base that changed since `kit tiny` wrote it (a
+    half-finished copy, a git checkout that mangled a binary). The data check
+    matters because the base is pretrained on a prepared *train* split: data
+    prepared with another seed or split share would put reviews the base has
+    read into the test split, and the evaluation would flatter it. A base
+    without recorded checksums or fingerprint (older `kit tiny`) is not checked
+    for what it lacks; any preset other than a tiny base returns None.
+
+    Args:
+        preset: A preset dir.
+        data_fingerprint: The `stats.json` fingerprint of the data about to be used, if known.
+
+    Raises:
+        UserError: a file is missing or differs, or the fingerprints differ.
+
+    Example:
+        >>> verify_tiny_base("models/tiny-base", data_fingerprint=load_stats("data/prepared")["fingerprint"])  # doctest: +SKIP
+    """
+    info = tiny_base_info(preset)
+    if info is None:
+        return None
+    fix = f"restore it with `git checkout -- {preset}` or rebuild it with `make tiny`"
+    expected = info.get("files") or {}
+    if expected:
+        actual = file_checksums(preset)
+        bad = sorted(n for n, digest in expected.items() if actual.get(n) != digest)
+        if bad:
+            what = "missing" if bad[0] not in actual else "changed since `kit tiny` wrote it"
+            raise UserError(f"{Path(preset) / bad[0]} is {what} (sha256 in {TINY_INFO}); {fix}.")
+    trained_on = info.get("data_fingerprint")
+    if data_fingerprint and trained_on and data_fingerprint != trained_on:
+        raise UserError(
+            f"{preset} was pretrained on prepared data {trained_on[:12]}…, not this data ({data_fingerprint[:12]}…): "
+            f"its pretraining may have read this data's test reviews. Prepare the data as {preset}/{TINY_INFO} "
+            "records (`make data`), or rebuild the base for this data with `make tiny`."
+        )
+    return info

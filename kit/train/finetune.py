@@ -29,6 +29,7 @@ from kit.errors import UserError
 from kit.model.distribution import setup_distribution
 from kit.model.loader import load_causal_lm, resolve_dtype
 from kit.model.lora import enable_lora, parameter_counts, save_adapter
+from kit.model.tiny import verify_tiny_base
 from kit.runs import RUN, DataInfo, LoraInfo, RunInfo, RunPaths, run_dir
 from kit.train.budget import budget_estimate, stopped_record
 from kit.train.checkpoint import LoopState, load_checkpoint, save_checkpoint
@@ -202,6 +203,10 @@ def finetune(
         True
     """
     t0 = time.perf_counter()
+    if dataset is None and cfg.data.dir:
+        # A `kit tiny` base read its data's train split: other data may hold its
+        # pretraining reviews in the test split, which would flatter every score.
+        verify_tiny_base(cfg.model.preset, data_fingerprint=_dataset_fingerprint(cfg))
     paths = run_dir(cfg.run.out_dir, cfg.run.name)
     mode, replace = _prepare_run_dir(paths, resume=resume, overwrite=overwrite)
     if mode == "finished":

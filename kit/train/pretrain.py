@@ -17,10 +17,10 @@ import keras_hub
 import kit  # noqa: F401
 from kit.atomic import check_output_dir, output_dir, write_json
 from kit.data.batching import Encoder, plan_batches
-from kit.data.pages import pretraining_documents
+from kit.data.pages import REVIEW_END, pretraining_documents
 from kit.errors import UserError
 from kit.model.lora import parameter_counts
-from kit.model.tiny import TINY_BASE, TINY_INFO, TinySpec, build_tiny_lm, train_tokenizer
+from kit.model.tiny import TINY_BASE, TINY_INFO, TinySpec, build_tiny_lm, file_checksums, train_tokenizer
 from kit.train.loop import Engine, LoopOptions
 from kit.train.optim import make_optimizer
 
@@ -88,18 +88,27 @@ def pretraining_texts(split, spec: TinySpec = TinySpec()) -> list[str]:
         >>> rows = {"org_id": ["a"], "name_ru": ["Кафе Ромашка"], "address": [""], "rubrics": [["Кафе"]],
         ...         "rating": [5], "text": ["Вкусно."]}
         >>> pretraining_texts(rows)
-        ['Вкусно.']
+        ['Вкусно.<end_of_turn>']
         >>> pretraining_texts(rows, TinySpec(documents="pages", listing_share=0.0))
-        ['Кафе Ромашка\\nКафе\\n\\nОценка 5 из 5\\nВкусно.']
+        ['Кафе Ромашка\\nКафе\\n\\nОценка 5 из 5\\nВкусно.<end_of_turn>']
     """
     if spec.documents == "reviews":
-        return list(split["text"])
+        # Each review ends with the marker the fine-tuned model ends with (see kit.data.pages.REVIEW_END).
+        return [t + REVIEW_END for t in split["text"]]
     if spec.documents != "pages":
         raise UserError(f"TinySpec.documents must be 'pages' or 'reviews'. Received: {spec.documents!r}")
     columns = ("org_id", "name_ru", "address", "rubrics", "rating", "text", "keywords")
     present = split.column_names if hasattr(split, "column_names") else list(split)
     rows = {c: list(split[c]) for c in columns if c in present}
     return pretraining_documents(rows, listing_share=spec.listing_share, seed=spec.seed)
+
+
+def _fingerprint_or_none(data_dir, load_stats) -> str | None:
+    """The prepared data's fingerprint; None for a dataset saved without `stats.json` (tests, notebooks)."""
+    try:
+        return load_stats(data_dir).get("fingerprint")
+    except UserError:
+        return None
 
 
 def make_tiny_base(
@@ -109,6 +118,7 @@ def make_tiny_base(
     *,
     progress: bool = True,
     overwrite: bool = False,
+    command: str | None = None,
 ) -> dict:
     """The `kit tiny` stage: prepared dataset -> tokenizer -> pretrained tiny Gemma 2 preset at `out`.
 
@@ -120,14 +130,18 @@ def make_tiny_base(
         spec: Size and budget.
         progress: Show a progress bar.
         overwrite: Replace an earlier tiny base at `out`.
+        command: The command line that made it (recorded, so the base can be rebuilt exactly).
 
     Returns:
-        The info dict also saved as `<out>/tiny_base.json`.
+        The info dict also saved as `<out>/tiny_base.json`: the spec (seed
+        included), the command, the data fingerprint it was pretrained on and
+        the sha256 of every preset file (`kit.model.tiny.verify_tiny_base`
+        checks both before the base is used).
 
     Example:
         >>> make_tiny_base("data/prepared", "models/tiny-base")  # doctest: +SKIP
     """
-    from kit.data.prepare import load_prepared
+    from kit.data.prepare import load_prepared, load_stats
 
     start = time.perf_counter()
     check_output_dir(out, TINY_BASE, overwrite=overwrite)
@@ -144,6 +158,8 @@ def make_tiny_base(
     info = {
         "kind": "kit tiny base (synthetic-data pretraining, for offline demos and tests)",
         "data_dir": str(data_dir),
+        "data_fingerprint": _fingerprint_or_none(data_dir, load_stats),
+        "command": command,
         "spec": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(spec).items()},
         "vocabulary_size": lm.backbone.vocabulary_size,
         "parameters": counts["total"],
@@ -152,5 +168,6 @@ def make_tiny_base(
     }
     with output_dir(out, TINY_BASE, overwrite=overwrite) as tmp:
         lm.save_to_preset(str(tmp))
+        info["files"] = file_checksums(tmp)
         write_json(Path(tmp) / TINY_INFO, info)
     return info
