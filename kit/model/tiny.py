@@ -36,7 +36,7 @@ import keras_hub
 import numpy as np
 
 import kit  # noqa: F401
-from kit.atomic import OutputKind
+from kit.atomic import MARKER, OutputKind
 from kit.data.batching import Encoder
 from kit.data.prompt import END_OF_TURN, START_OF_TURN
 from kit.errors import UserError
@@ -189,7 +189,10 @@ def tokens_per_text(proto: bytes, texts: Sequence[str]) -> float:
 
 
 def file_checksums(directory: str | Path) -> dict[str, str]:
-    """sha256 of every file in a preset dir except `tiny_base.json` (which records them).
+    """sha256 of every file in a preset dir except `tiny_base.json` (which records them) and the output marker.
+
+    The marker (`kit.atomic.MARKER`) is written after `tiny_base.json`, when the
+    dir is swapped in, so it cannot be among the files recorded.
 
     Example:
         >>> file_checksums("models/tiny-base")["model.weights.h5"][:8]  # doctest: +SKIP
@@ -199,7 +202,7 @@ def file_checksums(directory: str | Path) -> dict[str, str]:
     return {
         str(f.relative_to(root)): hashlib.sha256(f.read_bytes()).hexdigest()
         for f in sorted(root.rglob("*"))
-        if f.is_file() and f.name != TINY_INFO
+        if f.is_file() and f.name not in (TINY_INFO, MARKER)
     }
 
 
