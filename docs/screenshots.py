@@ -6,25 +6,15 @@ drives Debian's Chromium with Playwright (`KIT_CHROMIUM` overrides the path).
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "screenshots"
-CHROMIUM = os.environ.get("KIT_CHROMIUM", "/usr/bin/chromium")
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+# The app server, Chromium and the Generate form are the app bench's (and the browser test's).
+sys.path.insert(0, str(ROOT / "bench"))
+from app_load import CHROMIUM, CHROMIUM_ARGS, app_server, fill_generate_form  # noqa: E402
 
 
 def main() -> int:
@@ -33,47 +23,15 @@ def main() -> int:
     if not (ROOT / "runs").is_dir() or not (ROOT / "reports").is_dir():
         print("No runs/ or reports/: run `make demo` first.", file=sys.stderr)
         return 2
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "streamlit_app/app.py",
-            "--server.headless",
-            "true",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--browser.gatherUsageStats",
-            "false",
-        ],
-        cwd=ROOT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(url + "/_stcore/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
+    log = Path(tempfile.mkdtemp()) / "streamlit.log"
+    # Relative to the repo root (the server's cwd), so the pictures show the dirs a user types.
+    with app_server(Path("runs"), Path("reports"), Path("data/prepared"), log) as (url, _):
         OUT.mkdir(parents=True, exist_ok=True)
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(120_000)
-            page.goto(url)
-            page.get_by_text("Generate a review").wait_for()
-            page.locator('[data-testid="stMultiSelect"]').first.locator("input").click()
-            page.keyboard.type("Кафе")
-            page.keyboard.press("Enter")
-            page.keyboard.press("Escape")
-            page.get_by_label("Keywords (comma-separated)").fill("кофе, персонал")
+            fill_generate_form(page, url)
             page.get_by_role("button", name="Generate").click()
             page.locator("div.review").first.wait_for()
             page.screenshot(path=str(OUT / "generate.png"), full_page=True)
@@ -92,9 +50,6 @@ def main() -> int:
                 page.wait_for_timeout(2000)  # charts draw after the text
                 page.screenshot(path=str(OUT / f"{name}.png"), full_page=name != "samples")
             browser.close()
-    finally:
-        proc.terminate()
-        proc.wait(10)
     print(f"Wrote {', '.join(sorted(p.name for p in OUT.glob('*.png')))} to {OUT.relative_to(ROOT)}")
     return 0
 

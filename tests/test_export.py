@@ -40,6 +40,15 @@ def logits(lm, ids=TOKENS) -> np.ndarray:
     return np.asarray(lm({"token_ids": ids, "padding_mask": np.ones_like(ids, dtype=bool)}))
 
 
+def _go_offline(monkeypatch) -> None:
+    """Every new socket connection fails, as with no network: what the kit's pre-checks see offline."""
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", offline)
+
+
 @pytest.fixture(scope="module")
 def micro_run(tmp_path_factory, tiny_preset, tiny_prepared) -> Path:
     tmp = tmp_path_factory.mktemp("export")
@@ -147,10 +156,7 @@ def test_hf_export_matches_transformers_and_loads_back(micro_run, run_logits, tm
 
 
 def test_export_cli_and_offline_push(micro_run, tmp_path, monkeypatch, capsys):
-    def offline(*args, **kwargs):
-        raise OSError("network is unreachable")
-
-    monkeypatch.setattr(socket, "create_connection", offline)
+    _go_offline(monkeypatch)
     out = tmp_path / "k"
     code = main(["export", "--run", str(micro_run), "--to", "keras", "--out", str(out), "--push", "hf://me/micro"])
     captured = capsys.readouterr()
@@ -270,10 +276,7 @@ def test_card_names_the_hub_base_and_the_real_dataset():
 
 
 def test_peft_push_offline_is_one_line(micro_run, tmp_path, monkeypatch, capsys):
-    def offline(*args, **kwargs):
-        raise OSError("network is unreachable")
-
-    monkeypatch.setattr(socket, "create_connection", offline)
+    _go_offline(monkeypatch)
     out = tmp_path / "p"
     code = main(["export", "--run", str(micro_run), "--to", "peft", "--out", str(out), "--push", "hf://me/micro"])
     err = capsys.readouterr().err
@@ -292,10 +295,7 @@ def test_hf_repo_in_the_hub_cache_loads_offline(micro_run, run_logits, tmp_path,
     (cache / "models--me--micro" / "refs" / "main").write_text(commit)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
 
-    def offline(*args, **kwargs):
-        raise OSError("network is unreachable")
-
-    monkeypatch.setattr(socket, "create_connection", offline)
+    _go_offline(monkeypatch)
     lm = load_causal_lm("hf://me/micro", dtype="float32")
     assert np.abs(logits(lm) - run_logits).max() < 1e-5
     with pytest.raises(UserError, match="no copy in the Hugging Face cache"):
