@@ -53,6 +53,7 @@ import numpy as np
 import kit  # noqa: F401
 from kit.atomic import MARKER, OutputKind, check_output_dir, output_dir, write_json
 from kit.errors import UserError
+from kit.model.quantize import run_quantize
 from kit.runs import RUN  # noqa: F401  (registers the run kind, so `--out runs/X` is named as a run)
 
 EXPORT_INFO = "kit_export.json"
@@ -108,6 +109,13 @@ def export_run(
         )
     check_output_dir(out, EXPORT, overwrite=overwrite)
     lm = load_run(run, dtype=None if to == "peft" else dtype)
+    quantized = run_quantize(info_run.config)
+    if quantized != "none" and to != "peft":
+        # An int8 base cannot be written as a float checkpoint as it is: merge into its dequantised weights.
+        from kit.model.loader import load_causal_lm
+        from kit.model.quantize import float_copy
+
+        lm = float_copy(lm, load_causal_lm(info_run.preset, dtype=dtype or info_run.dtype or "auto"))
     info = {
         "format": to,
         "run": str(run),
@@ -118,6 +126,7 @@ def export_run(
             else None
         ),
         "dtype": lm.backbone.dtype_policy.name if hasattr(lm.backbone, "dtype_policy") else dtype,
+        "base_quantized": quantized if quantized != "none" else None,
         "parameters": int(sum(np.prod(v.shape) for v in lm.backbone.weights if "lora_kernel" not in v.path)),
     }
     hub_base = hf_base_model(info_run.preset)
