@@ -115,7 +115,7 @@ def build_abstract_lm(arch: dict, *, dtype: str, rank: int, targets: str, factor
     """A `GemmaCausalLM` whose variables have no values (built in `keras.StatelessScope`), LoRA added as the kit does.
 
     `int8` quantizes the backbone first (`kit.model.quantize.quantize_base`):
-    that reads each random kernel once, so it holds the int8 weights (2.6 GB
+    that reads each random kernel once, so it holds the int8 weights (2 GB
     for 2B) but never the float model.
     """
     import keras

@@ -1,8 +1,8 @@
 """One full-size LoRA step on this CPU: the kit vs transformers + PEFT, Gemma 2 2B, the same random weights.
 
 Three child processes, one after another, so each side's peak RSS is its
-own: `weights` builds the kit's Gemma 2 2B with random weights (float32) and
-writes it as a Hugging Face checkpoint (`kit.model.export.write_hf_checkpoint`)
+own: `weights` builds the kit's Gemma 2 2B with random weights and writes
+it as a bfloat16 Hugging Face checkpoint (`kit.model.export.write_hf_checkpoint`)
 into a temporary dir; `kit` loads that checkpoint with KerasHub's converter
 and runs the kit's train step (`kit.train.loop.Engine.run`, the
 `configs/gemma2_2b_gpu.toml` levers: factored LoRA, chunked loss, remat
@@ -12,8 +12,8 @@ get LoRA rank 8 on q and v, and the same batch of 1 × 256 tokens. Reported per
 side: the load time, the first step (the kit's includes XLA compilation),
 the median of the timed steps and the peak RSS.
 
-Run it alone, under the machine's big-job lock (about 15 minutes, 21 GB of
-disk for the checkpoint, up to ~13 GB of memory per side):
+Run it alone, under the machine's big-job lock (about 15 minutes, 5 GB of
+disk for the checkpoint, up to ~12 GB of memory per child):
 
     flock /work/locks/big.lock .venv/bin/python bench/step_2b_cpu.py   # or without flock elsewhere
     .venv/bin/python bench/step_2b_cpu.py --size tiny                  # seconds (the test)
@@ -99,14 +99,18 @@ def batch(a):
 
 
 def child_weights(a) -> dict:
-    """Random-weight Gemma 2 (kit/KerasHub) written as an HF checkpoint: what both sides load."""
+    """Random-weight Gemma 2 (kit/KerasHub) written as an HF checkpoint: what both sides load.
+
+    Written in bfloat16 (the exporter copies every tensor, so a float32 2B
+    writer would peak at ~21 GB); both sides read it back as float32, so they
+    hold the very same values."""
     import keras
     import keras_hub
 
     from kit.model.export import write_hf_checkpoint
 
     keras.utils.set_random_seed(a.seed)
-    backbone = keras_hub.models.GemmaBackbone(**arch(a), dtype="float32")
+    backbone = keras_hub.models.GemmaBackbone(**arch(a), dtype="bfloat16")
     tokenizer = keras_hub.models.GemmaTokenizer(proto=str(ROOT / "models/tiny-base/assets/tokenizer/vocabulary.spm"))
     pre = keras_hub.models.GemmaCausalLMPreprocessor(tokenizer=tokenizer, sequence_length=a.length)
     lm = keras_hub.models.GemmaCausalLM(backbone=backbone, preprocessor=pre)

@@ -58,9 +58,9 @@ class ModelConfig:
         preset: Built-in preset (`gemma2_2b_en`), `kaggle://...`, `hf://...`
             or a local preset directory such as `models/tiny-base`.
         dtype: `auto` (bfloat16 on GPU/TPU, float32 on CPU) or an explicit dtype.
-        quantize: `none`, or `int8`: the frozen base's kernels and embedding
-            are quantized to int8 (`GemmaCausalLM.quantize("int8")`) before the
-            adapters are added, for 16 GB GPUs. Generation from the run uses
+        quantize: `none`, or `int8`: the frozen decoder-block kernels are
+            quantized to int8 (Keras' int8 mode, `kit.model.quantize`) before
+            the adapters are added, for 16 GB GPUs; the embedding stays float. Generation from the run uses
             the same int8 base; `kit export --to hf/keras` merges the adapter
             into the dequantised weights.
     """

@@ -1,9 +1,10 @@
 """An int8 base for 16 GB GPUs (`model.quantize = "int8"`), and its float weights back for exports.
 
-`quantize_base` quantizes the frozen backbone with Keras' own int8 mode
-before the adapters are added: every `EinsumDense` kernel and the token
-embedding become int8 with a float scale (2.6 GB instead of 5.2 GB in
-bfloat16 for Gemma 2 2B). Keras' int8 `EinsumDense` computes LoRA as its own
+`quantize_base` quantizes the frozen decoder blocks with Keras' own int8
+mode before the adapters are added: every `EinsumDense` kernel becomes
+int8 with a float scale per output channel (Gemma 2 2B: 2.0 B of its 2.6 B
+parameters, 3.2 GB in place of 5.2 GB in bfloat16). The token embedding
+stays in float (see `quantize_base`). Keras' int8 `EinsumDense` computes LoRA as its own
 low-rank product, so training, generation and adapter files work unchanged.
 
 An export of such a run needs float weights: `dequantized_kernel` and
@@ -37,25 +38,36 @@ def run_quantize(config: dict | None) -> str:
     return ((config or {}).get("model") or {}).get("quantize", "none")
 
 
-def quantize_base(lm, mode: str) -> None:
-    """Quantize `lm`'s backbone in place (`int8`), or leave it (`none`). Call it before adding adapters.
+def quantize_base(lm, mode: str) -> list[str]:
+    """Quantize the decoder blocks' `EinsumDense` kernels of `lm` in place (`int8`), or nothing (`none`).
 
-    The backbone is quantized rather than the `GemmaCausalLM`, whose
-    preprocessor layers hold no weights and refuse `quantize`.
+    Call it before adding adapters. The token embedding stays in float: its
+    int8 reverse call (the logits) quantizes its inputs with no
+    straight-through gradient, so the loss's gradient through it is wrong
+    and LoRA training diverges (measured on the tiny model: train loss 12
+    after 100 steps, against 1.07 on the float base). The kernels hold
+    2.0 of Gemma 2 2B's 2.6 B parameters, so int8 still saves most of it.
+
+    Returns:
+        The paths of the quantized layers.
 
     Example:
-        >>> quantize_base(lm, "int8")  # doctest: +SKIP
-        >>> lm.backbone.get_layer("decoder_block_0").attention.query_dense.quantization_mode  # doctest: +SKIP
-        'int8'
+        >>> quantize_base(lm, "int8")[:1]  # doctest: +SKIP
+        ['decoder_block_0/attention/query']
     """
     if mode not in QUANTIZE_MODES:
         raise UserError(f"model.quantize must be one of {', '.join(QUANTIZE_MODES)}, received {mode!r}.")
     if mode == "none":
-        return
+        return []
+    done = []
     with warnings.catch_warnings():
-        # Keras warns once per layer type it leaves in float (norms); that is what we want.
         warnings.simplefilter("ignore", UserWarning)
-        lm.backbone.quantize(mode)
+        for block in lm.backbone.transformer_layers:
+            for layer in block._flatten_layers(include_self=False):
+                if isinstance(layer, keras.layers.EinsumDense) and layer.quantization_mode is None:
+                    layer.quantize(mode)  # Keras' int8: per-channel absmax kernel, straight-through input gradient
+                    done.append(layer.path)
+    return done
 
 
 def _np(x) -> np.ndarray:
