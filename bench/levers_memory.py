@@ -182,42 +182,8 @@ def _AbstractEngine(engine_cls, lm, *, loss_chunk: int, remat: bool):
     return engine
 
 
-def main(argv=None) -> int:
-    try:
-        a = parse_args(argv)
-        device = tpu_device(a.topology)
-    except BenchError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    from flops import GEMMA2_2B
-
-    arch = dict(GEMMA2_2B) if a.size == "2b" else TINY
-    chosen = [int(i) for i in a.rows.split(",") if i.strip()] or list(range(len(ROWS)))
-    rows = []
-    for i in chosen:
-        name, factored, chunk, remat, int8 = ROWS[i]
-        lm = build_abstract_lm(arch, dtype=a.dtype, rank=a.rank, targets=a.targets, factored=factored, int8=int8)
-        mem = compile_micro(lm, device, batch_size=a.batch_size, length=a.length, loss_chunk=chunk, remat=remat)
-        row = {
-            "row": name,
-            "lora_factored": factored,
-            "loss_chunk": chunk,
-            "remat": "blocks" if remat else "off",
-            "quantize": "int8" if int8 else "none",
-            **mem,
-            "peak_gib": round(mem["peak"] / GIB, 3),
-            "temporaries_gib": round(mem["temporaries"] / GIB, 3),
-            "arguments_gib": round(mem["arguments"] / GIB, 3),
-        }
-        rows.append(row)
-        print(
-            f"{name:46s} peak {row['peak_gib']:7.3f} GiB  (args {row['arguments_gib']:.3f}, "
-            f"temps {row['temporaries_gib']:.3f})  {mem['compile_s']} s",
-            flush=True,
-        )
-        del lm
-        gc.collect()
-    result = {
+def _result(a, device, arch: dict, rows: list[dict]) -> dict:
+    return {
         "benchmark": "Peak memory of the kit's 2B micro-step per memory lever (XLA AOT compile for a TPU chip)",
         "target": {"platform": "tpu", "topology": a.topology, "device_kind": getattr(device, "device_kind", None)},
         "config": {
@@ -233,8 +199,46 @@ def main(argv=None) -> int:
         "rows": rows,
         "machine": machine_info(PACKAGES),
     }
+
+
+def main(argv=None) -> int:
+    try:
+        a = parse_args(argv)
+        device = tpu_device(a.topology)
+    except BenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    from flops import GEMMA2_2B
+
+    arch = dict(GEMMA2_2B) if a.size == "2b" else TINY
+    chosen = [int(i) for i in a.rows.split(",") if i.strip()] or list(range(len(ROWS)))
     out = a.out or str(ROOT / "bench/results" / ("levers_memory.json" if a.size == "2b" else "levers_memory_tiny.json"))
-    write_result(out, result)
+    rows = []
+    for i in chosen:
+        name, factored, chunk, remat, int8 = ROWS[i]
+        lm = build_abstract_lm(arch, dtype=a.dtype, rank=a.rank, targets=a.targets, factored=factored, int8=int8)
+        mem = compile_micro(lm, device, batch_size=a.batch_size, length=a.length, loss_chunk=chunk, remat=remat)
+        row = {
+            "row": name,
+            "lora_factored": factored,
+            "loss_chunk": chunk,
+            "remat": "blocks" if remat else "off",
+            "quantize": "int8 (decoder-block kernels)" if int8 else "none",
+            **mem,
+            "peak_gib": round(mem["peak"] / GIB, 3),
+            "temporaries_gib": round(mem["temporaries"] / GIB, 3),
+            "arguments_gib": round(mem["arguments"] / GIB, 3),
+        }
+        rows.append(row)
+        print(
+            f"{name:46s} peak {row['peak_gib']:7.3f} GiB  (args {row['arguments_gib']:.3f}, "
+            f"temps {row['temporaries_gib']:.3f})  {mem['compile_s']} s",
+            flush=True,
+        )
+        del lm
+        gc.collect()
+        # Written after every row, so a run stopped part-way keeps the rows it compiled.
+        write_result(out, _result(a, device, arch, rows))
     print(f"wrote {out}")
     return 0
 

@@ -204,7 +204,7 @@ def test_levers_memory_on_a_tiny_gemma_compiles_for_a_tpu_chip(tmp_path):
     assert levers_memory.main(argv) == 0
     r = json.loads(out.read_text())
     before, after = r["rows"]
-    assert before["quantize"] == "none" and after["quantize"] == "int8" and after["remat"] == "blocks"
+    assert before["quantize"] == "none" and after["quantize"].startswith("int8") and after["remat"] == "blocks"
     # the int8 base holds a quarter of the float32 kernels' bytes: the arguments shrink
     assert 0 < after["arguments"] < before["arguments"]
     assert r["target"]["platform"] == "tpu" and r["machine"]["packages"]["jax"]
