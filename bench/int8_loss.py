@@ -85,7 +85,7 @@ def run_one(a, quantize: str, runs_dir: Path) -> dict:
 def main(argv=None) -> int:
     try:
         a = parse_args(argv)
-        if not (Path(a.data) / "stats.json").is_file():
+        if not Path(a.data).is_dir():
             raise BenchError(f"--data {a.data}: no prepared dataset there; run `make data` first.")
     except BenchError as e:
         print(f"error: {e}", file=sys.stderr)

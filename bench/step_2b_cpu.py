@@ -12,10 +12,10 @@ get LoRA rank 8 on q and v, and the same batch of 1 × 256 tokens. Reported per
 side: the load time, the first step (the kit's includes XLA compilation),
 the median of the timed steps and the peak RSS.
 
-Run it alone, under the machine's big-job lock (about 15 minutes, 5 GB of
-disk for the checkpoint, up to ~12 GB of memory per child):
+Run it alone, with no other full-size job on the machine (about 15 minutes,
+5 GB of disk for the checkpoint, up to ~12 GB of memory per child):
 
-    flock /work/locks/big.lock .venv/bin/python bench/step_2b_cpu.py   # or without flock elsewhere
+    .venv/bin/python bench/step_2b_cpu.py
     .venv/bin/python bench/step_2b_cpu.py --size tiny                  # seconds (the test)
 """
 

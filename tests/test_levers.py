@@ -211,6 +211,15 @@ def test_int8_run_generates_and_exports_dequantised_merged_weights(tmp_path, tin
     q = lm.backbone.get_layer("decoder_block_1").attention.query_dense
     assert q.quantization_mode == "int8"
     assert lm.generate("Кафе", max_length=12)
+    from kit.generate.pool import ModelPool
+
+    pool = ModelPool(max_bases=1, batch_size=2, length_buckets=(64,))
+    pool.generator(tmp_path / "runs" / "q8")  # the app's and `kit evaluate`'s path: the int8 base, shared
+    (key,) = pool.bases
+    assert key[2] == "int8"
+    shared = pool.base(key).lm.backbone.get_layer("decoder_block_1").attention.query_dense
+    assert shared.quantization_mode == "int8"
+    pool.close()
 
     import keras_hub
 

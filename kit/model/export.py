@@ -53,7 +53,6 @@ import numpy as np
 import kit  # noqa: F401
 from kit.atomic import MARKER, OutputKind, check_output_dir, output_dir, write_json
 from kit.errors import UserError
-from kit.model.quantize import run_quantize
 from kit.runs import RUN  # noqa: F401  (registers the run kind, so `--out runs/X` is named as a run)
 
 EXPORT_INFO = "kit_export.json"
@@ -109,6 +108,8 @@ def export_run(
         )
     check_output_dir(out, EXPORT, overwrite=overwrite)
     lm = load_run(run, dtype=None if to == "peft" else dtype)
+    from kit.model.quantize import run_quantize  # here: bench/hf_gemma2 loads this module without kit.model
+
     quantized = run_quantize(info_run.config)
     if quantized != "none" and to != "peft":
         # An int8 base cannot be written as a float checkpoint as it is: merge into its dequantised weights.
