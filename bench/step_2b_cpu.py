@@ -12,7 +12,7 @@ get LoRA rank 8 on q and v, and the same batch of 1 × 256 tokens. Reported per
 side: the load time, the first step (the kit's includes XLA compilation),
 the median of the timed steps and the peak RSS.
 
-Run it alone, with no other full-size job on the machine (about 15 minutes,
+Run it alone, with no other full-size job on the machine (about 10 minutes,
 5 GB of disk for the checkpoint, up to ~12 GB of memory per child):
 
     .venv/bin/python bench/step_2b_cpu.py
