@@ -29,6 +29,8 @@ LORA_TARGETS = ("qv", "all")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 DECAYS = ("cosine", "linear", "constant")
 DISTRIBUTIONS = ("auto", "single", "data", "model")
+QUANTIZE = ("none", "int8")
+REMAT = ("auto", "off", "blocks")
 # Gemma 2's context, in tokens: no training sequence (a bucket) may be longer.
 MODEL_CONTEXT = 8192
 
@@ -56,10 +58,16 @@ class ModelConfig:
         preset: Built-in preset (`gemma2_2b_en`), `kaggle://...`, `hf://...`
             or a local preset directory such as `models/tiny-base`.
         dtype: `auto` (bfloat16 on GPU/TPU, float32 on CPU) or an explicit dtype.
+        quantize: `none`, or `int8`: the frozen decoder-block kernels are
+            quantized to int8 (Keras' int8 mode, `kit.model.quantize`) before
+            the adapters are added, for 16 GB GPUs; the embedding stays float. Generation from the run uses
+            the same int8 base; `kit export --to hf/keras` merges the adapter
+            into the dequantised weights.
     """
 
     preset: str = "models/tiny-base"
     dtype: str = "auto"
+    quantize: str = "none"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -72,12 +80,16 @@ class LoraConfig:
         alpha: Scale numerator: the update is `alpha / rank * B A`.
         targets: `qv` (query and value projections, the official tutorial) or
             `all` (q, k, v, attention output and the three feed-forward layers).
+        factored: Compute each adapted layer as `x·W + s·(x·A)·B` instead of
+            Keras' merged kernel `x·(W + s·A·B)`: no full-size kernel or kernel
+            gradient per step. Same results within float rounding, same adapter file.
     """
 
     enabled: bool = True
     rank: int = 8
     alpha: float = 16.0
     targets: str = "qv"
+    factored: bool = True
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -133,6 +145,14 @@ class TrainConfig:
             past it, the run writes a checkpoint and stops with status
             `stopped_on_budget`; `--resume` continues it. Every call trains
             at least one step. Not part of what a resume must keep equal.
+        loss_chunk: Compute the loss over chunks of this many positions, so the
+            full float32 `(batch, length, vocab)` logits never exist at once
+            (0 = off). Used only for vocabularies of 32,768 tokens or more
+            (Gemma's 256,000), where the logits dominate memory.
+        remat: Rematerialise the decoder blocks in the backward pass (about
+            one more forward pass of compute for far fewer stored
+            activations): `blocks`, `off`, or `auto` (on for models with more
+            than 1e9 parameters, such as Gemma 2 2B; off for the tiny model).
     """
 
     batch_size: int = 8
@@ -151,6 +171,8 @@ class TrainConfig:
     patience: int = 0
     log_every: int = 1
     max_minutes: float = 0.0
+    loss_chunk: int = 256
+    remat: str = "auto"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -342,6 +364,7 @@ def _validate(cfg: Config) -> None:
     _check(bool(cfg.run.name) and "/" not in cfg.run.name, "run.name", cfg.run.name, "a non-empty name without '/'")
     _check(cfg.model.dtype in DTYPES, "model.dtype", cfg.model.dtype, f"one of {', '.join(DTYPES)}")
     _check(bool(cfg.model.preset), "model.preset", cfg.model.preset, "a preset name or directory")
+    _check(cfg.model.quantize in QUANTIZE, "model.quantize", cfg.model.quantize, f"one of {', '.join(QUANTIZE)}")
     _check(cfg.lora.rank >= 0, "lora.rank", cfg.lora.rank, "≥ 0")
     _check(cfg.lora.alpha > 0, "lora.alpha", cfg.lora.alpha, "> 0")
     _check(cfg.lora.targets in LORA_TARGETS, "lora.targets", cfg.lora.targets, "'qv' or 'all'")
@@ -378,6 +401,8 @@ def _validate(cfg: Config) -> None:
     _check(t.clip_norm >= 0, "train.clip_norm", t.clip_norm, "≥ 0")
     _check(t.weight_decay >= 0, "train.weight_decay", t.weight_decay, "≥ 0")
     _check(t.max_minutes >= 0, "train.max_minutes", t.max_minutes, "≥ 0 (0 = no time budget)")
+    _check(t.loss_chunk >= 0, "train.loss_chunk", t.loss_chunk, "≥ 0 (positions per loss chunk; 0 = off)")
+    _check(t.remat in REMAT, "train.remat", t.remat, f"one of {', '.join(REMAT)}")
     _check(t.steps > 0 or t.epochs > 0, "train.epochs", t.epochs, "> 0 when train.steps is 0")
     _consistent(cfg)
     d = cfg.distribution

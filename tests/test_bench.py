@@ -191,3 +191,53 @@ def test_train_smoke_on_the_micro_model(tiny_preset, tiny_prepared, tmp_path):
     assert kit["recompiles_while_timed"] == 0
     assert "dynamic" in r["sides"]["hf"]["modes"] and "dynamic" not in r["sides"]["kit"]["modes"]
     assert r["ratio_kit_over_hf"]["buckets"] > 0 and r["machine"]["packages"]["torch"]
+
+
+@pytest.mark.slow
+def test_levers_memory_on_a_tiny_gemma_compiles_for_a_tpu_chip(tmp_path):
+    """bench/levers_memory.py end to end at a tiny size: the first and the last row (about 30 s)."""
+    pytest.importorskip("libtpu")
+    import levers_memory
+
+    out = tmp_path / "levers.json"
+    argv = ["--size", "tiny", "--length", "32", "--rows", "0,4", "--out", str(out)]
+    assert levers_memory.main(argv) == 0
+    r = json.loads(out.read_text())
+    before, after = r["rows"]
+    assert before["quantize"] == "none" and after["quantize"].startswith("int8") and after["remat"] == "blocks"
+    # the int8 base holds a quarter of the float32 kernels' bytes: the arguments shrink
+    assert 0 < after["arguments"] < before["arguments"]
+    assert r["target"]["platform"] == "tpu" and r["machine"]["packages"]["jax"]
+
+
+@pytest.mark.slow
+def test_step_2b_cpu_on_a_tiny_gemma_loads_the_same_weights_on_both_sides(tmp_path):
+    """bench/step_2b_cpu.py end to end at a tiny size (three child processes, about 40 s)."""
+    pytest.importorskip("peft")
+    import step_2b_cpu
+
+    out = tmp_path / "step.json"
+    assert (
+        step_2b_cpu.main(["--size", "tiny", "--length", "32", "--steps", "1", "--threads", "1", "--out", str(out)]) == 0
+    )
+    r = json.loads(out.read_text())
+    kit, hf = r["sides"]["kit"], r["sides"]["hf"]
+    # the same random weights and the same masked batch: the first step's loss agrees
+    assert abs(kit["first_loss"] - hf["first_loss"]) < 1e-3 * hf["first_loss"]
+    assert kit["step_s"] > 0 and hf["step_s"] > 0 and kit["peak_rss_mib"] > 0 and hf["peak_rss_mib"] > 0
+
+
+@pytest.mark.slow
+def test_int8_loss_on_the_micro_model(tiny_preset, tiny_prepared, tmp_path):
+    """bench/int8_loss.py end to end on the micro model: two 3-step fine-tunes."""
+    import int8_loss
+
+    out = tmp_path / "int8.json"
+    argv = ["--preset", str(tiny_preset), "--data", str(tiny_prepared), "--steps", "3", "--out", str(out)]
+    argv += ["--set", "data.buckets=[64, 128]", "--set", "data.auto_buckets=0", "--set", "train.batch_size=8"]
+    assert int8_loss.main(argv) == 0
+    r = json.loads(out.read_text())
+    none, int8 = r["runs"]
+    assert (none["quantize"], int8["quantize"]) == ("none", "int8")
+    assert none["initial_val_loss"] != int8["initial_val_loss"]  # the int8 base is not the float one
+    assert abs(none["initial_val_loss"] - int8["initial_val_loss"]) < 0.1 * none["initial_val_loss"]

@@ -41,6 +41,7 @@ from kit.generate.decode import Decoder
 from kit.generate.generator import LENGTH_BUCKETS, Generator
 from kit.model.loader import load_causal_lm, resolve_dtype
 from kit.model.lora import LORA_TARGET_LAYERS, enable_lora, read_adapter, weighted_layers
+from kit.model.quantize import quantize_base, run_quantize
 from kit.runs import LoraInfo, RunInfo, RunPaths
 
 
@@ -59,6 +60,13 @@ def slot_for(shapes: Sequence[LoraInfo]) -> tuple[int, str] | None:
     return max(int(s.rank) for s in shapes), targets
 
 
+def _base_key(info: RunInfo, dtype: str | None) -> tuple:
+    """Which loaded base serves a run: its preset and dtype, and its quantization when it has one."""
+    key = (info.preset, resolve_dtype(dtype or info.dtype or "auto"))
+    quantize = run_quantize(info.config)
+    return key if quantize == "none" else (*key, quantize)
+
+
 def _fits(slot: tuple[int, str] | None, lora: LoraInfo | None) -> bool:
     if lora is None:
         return True
@@ -74,6 +82,7 @@ class SharedBase:
         preset: The base preset (what `load_causal_lm` takes).
         dtype: Weights dtype (resolved: `float32`, `bfloat16`, ...).
         slot: `(rank, targets)` of the LoRA slot (see `slot_for`); None for no adapters.
+        quantize: `none`, or `int8` for the base of runs trained with `model.quantize = "int8"`.
         loader: `(preset, dtype=...) -> GemmaCausalLM`; default `load_causal_lm`.
         batch_size: Largest batch of each generator.
         length_buckets: Total lengths of each generator.
@@ -90,12 +99,14 @@ class SharedBase:
         dtype: str,
         *,
         slot: tuple[int, str] | None = None,
+        quantize: str = "none",
         loader: Callable | None = None,
         batch_size: int = 8,
         length_buckets: Sequence[int] = LENGTH_BUCKETS,
     ):
         self.preset, self.dtype, self.slot = preset, dtype, slot
         self.lm = (loader or load_causal_lm)(preset, dtype=dtype)
+        quantize_base(self.lm, quantize)
         self.lock = threading.Lock()
         self.batch_size, self.length_buckets = batch_size, tuple(length_buckets)
         self.closed = False
@@ -274,7 +285,7 @@ class ModelPool:
         paths = RunPaths(model)
         if paths.run_json.is_file():
             info = RunInfo.read(paths.root)
-            key = (info.preset, resolve_dtype(dtype or info.dtype or "auto"))
+            key = _base_key(info, dtype)
             adapter = paths.root / info.adapter if info.adapter else None
             if adapter is not None and not adapter.is_file():
                 raise UserError(f"{adapter} is missing; re-run `kit finetune` for {paths.name}.")
@@ -289,7 +300,7 @@ class ModelPool:
                     info = RunInfo.read(p) if RunPaths(p).run_json.is_file() else None
                 except UserError:
                     continue
-                if info and info.adapter and info.lora and (info.preset, resolve_dtype(info.dtype or "auto")) == key:
+                if info and info.adapter and info.lora and _base_key(info, None) == key:
                     shapes.append(info.lora)
         return slot_for(shapes)
 
@@ -316,6 +327,7 @@ class ModelPool:
                     key[0],
                     key[1],
                     slot=self._planned_slot(key, runs_dir, shapes),
+                    quantize=key[2] if len(key) > 2 else "none",
                     loader=self.loader,
                     batch_size=self.batch_size,
                     length_buckets=self.length_buckets,
@@ -336,7 +348,8 @@ class ModelPool:
 
     @property
     def bases(self) -> list[tuple]:
-        """Keys (preset, dtype) of the loaded bases, least recently used first."""
+        """Keys (preset, dtype), or (preset, dtype, quantize) for an int8 base, of the loaded bases, least
+        recently used first."""
         with self._lock:
             return list(self._bases)
 

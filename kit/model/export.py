@@ -108,6 +108,15 @@ def export_run(
         )
     check_output_dir(out, EXPORT, overwrite=overwrite)
     lm = load_run(run, dtype=None if to == "peft" else dtype)
+    from kit.model.quantize import run_quantize  # here: bench/hf_gemma2 loads this module without kit.model
+
+    quantized = run_quantize(info_run.config)
+    if quantized != "none" and to != "peft":
+        # An int8 base cannot be written as a float checkpoint as it is: merge into its dequantised weights.
+        from kit.model.loader import load_causal_lm
+        from kit.model.quantize import float_copy
+
+        lm = float_copy(lm, load_causal_lm(info_run.preset, dtype=dtype or info_run.dtype or "auto"))
     info = {
         "format": to,
         "run": str(run),
@@ -118,6 +127,7 @@ def export_run(
             else None
         ),
         "dtype": lm.backbone.dtype_policy.name if hasattr(lm.backbone, "dtype_policy") else dtype,
+        "base_quantized": quantized if quantized != "none" else None,
         "parameters": int(sum(np.prod(v.shape) for v in lm.backbone.weights if "lora_kernel" not in v.path)),
     }
     hub_base = hf_base_model(info_run.preset)

@@ -32,6 +32,7 @@ import keras_hub
 import kit  # noqa: F401  (sets KERAS_BACKEND before keras is imported)
 from kit.errors import UserError
 from kit.model.lora import load_adapter
+from kit.model.quantize import quantize_base, run_quantize
 from kit.model.tiny import verify_tiny_base
 from kit.runs import RunInfo, RunPaths
 
@@ -332,12 +333,14 @@ def load_run(path: str | Path, *, dtype: str | None = None) -> keras_hub.models.
     paths = RunPaths(path)
     info = RunInfo.read(paths.root)
     lm = load_causal_lm(info.preset, dtype=dtype or info.dtype or "auto")
+    quantize_base(lm, run_quantize(info.config))  # the adapter trained on this (int8) base
     if info.adapter:
         adapter = paths.root / info.adapter
         if not adapter.is_file():
             raise UserError(f"{adapter} is missing; re-run `kit finetune` for {paths.name}.")
         lora = info.lora
-        load_adapter(lm, adapter, rank=lora.rank, alpha=lora.alpha, targets=lora.targets)
+        factored = (info.config.get("lora") or {}).get("factored", True)
+        load_adapter(lm, adapter, rank=lora.rank, alpha=lora.alpha, targets=lora.targets, factored=factored)
     return lm
 
 

@@ -3,10 +3,22 @@
 Keras wraps each targeted `EinsumDense` with rank-r `lora_kernel_a/b`
 (`backbone.enable_lora`); the kit adds the alpha scale, names the wrapped
 layers for `run.json`, and writes the adapter file atomically.
+
+Factored LoRA (`lora.factored`, on by default): Keras' float `EinsumDense`
+merges `W + s·A·B` into a full-size kernel on every call, so the backward
+pass builds a full-size kernel gradient for every adapted layer. The kit
+replaces the call of each wrapped float layer with `x·W + s·(x·A)·B`, the
+form Keras' own int8 path already uses (`EinsumDense._int8_call`). The
+variables, their names and paths, the adapter file and the `kernel` property
+(the merged kernel, which exports read) are untouched; only the forward pass
+changes. It is done per instance (the bound `call` replaced) rather than by a
+subclass, so the layer keeps its type and config and nothing about saving
+or loading depends on a kit class.
 """
 
 from __future__ import annotations
 
+import types
 from pathlib import Path
 
 import keras
@@ -25,7 +37,9 @@ LORA_TARGET_LAYERS = {
 }
 
 
-def enable_lora(lm: keras_hub.models.GemmaCausalLM, *, rank: int, alpha: float, targets: str) -> list[str]:
+def enable_lora(
+    lm: keras_hub.models.GemmaCausalLM, *, rank: int, alpha: float, targets: str, factored: bool = True
+) -> list[str]:
     """Freeze the backbone and add rank-`rank` adapters to the `targets` layers.
 
     keras-hub's `enable_lora` does not take alpha, so it is set on each
@@ -36,6 +50,9 @@ def enable_lora(lm: keras_hub.models.GemmaCausalLM, *, rank: int, alpha: float, 
         rank: Adapter rank (> 0).
         alpha: Scale numerator.
         targets: `qv` or `all` (see `LORA_TARGET_LAYERS`).
+        factored: Compute each adapted layer as `x·W + s·(x·A)·B` (see the
+            module docstring) instead of Keras' merged kernel. Same outputs
+            within float rounding, same adapter file.
 
     Returns:
         The paths of the LoRA-wrapped layers, for `run.json`.
@@ -54,7 +71,46 @@ def enable_lora(lm: keras_hub.models.GemmaCausalLM, *, rank: int, alpha: float, 
         if getattr(layer, "lora_enabled", False):
             layer.lora_alpha = float(alpha)
             wrapped.append(layer.lora_kernel_a.path.rsplit("/", 1)[0])
+            if factored:
+                factor_lora(layer)
     return wrapped
+
+
+def factor_lora(layer) -> bool:
+    """Make a LoRA-wrapped float `EinsumDense` compute `x·W + s·(x·A)·B` instead of merging `W + s·A·B`.
+
+    A quantized layer is left alone (Keras' int8 call is factored already),
+    and so is any other layer type. Returns whether the call was replaced.
+
+    Example:
+        >>> layer = keras.layers.EinsumDense("ab,bc->ac", output_shape=3)
+        >>> layer.build((2, 4)); layer.enable_lora(2)
+        >>> factor_lora(layer)
+        True
+    """
+    if not isinstance(layer, keras.layers.EinsumDense) or not getattr(layer, "lora_enabled", False):
+        return False
+    if layer.quantization_mode is not None:
+        return False
+    # The frozen base kernel variable itself (the `kernel` property returns the merged one).
+    (base,) = [w for w in layer.weights if w.name == "kernel"]
+    layer.call = types.MethodType(_factored_call(base), layer)
+    return True
+
+
+def _factored_call(base):
+    def call(self, inputs, training=None):
+        x = keras.ops.einsum(self.equation, inputs, base)
+        low = keras.ops.einsum(self.equation, inputs, self.lora_kernel_a)  # (..., rank)
+        x = keras.ops.add(x, (self.lora_alpha / self.lora_rank) * keras.ops.matmul(low, self.lora_kernel_b))
+        x = keras.ops.cast(x, self.compute_dtype)
+        if self.bias is not None:
+            x = keras.ops.add(x, self.bias)
+        if self.activation is not None:
+            x = self.activation(x)
+        return x
+
+    return call
 
 
 def parameter_counts(model: keras.Model) -> dict[str, int]:
@@ -87,14 +143,20 @@ def save_adapter(lm, path: str | Path) -> None:
 
 
 def load_adapter(
-    lm: keras_hub.models.GemmaCausalLM, path: str | Path, *, rank: int, alpha: float, targets: str
+    lm: keras_hub.models.GemmaCausalLM,
+    path: str | Path,
+    *,
+    rank: int,
+    alpha: float,
+    targets: str,
+    factored: bool = True,
 ) -> None:
     """Add adapters of the recorded shape to `lm` and read their weights from `path`.
 
     Example:
         >>> load_adapter(lm, "runs/tiny-lora/adapter.lora.h5", rank=16, alpha=32.0, targets="qv")  # doctest: +SKIP
     """
-    enable_lora(lm, rank=rank, alpha=alpha, targets=targets)
+    enable_lora(lm, rank=rank, alpha=alpha, targets=targets, factored=factored)
     lm.backbone.load_lora_weights(str(path))
 
 

@@ -29,10 +29,12 @@ from kit.errors import UserError
 from kit.model.distribution import setup_distribution
 from kit.model.loader import load_causal_lm, resolve_dtype
 from kit.model.lora import enable_lora, parameter_counts, save_adapter
+from kit.model.quantize import quantize_base
 from kit.model.tiny import verify_tiny_base
 from kit.runs import RUN, DataInfo, LoraInfo, RunInfo, RunPaths, run_dir
 from kit.train.budget import budget_estimate, stopped_record
 from kit.train.checkpoint import LoopState, load_checkpoint, save_checkpoint
+from kit.train.lean import step_levers
 from kit.train.loop import STOPPED_ON_BUDGET, Engine, LoopOptions, TrainingDiverged
 from kit.train.optim import make_optimizer
 from kit.train.tensorboard import ScalarWriter
@@ -140,11 +142,13 @@ def _check_same_config(paths: RunPaths, cfg: Config) -> None:
     """A resumed run must use the config it started with, or it would not continue "exactly"."""
     saved = RunInfo.read(paths.root).config
     now = cfg.to_dict()
+    defaults = Config().to_dict()  # a key added after the run started counts as its default
     diff = [
         f"{section}.{key}"
         for section in now
         for key in now[section]
-        if saved.get(section, {}).get(key) != now[section][key] and f"{section}.{key}" not in RESUME_MAY_CHANGE
+        if saved.get(section, {}).get(key, defaults[section][key]) != now[section][key]
+        and f"{section}.{key}" not in RESUME_MAY_CHANGE
     ]
     if diff:
         raise UserError(
@@ -248,12 +252,15 @@ def finetune(
         return _register_base(cfg, paths, lm, encoder, val, info, t0, distribution)
 
     keras.utils.set_random_seed(cfg.run.seed)  # LoRA A-matrix initialisation
-    layers = enable_lora(lm, rank=cfg.lora.rank, alpha=cfg.lora.alpha, targets=cfg.lora.targets)
+    layers = enable_lora(
+        lm, rank=cfg.lora.rank, alpha=cfg.lora.alpha, targets=cfg.lora.targets, factored=cfg.lora.factored
+    )
     info.lora = LoraInfo(rank=cfg.lora.rank, alpha=cfg.lora.alpha, targets=cfg.lora.targets, layers=layers)
     info.parameters = parameter_counts(lm)
     t1 = time.perf_counter()
     examples = _train_examples(cfg, encoder, train_ds, info)
     examples.val = val
+    info.batching["step"] = step_levers(cfg.train, lm)  # the resolved levers (config "auto" made concrete)
     info.timings["tokenize_s"] = round(time.perf_counter() - t1, 2)
     return _train(
         cfg,
@@ -271,9 +278,12 @@ def finetune(
 
 
 def _load_base(cfg: Config, paths: RunPaths, dtype: str):
-    """The base preset. It loads before the run dir is made, so a run that never started (offline, no
-    licence, a typo in model.preset) leaves nothing behind and an earlier run it would replace is kept."""
-    return load_causal_lm(cfg.model.preset, dtype=dtype)
+    """The base preset (quantized when `model.quantize` says). It loads before the run dir is made, so a run
+    that never started (offline, no licence, a typo in model.preset) leaves nothing behind and an earlier run
+    it would replace is kept."""
+    lm = load_causal_lm(cfg.model.preset, dtype=dtype)
+    quantize_base(lm, cfg.model.quantize)
+    return lm
 
 
 def _splits_or_none(cfg: Config, dataset):
@@ -340,7 +350,13 @@ def _train(
     resume_command: str | None = None,
 ) -> RunInfo:
     """Run the loop, writing history, TensorBoard and checkpoints as it goes; then save the adapter."""
-    engine = Engine(lm, _optimizer(cfg.train, ex.steps), distribution=distribution, pad_id=encoder.pad_id)
+    engine = Engine(
+        lm,
+        _optimizer(cfg.train, ex.steps),
+        distribution=distribution,
+        pad_id=encoder.pad_id,
+        **step_levers(cfg.train, lm),
+    )
     state, best = _resume_state(cfg, paths, engine, ex.steps) if resume else (None, None)
     info.write(paths.root)
     _write_history(paths, state.history if state else [])
@@ -519,6 +535,7 @@ def _register_base(
             make_optimizer(learning_rate=1e-3, warmup_steps=0, total_steps=1),
             distribution=distribution,
             pad_id=encoder.pad_id,
+            **step_levers(cfg.train, lm),
         )
         loss = engine.loss_on(val, buckets=cfg.data.buckets, batch_size=cfg.train.batch_size)
         info.metrics = {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0))}

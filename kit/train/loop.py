@@ -30,6 +30,7 @@ from kit.errors import UserError
 from kit.metrics.perplexity import token_nll
 from kit.model.distribution import place_batch
 from kit.train.checkpoint import LoopState
+from kit.train.lean import lean_loss
 
 
 class TrainingDiverged(UserError):
@@ -101,14 +102,18 @@ class Engine:
         optimizer: A Keras optimizer (built here on the trainable variables).
         distribution: The active `keras.distribution`, or None.
         pad_id: Padding token id.
+        loss_chunk: Compute the loss over chunks of this many positions, so the
+            full logits never exist (0: off; `kit.train.lean`).
+        remat: Rematerialise the decoder blocks in the backward pass (`kit.train.lean`).
 
     Example:
         >>> engine = Engine(lm, make_optimizer(...))  # doctest: +SKIP
         >>> engine.loss_on(val_examples, buckets=(128,), batch_size=8)  # doctest: +SKIP
     """
 
-    def __init__(self, lm, optimizer, *, distribution=None, pad_id: int = 0):
+    def __init__(self, lm, optimizer, *, distribution=None, pad_id: int = 0, loss_chunk: int = 0, remat: bool = False):
         self.lm = lm
+        self.loss_chunk, self.remat = int(loss_chunk), bool(remat)
         self.optimizer = optimizer
         self.distribution = distribution
         self.pad_id = pad_id
@@ -127,6 +132,19 @@ class Engine:
 
     def _loss_fn(self, tv, ntv, x, y, w):
         """Sum of token cross-entropies weighted by `w`, and the sum of `w` (float32)."""
+        if self.loss_chunk or self.remat:
+            return lean_loss(
+                self.lm,
+                self.trainable,
+                self.non_trainable,
+                tv,
+                ntv,
+                x,
+                y,
+                w,
+                loss_chunk=self.loss_chunk,
+                remat=self.remat,
+            )
         logits, _ = self.lm.stateless_call(tv, ntv, x)
         return jnp.sum(token_nll(logits, y) * w), jnp.sum(w)
 

@@ -1,0 +1,153 @@
+"""The train step's memory levers: the causal-LM loss over sequence chunks, and rematerialised decoder blocks.
+
+Both change how the Engine's loss is computed, never what it computes
+(tests compare loss and gradients with the plain path):
+
+* `loss_chunk`: the plain loss builds `(batch, length, vocab)` float32
+  logits and their gradient at once: 1 GiB each for Gemma 2 2B (vocabulary
+  256,000) at batch 2 × 512. Here the backbone runs to its final hidden
+  states, and `jax.lax.map` walks the sequence in chunks of `loss_chunk`
+  tokens, applying the tied embedding and the final soft-cap (the very
+  layer call `GemmaCausalLM` ends with: `token_embedding(h, reverse=True)`)
+  and the token NLL to one chunk at a time. `jax.checkpoint` on the chunk
+  makes the backward pass recompute a chunk's logits instead of keeping
+  them all, so at most one chunk of logits exists at once.
+* `remat`: each decoder block's call is wrapped in `jax.checkpoint`, so the
+  backward pass keeps only each block's input and recomputes the rest
+  (about one extra forward pass). `keras.RematScope` would do the same, but
+  it takes effect when a layer is constructed (`Operation.__init__` reads
+  it), so it cannot be switched on for a model already loaded from a preset
+  or built by another stage; wrapping the call here works for any model and
+  keeps the choice with the step.
+
+When either lever is on, the forward pass runs the backbone's layers
+itself (`token_embedding`, the `transformer_layers`, `layer_norm`, as
+`GemmaBackbone` wires them) inside a `keras.StatelessScope` that maps every
+variable to the step's values, exactly as `Model.stateless_call` does.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import keras
+
+import kit  # noqa: F401
+from kit.metrics.perplexity import token_nll
+
+# `train.loss_chunk` applies only from this vocabulary size up: below it the
+# logits are small next to the activations and a chunked loop only costs time.
+LOSS_CHUNK_MIN_VOCAB = 32_768
+# `train.remat = "auto"` turns block rematerialisation on above this many parameters.
+REMAT_AUTO_PARAMS = 1e9
+
+
+def resolve_loss_chunk(loss_chunk: int, vocabulary_size: int) -> int:
+    """The chunk length the step uses: `loss_chunk`, or 0 (off) for a small vocabulary.
+
+    Example:
+        >>> resolve_loss_chunk(256, 256_000), resolve_loss_chunk(256, 4096), resolve_loss_chunk(0, 256_000)
+        (256, 0, 0)
+    """
+    return loss_chunk if loss_chunk and vocabulary_size >= LOSS_CHUNK_MIN_VOCAB else 0
+
+
+def resolve_remat(remat: str, parameters: int) -> bool:
+    """Whether to rematerialise the decoder blocks: `blocks` yes, `off` no, `auto` above 1e9 parameters.
+
+    Example:
+        >>> resolve_remat("auto", 2_614_341_888), resolve_remat("auto", 1_000_000), resolve_remat("blocks", 10)
+        (True, False, True)
+    """
+    return remat == "blocks" or (remat == "auto" and parameters > REMAT_AUTO_PARAMS)
+
+
+def hidden_states(backbone, x: dict, *, remat: bool = False):
+    """The backbone's final (normalised) hidden states, each decoder block under `jax.checkpoint` when `remat`.
+
+    Call it inside a `keras.StatelessScope` (as `lean_loss` does) to run on
+    given variable values.
+
+    Example:
+        >>> h = hidden_states(lm.backbone, batch.x, remat=True)  # doctest: +SKIP
+    """
+    if not remat:
+        return backbone(x)
+    h = backbone.token_embedding(x["token_ids"])
+    h = h * keras.ops.cast(keras.ops.sqrt(backbone.hidden_dim), h.dtype)  # as GemmaBackbone scales it
+    mask = x["padding_mask"]
+    for block in backbone.transformer_layers:
+        h = jax.checkpoint(lambda h, m, block=block: block(h, padding_mask=m))(h, mask)
+    return backbone.layer_norm(h)
+
+
+def chunked_nll_sum(embedding, h, y, w, chunk: int):
+    """`sum(token_nll(embedding(h, reverse=True), y) * w)` computed `chunk` positions at a time.
+
+    The sequence is padded (weight 0) to a multiple of `chunk`; each chunk's
+    logits are recomputed in the backward pass (`jax.checkpoint`), so the
+    full `(batch, length, vocab)` logits never exist.
+
+    Example:
+        >>> loss = chunked_nll_sum(lm.backbone.token_embedding, h, y, w, 128)  # doctest: +SKIP
+    """
+    b, length, d = h.shape
+    n = math.ceil(length / chunk)
+    pad = n * chunk - length
+    if pad:
+        h = jnp.pad(h, ((0, 0), (0, pad), (0, 0)))
+        y = jnp.pad(y, ((0, 0), (0, pad)))
+        w = jnp.pad(w, ((0, 0), (0, pad)))
+
+    def split(a):  # (batch, n * chunk, ...) -> (n, batch, chunk, ...)
+        return jnp.swapaxes(a.reshape(b, n, chunk, *a.shape[2:]), 0, 1)
+
+    @jax.checkpoint
+    def one(args):
+        hc, yc, wc = args
+        return jnp.sum(token_nll(embedding(hc, reverse=True), yc) * wc)
+
+    return jnp.sum(jax.lax.map(one, (split(h), split(y), split(w))))
+
+
+def lean_loss(lm, trainable, non_trainable, tv, ntv, x, y, w, *, loss_chunk: int = 0, remat: bool = False):
+    """The Engine's weighted loss sum and weight sum, with the chunked loss and/or block remat.
+
+    Args:
+        lm: The `GemmaCausalLM`.
+        trainable, non_trainable: Its variables, in the order of `tv`, `ntv`.
+        tv, ntv: Their values in this step.
+        x, y, w: The batch: inputs, next-token targets, per-token weights.
+        loss_chunk: Positions per loss chunk (0: the whole sequence at once).
+        remat: Rematerialise the decoder blocks.
+
+    Returns:
+        `(sum of weighted token NLLs, sum of weights)`, both float32.
+
+    Example:
+        >>> lean_loss(lm, tr, ntr, tv, ntv, x, y, w, loss_chunk=128)  # doctest: +SKIP
+    """
+    mapping = list(zip(trainable, tv, strict=True)) + list(zip(non_trainable, ntv, strict=True))
+    with keras.StatelessScope(state_mapping=mapping):
+        h = hidden_states(lm.backbone, x, remat=remat)
+        embedding = lm.backbone.token_embedding
+        if loss_chunk:
+            total = chunked_nll_sum(embedding, h, y, w, loss_chunk)
+        else:
+            total = jnp.sum(token_nll(embedding(h, reverse=True), y) * w)
+    return total, jnp.sum(w)
+
+
+def step_levers(train, lm) -> dict:
+    """The Engine's `loss_chunk` and `remat` for a `TrainConfig` and a model, resolved.
+
+    Example:
+        >>> Engine(lm, optimizer, **step_levers(cfg.train, lm))  # doctest: +SKIP
+    """
+    parameters = sum(math.prod(int(d) for d in v.shape) for v in lm.backbone.weights)
+    return {
+        "loss_chunk": resolve_loss_chunk(train.loss_chunk, int(lm.backbone.vocabulary_size)),
+        "remat": resolve_remat(train.remat, parameters),
+    }
