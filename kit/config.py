@@ -27,6 +27,7 @@ from kit.errors import UserError
 
 LORA_TARGETS = ("qv", "all")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+INITS = ("pretrained", "random")
 DECAYS = ("cosine", "linear", "constant")
 DISTRIBUTIONS = ("auto", "single", "data", "model")
 # Gemma 2's context, in tokens: no training sequence (a bucket) may be longer.
@@ -56,10 +57,15 @@ class ModelConfig:
         preset: Built-in preset (`gemma2_2b_en`), `kaggle://...`, `hf://...`
             or a local preset directory such as `models/tiny-base`.
         dtype: `auto` (bfloat16 on GPU/TPU, float32 on CPU) or an explicit dtype.
+        init: `pretrained` (load the preset's weights) or `random`: the
+            preset's architecture with random weights and no download, for
+            plans, benchmarks and full-size tests (`kit.model.architectures`).
+            Only ever what the config says; `run.json` records it.
     """
 
     preset: str = "models/tiny-base"
     dtype: str = "auto"
+    init: str = "pretrained"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -158,7 +164,8 @@ class DistributionConfig:
     """How the model and batches are spread over devices.
 
     Attributes:
-        mode: `auto` (data parallel when several devices, else single),
+        mode: `auto` (single on one device, data parallel on several GPUs,
+            a ModelParallel mesh sized to a TPU slice: `kit.model.distribution.choose_layout`),
             `single`, `data` (DataParallel) or `model` (ModelParallel over `mesh`).
         mesh: For `model`: axis sizes like `batch:1,model:8`.
     """
@@ -342,6 +349,7 @@ def _validate(cfg: Config) -> None:
     _check(bool(cfg.run.name) and "/" not in cfg.run.name, "run.name", cfg.run.name, "a non-empty name without '/'")
     _check(cfg.model.dtype in DTYPES, "model.dtype", cfg.model.dtype, f"one of {', '.join(DTYPES)}")
     _check(bool(cfg.model.preset), "model.preset", cfg.model.preset, "a preset name or directory")
+    _check(cfg.model.init in INITS, "model.init", cfg.model.init, "'pretrained' or 'random'")
     _check(cfg.lora.rank >= 0, "lora.rank", cfg.lora.rank, "≥ 0")
     _check(cfg.lora.alpha > 0, "lora.alpha", cfg.lora.alpha, "> 0")
     _check(cfg.lora.targets in LORA_TARGETS, "lora.targets", cfg.lora.targets, "'qv' or 'all'")

@@ -26,6 +26,7 @@ from kit.config import Config
 from kit.data.batching import Encoder, choose_buckets, has_target, length_report, plan_batches
 from kit.data.rating_mix import mix_by_rating, rating_shares
 from kit.errors import UserError
+from kit.model.architectures import build_random_lm, kv_heads, tokenizer_note
 from kit.model.distribution import setup_distribution
 from kit.model.loader import load_causal_lm, resolve_dtype
 from kit.model.lora import enable_lora, parameter_counts, save_adapter
@@ -217,7 +218,7 @@ def finetune(
         return done
     resume = mode == "resume"
     distribution, dist_text = setup_distribution(
-        cfg.distribution.mode, cfg.distribution.mesh, batch_size=cfg.train.batch_size
+        cfg.distribution.mode, cfg.distribution.mesh, batch_size=cfg.train.batch_size, kv_heads=kv_heads(cfg)
     )
     dtype = resolve_dtype(cfg.model.dtype)
     lm = _load_base(cfg, paths, dtype)
@@ -230,6 +231,8 @@ def finetune(
         distribution=dist_text,
         config=cfg.to_dict(),
         timings={"load_s": round(time.perf_counter() - t0, 2)},
+        init=cfg.model.init,
+        tokenizer=tokenizer_note(cfg.model.preset) if cfg.model.init == "random" else None,
     )
     train_ds, val_ds = _splits_or_none(cfg, dataset)
     encoder = Encoder(lm.preprocessor.tokenizer.proto)
@@ -272,7 +275,10 @@ def finetune(
 
 def _load_base(cfg: Config, paths: RunPaths, dtype: str):
     """The base preset. It loads before the run dir is made, so a run that never started (offline, no
-    licence, a typo in model.preset) leaves nothing behind and an earlier run it would replace is kept."""
+    licence, a typo in model.preset) leaves nothing behind and an earlier run it would replace is kept.
+    `model.init = "random"` builds the preset's architecture with random weights instead (never a fallback)."""
+    if cfg.model.init == "random":
+        return build_random_lm(cfg.model.preset, dtype=dtype, seed=cfg.run.seed, sequence_length=cfg.data.buckets[-1])
     return load_causal_lm(cfg.model.preset, dtype=dtype)
 
 
@@ -340,7 +346,7 @@ def _train(
     resume_command: str | None = None,
 ) -> RunInfo:
     """Run the loop, writing history, TensorBoard and checkpoints as it goes; then save the adapter."""
-    engine = Engine(lm, _optimizer(cfg.train, ex.steps), distribution=distribution, pad_id=encoder.pad_id)
+    engine = Engine(lm, run_optimizer(cfg.train, ex.steps), distribution=distribution, pad_id=encoder.pad_id)
     state, best = _resume_state(cfg, paths, engine, ex.steps) if resume else (None, None)
     info.write(paths.root)
     _write_history(paths, state.history if state else [])
@@ -422,7 +428,13 @@ def _log(line: str) -> None:
     tqdm.write(line)
 
 
-def _optimizer(t, steps: int):
+def run_optimizer(t, steps: int):
+    """The optimizer a run of `steps` optimizer steps trains with, from `[train]` (`kit plan` compiles the same).
+
+    Example:
+        >>> run_optimizer(TrainConfig(), 100).name  # doctest: +SKIP
+        'adamw'
+    """
     return make_optimizer(
         learning_rate=t.learning_rate,
         warmup_steps=t.warmup_steps,
