@@ -111,7 +111,11 @@ def _env():
 
 
 def test_estimate_counts_the_same_parameters_as_the_model():
-    from kit.model.architectures import GEMMA2_2B
+    from kit.model.architectures import GEMMA2_2B, published_params
+    from kit.train.plan_estimate import param_count
+
+    for preset, (arch, _) in ARCHITECTURES.items():  # 2B and 9B: the published counts
+        assert param_count(arch) == published_params(preset)
 
     e = estimate(GEMMA2_2B, dtype="bfloat16", rank=8, targets=("query", "value"), rows=2, length=512)
     assert e["parameters"] == {"trainable": 5_857_280, "total": 2_620_199_168}

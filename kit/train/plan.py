@@ -71,7 +71,7 @@ def _data(cfg: Config) -> dict:
         return {"available": False, "note": f"no prepared data at {cfg.data.dir}: steps and time per epoch unknown"}
     import keras_hub
 
-    from kit.data.batching import Encoder
+    from kit.data.batching import Encoder, plan_batches
     from kit.model.architectures import random_tokenizer_source
     from kit.runs import RunInfo
     from kit.train.finetune import _train_examples, load_splits
@@ -85,8 +85,6 @@ def _data(cfg: Config) -> dict:
     ex = _train_examples(cfg, encoder, train_ds, info)
     tokens = sum(min(len(e.ids) - 1, ex.buckets[-1]) for e in ex.train)
     counts = {}
-    from kit.data.batching import plan_batches
-
     for length, _idx in plan_batches(ex.train, ex.buckets, cfg.train.batch_size, seed=cfg.run.seed).batches:
         counts[length] = counts.get(length, 0) + 1
     note = "" if local else f"token counts from the {source.name} tokenizer, not {cfg.model.preset}'s (not downloaded)"
