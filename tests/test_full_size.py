@@ -115,7 +115,9 @@ def test_plan_both_2b_configs():
     assert plan["method"] == "compiled" and plan["layout"].startswith("single device")
     (row,) = plan["buckets"]
     assert row["length"] == 512 and row["micro"]["arguments"] > 4.9 * 2**30  # the bf16 2B weights are arguments
-    assert 0.8 < row["xla_flops_per_micro_step"] / row["formula_flops_per_micro_step"] < 1.3
+    # Keras' float LoRA merges W + s·A·B on every call and computes the merged kernels' full-size
+    # gradients, which the formula does not count: +37 % measured on this step (all targets).
+    assert 0.9 < row["xla_flops_per_micro_step"] / row["formula_flops_per_micro_step"] < 1.5
     assert plan["verdict"]["fits"] is True
 
 
