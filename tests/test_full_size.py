@@ -26,7 +26,8 @@ SHORT = [
     "--set", "model.init=random", "--set", "data.buckets=[64]", "--set", "data.auto_buckets=0",
     "--set", "train.batch_size=1", "--set", "train.grad_accum=1", "--set", "train.steps=2",
     "--set", "train.warmup_steps=0", "--set", "data.max_val_rows=2", "--set", "data.max_train_rows=8",
-    "--set", "train.eval_every=0", "--set", "train.checkpoint_every=2", "--set", "train.log_every=1",
+    "--set", "train.eval_every=0", "--set", "train.patience=0", "--set", "train.checkpoint_every=2",
+    "--set", "train.log_every=1",
 ]  # fmt: skip
 
 

@@ -116,16 +116,19 @@ def compile_steps(raw_config: dict, platform: str, devices: int, topology: str, 
         where = dist.get_variable_layout(v).backend_layout if dist is not None else single
         return jax.ShapeDtypeStruct(tuple(v.shape), jax.numpy.dtype(v.dtype), sharding=where)
 
+    # Built outside the distribution's scope: the few concrete variables (optimizer step
+    # counters) would otherwise be placed on compile-only devices, which hold no data.
+    # Each variable's layout is asked of the distribution in `spec` instead.
+    lm = build_random_lm(cfg.model.preset, dtype=dtype, seed=cfg.run.seed, abstract=True)
+    optimizer = run_optimizer(cfg.train, 1000)  # the schedule's length changes no shape
+    with keras.StatelessScope(initialize_variables=False):
+        enable_lora(lm, rank=cfg.lora.rank, alpha=cfg.lora.alpha, targets=cfg.lora.targets)
+        optimizer.build(lm.trainable_variables)
+        groups = (lm.trainable_variables, lm.non_trainable_variables, optimizer.variables)
+        values = [[spec(v) for v in group] for group in groups]
+        engine = Engine(lm, optimizer, distribution=dist, values=values)
     scope = dist.scope() if dist is not None else _Nothing()
-    with scope:
-        lm = build_random_lm(cfg.model.preset, dtype=dtype, seed=cfg.run.seed, abstract=True)
-        optimizer = run_optimizer(cfg.train, 1000)  # the schedule's length changes no shape
-        with keras.StatelessScope(initialize_variables=False):
-            enable_lora(lm, rank=cfg.lora.rank, alpha=cfg.lora.alpha, targets=cfg.lora.targets)
-            optimizer.build(lm.trainable_variables)
-            groups = (lm.trainable_variables, lm.non_trainable_variables, optimizer.variables)
-            values = [[spec(v) for v in group] for group in groups]
-            engine = Engine(lm, optimizer, distribution=dist, values=values)
+    with scope:  # activation layouts inside the model follow the distribution while tracing
         out = {
             "layout": layout,
             "dtype": dtype,
