@@ -75,6 +75,15 @@ def test_finetune_2b_gpu_config_random_init(tmp_path, tiny_prepared):
     _check_run(tmp_path / "gpu-2b", layout="single device")
 
 
+def _ram_gib() -> float:
+    import psutil
+
+    return psutil.virtual_memory().total / 2**30
+
+
+# Measured: the single-device 2B run peaks at 18.1 GB RSS (bf16 weights plus XLA:CPU's float32
+# upcast); the batch:2 mesh holds the weights twice, and was stopped at 19.5 GB on a 24 GiB machine.
+@pytest.mark.skipif(_ram_gib() < 48, reason="the 2B model on a batch:2,model:4 CPU mesh needs more than 24 GiB RAM")
 def test_finetune_2b_tpu_config_model_parallel_on_8_cpu_devices(tmp_path, tiny_prepared):
     """The TPU config's batch:2,model:4 mesh, pinned: 8 CPU devices count as "data" under `auto`."""
     proc = _kit(
