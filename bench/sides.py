@@ -154,26 +154,17 @@ def synthetic_examples(n: int, length: int, vocab: int, *, prompt_share: float =
 def build_kit_lm(size: str, preset: str | Path, *, dtype: str, seed: int = 0):
     """The kit's `GemmaCausalLM`: the demo base (`tiny`) or Gemma 2 2B with random weights (`2b`).
 
-    The 2B model gets the tiny base's tokenizer when it exists (token ids are
-    all the benchmark needs; they fit in the 256k vocabulary).
+    The 2B model is the kit's own random-weight build (`model.init = "random"`,
+    `kit.model.architectures`), with the committed tiny base's tokenizer
+    (token ids are all the benchmark needs; they fit in the 256k vocabulary).
     """
-    import keras
-    import keras_hub
-
     from kit.model import load_causal_lm
+    from kit.model.architectures import build_random_lm
 
     if size == "tiny":
         preset_backbone_config(preset)  # a clear error when the demo has not run
         return load_causal_lm(str(preset), dtype=dtype)
-    from flops import GEMMA2_2B
-
-    keras.utils.set_random_seed(seed)
-    backbone = keras_hub.models.GemmaBackbone(**GEMMA2_2B, dtype=dtype)
-    preprocessor = None
-    if (Path(preset) / "assets" / "tokenizer" / "vocabulary.spm").is_file():
-        tokenizer = keras_hub.models.GemmaTokenizer(proto=preset_proto(preset))
-        preprocessor = keras_hub.models.GemmaCausalLMPreprocessor(tokenizer=tokenizer, sequence_length=512)
-    return keras_hub.models.GemmaCausalLM(backbone=backbone, preprocessor=preprocessor)
+    return build_random_lm("gemma2_2b_en", dtype=dtype, seed=seed)
 
 
 def jax_device_info() -> dict:

@@ -159,6 +159,18 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_plan(args: argparse.Namespace) -> int:
+    import json
+
+    from kit.config import load_config
+    from kit.train.plan import format_plan, make_plan
+
+    cfg = load_config(args.config, args.set)
+    plan = make_plan(cfg, args.device, all_buckets=args.all_buckets, mfu=args.mfu)
+    print(json.dumps(plan, indent=2) if args.json else format_plan(plan))
+    return EXIT_OK
+
+
 def _add_model(sub: argparse._SubParsersAction) -> None:
     from kit.model.tiny import TinySpec
 
@@ -193,6 +205,22 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_finetune)
+
+    p = sub.add_parser("plan", help="memory, FLOPs and time per epoch of a config's train step on a device")
+    p.add_argument("--config", required=True, help="TOML config, e.g. configs/gemma2_2b_gpu.toml")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config value (repeatable)"
+    )
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="auto (the accelerator present), cpu, t4, t4x2, p100, l4, a100-40g, a100-80g, h100, v3-8, "
+        "v5e-1, v5e-4 or v5e-8; TPUs and cpu are compiled for, GPUs estimated",
+    )
+    p.add_argument("--all-buckets", action="store_true", help="compile every bucket, not only the largest")
+    p.add_argument("--mfu", type=float, default=0.35, help="model FLOPs utilisation for the time estimate")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.set_defaults(func=_cmd_plan)
 
 
 # --------------------------------------------------------------------------- generate / export

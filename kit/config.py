@@ -27,6 +27,7 @@ from kit.errors import UserError
 
 LORA_TARGETS = ("qv", "all")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+INITS = ("pretrained", "random")
 DECAYS = ("cosine", "linear", "constant")
 DISTRIBUTIONS = ("auto", "single", "data", "model")
 QUANTIZE = ("none", "int8")
@@ -63,11 +64,16 @@ class ModelConfig:
             the adapters are added, for 16 GB GPUs; the embedding stays float. Generation from the run uses
             the same int8 base; `kit export --to hf/keras` merges the adapter
             into the dequantised weights.
+        init: `pretrained` (load the preset's weights) or `random`: the
+            preset's architecture with random weights and no download, for
+            plans, benchmarks and full-size tests (`kit.model.architectures`).
+            Only ever what the config says; `run.json` records it.
     """
 
     preset: str = "models/tiny-base"
     dtype: str = "auto"
     quantize: str = "none"
+    init: str = "pretrained"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -180,7 +186,8 @@ class DistributionConfig:
     """How the model and batches are spread over devices.
 
     Attributes:
-        mode: `auto` (data parallel when several devices, else single),
+        mode: `auto` (single on one device, data parallel on several GPUs,
+            a ModelParallel mesh sized to a TPU slice: `kit.model.distribution.choose_layout`),
             `single`, `data` (DataParallel) or `model` (ModelParallel over `mesh`).
         mesh: For `model`: axis sizes like `batch:1,model:8`.
     """
@@ -365,6 +372,7 @@ def _validate(cfg: Config) -> None:
     _check(cfg.model.dtype in DTYPES, "model.dtype", cfg.model.dtype, f"one of {', '.join(DTYPES)}")
     _check(bool(cfg.model.preset), "model.preset", cfg.model.preset, "a preset name or directory")
     _check(cfg.model.quantize in QUANTIZE, "model.quantize", cfg.model.quantize, f"one of {', '.join(QUANTIZE)}")
+    _check(cfg.model.init in INITS, "model.init", cfg.model.init, "'pretrained' or 'random'")
     _check(cfg.lora.rank >= 0, "lora.rank", cfg.lora.rank, "≥ 0")
     _check(cfg.lora.alpha > 0, "lora.alpha", cfg.lora.alpha, "> 0")
     _check(cfg.lora.targets in LORA_TARGETS, "lora.targets", cfg.lora.targets, "'qv' or 'all'")

@@ -154,6 +154,9 @@ class RunInfo:
         error: Why a run stopped early (divergence).
         stopped: How a run stopped before its last step and how to go on
             (the time budget: reason, step, checkpoint, resume command).
+        init: `pretrained`, or `random` for a run on random weights
+            (`model.init`; plans and tests), whose adapter fits no real base.
+        tokenizer: For a random-weight run, the tokenizer it used, in words.
 
     Example:
         >>> info = RunInfo(name="tiny-base", preset="models/tiny-base", dtype="float32", status="base")
@@ -176,9 +179,11 @@ class RunInfo:
     timings: dict = dataclasses.field(default_factory=dict)
     error: str | None = None
     stopped: dict | None = None
+    init: str = "pretrained"
+    tokenizer: str | None = None
 
     # Optional sections are left out of the file when unset, as before the record existed.
-    _OPTIONAL = ("data", "parameters", "batching", "error", "stopped")
+    _OPTIONAL = ("data", "parameters", "batching", "error", "stopped", "tokenizer")
 
     @property
     def data_dir(self) -> str | None:

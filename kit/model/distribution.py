@@ -8,7 +8,10 @@ shards) variables according to the distribution active at creation time.
   replicated, batch split) - a multi-GPU box or a TPU v3-8 with a 2B model.
 - `model`: `keras.distribution.ModelParallel` over a `batch:B,model:M` mesh
   with `GemmaBackbone.get_layout_map` (weights sharded on `model`).
-- `auto`: `data` when there are several devices, else `single`.
+- `auto` (`choose_layout`): `single` on one device, `data` on several GPUs
+  (or CPU devices), and on a TPU slice a `model` mesh sized to its devices
+  (4: `batch:1,model:4`; 8: `batch:2,model:4`), the model axis the widest
+  that divides both the device count and the key/value heads (4 for 2B).
 
 Multi-host (TPU pods, or `JAX_COORDINATOR_ADDRESS` set) first runs
 `jax.distributed.initialize()`; each host then feeds its slice of the global batch.
@@ -72,13 +75,87 @@ def maybe_initialize_multihost() -> None:
     maybe_initialize_multihost._done = True
 
 
-def setup_distribution(mode: str = "auto", mesh: str = "", *, batch_size: int | None = None):
+def choose_layout(mode: str, mesh: str, n_devices: int, platform: str, kv_heads: int | None = None):
+    """The layout for `n_devices` of `platform`: `(mode, {"batch": B, "model": M} or None)`.
+
+    `auto` picks `single` for one device, `data` for several GPUs/CPU
+    devices, and for a TPU slice a `model` mesh whose model axis is the
+    widest M ≤ 4 dividing both `n_devices` and `kv_heads` (sharded weights
+    must split evenly; 4 is Gemma 2 2B's key/value heads). A pin the devices
+    cannot satisfy fails in one line.
+
+    Example:
+        >>> choose_layout("auto", "", 1, "tpu"), choose_layout("auto", "", 2, "gpu")
+        (('single', None), ('data', None))
+        >>> choose_layout("auto", "", 4, "tpu", kv_heads=4), choose_layout("auto", "", 8, "tpu", kv_heads=4)
+        (('model', {'batch': 1, 'model': 4}), ('model', {'batch': 2, 'model': 4}))
+        >>> choose_layout("model", "batch:2,model:4", 1, "tpu")
+        Traceback (most recent call last):
+        ...
+        kit.errors.UserError: distribution.mesh 'batch:2,model:4' needs 8 devices but 1 are visible. Make batch × model equal the device count, or set distribution.mode = "auto".
+    """
+    if mode == "auto":
+        if n_devices == 1:
+            return "single", None
+        if platform != "tpu":
+            return "data", None
+        heads = kv_heads or 4
+        width = max(m for m in range(1, min(4, heads) + 1) if n_devices % m == 0 and heads % m == 0)
+        return "model", {"batch": n_devices // width, "model": width}
+    if mode in ("single", "data"):
+        return mode, None
+    if mode == "model":
+        axes = parse_mesh(mesh)
+        if axes["batch"] * axes["model"] != n_devices:
+            raise UserError(
+                f"distribution.mesh {mesh!r} needs {axes['batch'] * axes['model']} devices but "
+                f'{n_devices} are visible. Make batch × model equal the device count, or set distribution.mode = "auto".'
+            )
+        return mode, axes
+    raise UserError(f"distribution.mode must be auto, single, data or model, received {mode!r}.")
+
+
+def make_distribution(mode: str, axes: dict | None, devices, *, batch_size: int | None = None):
+    """The `keras.distribution` for a `choose_layout` result over `devices` (not activated).
+
+    `devices` may be Keras device names or JAX devices (`kit plan` passes a
+    TPU topology's compile-only devices). Returns `(distribution or None, description)`.
+
+    Example:
+        >>> make_distribution("single", None, ["cpu:0"])
+        (None, 'single device (cpu:0)')
+    """
+    if mode == "single":
+        return None, f"single device ({devices[0]})"
+    if mode == "data":
+        dist = keras.distribution.DataParallel(devices=list(devices))
+        width = len(devices)
+        text = f"DataParallel over {width} devices"
+    else:
+        import keras_hub
+
+        device_mesh = keras.distribution.DeviceMesh(
+            shape=(axes["batch"], axes["model"]), axis_names=("batch", "model"), devices=list(devices)
+        )
+        layout_map = keras_hub.models.GemmaBackbone.get_layout_map(device_mesh)
+        dist = keras.distribution.ModelParallel(layout_map=layout_map, batch_dim_name="batch")
+        width = axes["batch"]
+        text = f"ModelParallel mesh batch:{axes['batch']},model:{axes['model']}"
+    if batch_size is not None and batch_size % width:
+        raise UserError(f"train.batch_size={batch_size} must be divisible by the data-parallel width {width} ({text}).")
+    return dist, text
+
+
+def setup_distribution(
+    mode: str = "auto", mesh: str = "", *, batch_size: int | None = None, kv_heads: int | None = None
+):
     """Choose and activate a `keras.distribution` (or none for a single device).
 
     Args:
         mode: `auto`, `single`, `data` or `model`.
         mesh: For `model`, e.g. `batch:2,model:4`.
         batch_size: Global batch size, checked against the data-parallel width.
+        kv_heads: The model's key/value heads (bounds an `auto` model axis).
 
     Returns:
         `(distribution or None, description)`.
@@ -88,37 +165,12 @@ def setup_distribution(mode: str = "auto", mesh: str = "", *, batch_size: int | 
         >>> dist is None
         True
     """
+    import jax
+
     maybe_initialize_multihost()
     devices = keras.distribution.list_devices()
-    if mode == "auto":
-        mode = "data" if len(devices) > 1 else "single"
-    if mode == "single":
-        keras.distribution.set_distribution(None)
-        return None, f"single device ({devices[0]})"
-    if mode == "data":
-        dist = keras.distribution.DataParallel(devices=devices)
-        width = len(devices)
-        text = f"DataParallel over {width} devices"
-    elif mode == "model":
-        import keras_hub
-
-        axes = parse_mesh(mesh)
-        if axes["batch"] * axes["model"] != len(devices):
-            raise UserError(
-                f"distribution.mesh {mesh!r} needs {axes['batch'] * axes['model']} devices but "
-                f"{len(devices)} are visible. Make batch × model equal the device count."
-            )
-        device_mesh = keras.distribution.DeviceMesh(
-            shape=(axes["batch"], axes["model"]), axis_names=("batch", "model"), devices=devices
-        )
-        layout_map = keras_hub.models.GemmaBackbone.get_layout_map(device_mesh)
-        dist = keras.distribution.ModelParallel(layout_map=layout_map, batch_dim_name="batch")
-        width = axes["batch"]
-        text = f"ModelParallel mesh batch:{axes['batch']},model:{axes['model']}"
-    else:
-        raise UserError(f"distribution.mode must be auto, single, data or model, received {mode!r}.")
-    if batch_size is not None and batch_size % width:
-        raise UserError(f"train.batch_size={batch_size} must be divisible by the data-parallel width {width} ({text}).")
+    mode, axes = choose_layout(mode, mesh, len(devices), jax.default_backend(), kv_heads)
+    dist, text = make_distribution(mode, axes, devices, batch_size=batch_size)
     keras.distribution.set_distribution(dist)
     return dist, text
 

@@ -332,6 +332,11 @@ def load_run(path: str | Path, *, dtype: str | None = None) -> keras_hub.models.
     """
     paths = RunPaths(path)
     info = RunInfo.read(paths.root)
+    if info.init == "random":
+        raise UserError(
+            f"{paths.root} was trained on random weights (model.init = 'random', for plans and tests): its "
+            f"adapter fits no real {info.preset}. Fine-tune with model.init = 'pretrained' to get a usable model."
+        )
     lm = load_causal_lm(info.preset, dtype=dtype or info.dtype or "auto")
     quantize_base(lm, run_quantize(info.config))  # the adapter trained on this (int8) base
     if info.adapter:

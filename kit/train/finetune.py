@@ -26,6 +26,7 @@ from kit.config import Config
 from kit.data.batching import Encoder, choose_buckets, has_target, length_report, plan_batches
 from kit.data.rating_mix import mix_by_rating, rating_shares
 from kit.errors import UserError
+from kit.model.architectures import build_random_lm, kv_heads, tokenizer_note
 from kit.model.distribution import setup_distribution
 from kit.model.loader import load_causal_lm, resolve_dtype
 from kit.model.lora import enable_lora, parameter_counts, save_adapter
@@ -221,7 +222,7 @@ def finetune(
         return done
     resume = mode == "resume"
     distribution, dist_text = setup_distribution(
-        cfg.distribution.mode, cfg.distribution.mesh, batch_size=cfg.train.batch_size
+        cfg.distribution.mode, cfg.distribution.mesh, batch_size=cfg.train.batch_size, kv_heads=kv_heads(cfg)
     )
     dtype = resolve_dtype(cfg.model.dtype)
     lm = _load_base(cfg, paths, dtype)
@@ -234,6 +235,8 @@ def finetune(
         distribution=dist_text,
         config=cfg.to_dict(),
         timings={"load_s": round(time.perf_counter() - t0, 2)},
+        init=cfg.model.init,
+        tokenizer=tokenizer_note(cfg.model.preset) if cfg.model.init == "random" else None,
     )
     train_ds, val_ds = _splits_or_none(cfg, dataset)
     encoder = Encoder(lm.preprocessor.tokenizer.proto)
@@ -280,8 +283,12 @@ def finetune(
 def _load_base(cfg: Config, paths: RunPaths, dtype: str):
     """The base preset (quantized when `model.quantize` says). It loads before the run dir is made, so a run
     that never started (offline, no licence, a typo in model.preset) leaves nothing behind and an earlier run
-    it would replace is kept."""
-    lm = load_causal_lm(cfg.model.preset, dtype=dtype)
+    it would replace is kept. `model.init = "random"` builds the preset's architecture with random weights
+    instead (never a fallback)."""
+    if cfg.model.init == "random":
+        lm = build_random_lm(cfg.model.preset, dtype=dtype, seed=cfg.run.seed, sequence_length=cfg.data.buckets[-1])
+    else:
+        lm = load_causal_lm(cfg.model.preset, dtype=dtype)
     quantize_base(lm, cfg.model.quantize)
     return lm
 
@@ -352,7 +359,7 @@ def _train(
     """Run the loop, writing history, TensorBoard and checkpoints as it goes; then save the adapter."""
     engine = Engine(
         lm,
-        _optimizer(cfg.train, ex.steps),
+        run_optimizer(cfg.train, ex.steps),
         distribution=distribution,
         pad_id=encoder.pad_id,
         **step_levers(cfg.train, lm),
@@ -438,7 +445,13 @@ def _log(line: str) -> None:
     tqdm.write(line)
 
 
-def _optimizer(t, steps: int):
+def run_optimizer(t, steps: int):
+    """The optimizer a run of `steps` optimizer steps trains with, from `[train]` (`kit plan` compiles the same).
+
+    Example:
+        >>> run_optimizer(TrainConfig(), 100).name  # doctest: +SKIP
+        'adamw'
+    """
     return make_optimizer(
         learning_rate=t.learning_rate,
         warmup_steps=t.warmup_steps,

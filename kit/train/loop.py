@@ -94,6 +94,16 @@ def typical_step_s(times: Sequence[float]) -> float:
     return float(np.median(recent)) if recent else 0.0
 
 
+def accumulator_dtype(dtype):
+    """The dtype gradients of a `dtype` variable are summed in: float32 for bfloat16 (no lost small updates).
+
+    Example:
+        >>> accumulator_dtype(jnp.bfloat16), accumulator_dtype(jnp.float32)
+        (dtype('float32'), dtype('float32'))
+    """
+    return jnp.dtype(jnp.float32) if dtype == jnp.bfloat16 else jnp.dtype(dtype)
+
+
 class Engine:
     """Holds the model's variable values as JAX arrays and runs jitted steps on them.
 
@@ -105,13 +115,19 @@ class Engine:
         loss_chunk: Compute the loss over chunks of this many positions, so the
             full logits never exist (0: off; `kit.train.lean`).
         remat: Rematerialise the decoder blocks in the backward pass (`kit.train.lean`).
+        values: `(trainable, non_trainable, optimizer)` values to start from
+            instead of the variables' own; `kit plan` passes abstract ones
+            (`jax.ShapeDtypeStruct`) for a model built without its weights,
+            to lower the steps (`lower_steps`) without allocating them.
 
     Example:
         >>> engine = Engine(lm, make_optimizer(...))  # doctest: +SKIP
         >>> engine.loss_on(val_examples, buckets=(128,), batch_size=8)  # doctest: +SKIP
     """
 
-    def __init__(self, lm, optimizer, *, distribution=None, pad_id: int = 0, loss_chunk: int = 0, remat: bool = False):
+    def __init__(
+        self, lm, optimizer, *, distribution=None, pad_id: int = 0, loss_chunk: int = 0, remat: bool = False, values=None
+    ):
         self.lm = lm
         self.loss_chunk, self.remat = int(loss_chunk), bool(remat)
         self.optimizer = optimizer
@@ -121,9 +137,9 @@ class Engine:
         self.non_trainable = list(lm.non_trainable_variables)
         if self.trainable:
             optimizer.build(self.trainable)
-        self.tv = [v.value for v in self.trainable]
-        self.ntv = [v.value for v in self.non_trainable]
-        self.ov = [v.value for v in optimizer.variables]
+        if values is None:
+            values = [[v.value for v in vs] for vs in (self.trainable, self.non_trainable, optimizer.variables)]
+        self.tv, self.ntv, self.ov = (list(vs) for vs in values)
         self._micro = jax.jit(self._micro_fn)
         self._apply = jax.jit(self._apply_fn)
         self._eval = jax.jit(self._loss_fn)
@@ -209,6 +225,43 @@ class Engine:
             weight += float(w)
         return total / weight if weight else float("nan")
 
+    def lower_steps(self, length: int, batch_size: int, *, sharding=None):
+        """Lower (trace, not run) the jitted micro-step and apply step for `[batch_size, length]` batches.
+
+        The inputs are abstract (`jax.ShapeDtypeStruct`) with the shapes and
+        dtypes `make_batch` produces, split as `place_batch` would split them
+        (`sharding` places them when there is no distribution), so
+        `.compile()` on the results gives XLA's memory and cost analyses of
+        exactly the steps `run` executes.
+
+        Returns:
+            `(micro, apply)`: `jax.stages.Lowered` of the micro-step and the apply step.
+
+        Example:
+            >>> micro, apply = engine.lower_steps(512, 2)  # doctest: +SKIP
+            >>> micro.compile().memory_analysis().temp_size_in_bytes  # doctest: +SKIP
+        """
+        dummy = Example(np.zeros(2, np.int32), 1)
+        batch = make_batch([dummy], length, batch_size, self.pad_id)
+
+        def spec(a):
+            where = self.distribution.get_data_layout(a.shape).backend_layout if self.distribution else sharding
+            return jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=where)
+
+        x, y, w = jax.tree.map(spec, (batch.x, batch.y, batch.sample_weight))
+        acc = [
+            jax.ShapeDtypeStruct(v.shape, accumulator_dtype(v.dtype), sharding=getattr(v, "sharding", None))
+            for v in self.tv
+        ]
+        scalar = getattr(self.tv[0], "sharding", None) if self.tv else sharding
+        if scalar is not None and hasattr(scalar, "mesh"):  # a replicated scalar on the same devices
+            scalar = jax.sharding.NamedSharding(scalar.mesh, jax.sharding.PartitionSpec())
+        weight = jax.ShapeDtypeStruct((), jnp.float32, sharding=scalar)
+        return (
+            self._micro.lower(self.tv, self.ntv, acc, x, y, w),
+            self._apply.lower(self.tv, self.ov, acc, weight),
+        )
+
     # ------------------------------------------------------------------ the loop
 
     def run(
@@ -252,7 +305,7 @@ class Engine:
         started = time.perf_counter() - state.elapsed_s
         while state.step < o.total_steps:
             t_step = time.perf_counter()
-            acc = [jnp.zeros(v.shape, jnp.float32 if v.dtype == jnp.bfloat16 else v.dtype) for v in self.tv]
+            acc = [jnp.zeros(v.shape, accumulator_dtype(v.dtype)) for v in self.tv]
             loss_sum = weight_sum = 0.0
             for _ in range(o.grad_accum):
                 if state.position >= len(plan):
