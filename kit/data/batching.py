@@ -146,12 +146,16 @@ def choose_buckets(lengths: Sequence[int], n: int, max_length: int, *, multiple:
     return tuple(sorted(set(out)))
 
 
-def make_batch(examples: Sequence[Example], length: int, batch_size: int, pad_id: int = 0) -> Batch:
+def make_batch(
+    examples: Sequence[Example], length: int, batch_size: int, pad_id: int = 0, *, rows: range | None = None
+) -> Batch:
     """Pad `examples` (at most `batch_size`) into one `[batch_size, length]` batch.
 
     Examples longer than `length + 1` tokens are truncated at the end. Missing
     rows (a last, partial batch) repeat the first example with zero weight, so
-    every batch of a bucket has the same shape and compiles once.
+    every batch of a bucket has the same shape and compiles once. `rows`
+    builds only those rows of the batch (a process of a multi-host job feeds
+    its own share; the padding rule is the global batch's).
 
     Example:
         >>> b = make_batch([Example(np.array([2, 5, 6, 7], np.int32), 2)], length=4, batch_size=2)
@@ -159,23 +163,26 @@ def make_batch(examples: Sequence[Example], length: int, batch_size: int, pad_id
         ([2, 5, 6, 0], [5, 6, 7, 0], [0.0, 1.0, 1.0, 0.0])
         >>> b.sample_weight[1].sum()
         np.float32(0.0)
+        >>> make_batch([Example(np.array([2, 5, 6, 7], np.int32), 2)], 4, 2, rows=range(1, 2)).y.shape
+        (1, 4)
     """
-    tokens = np.full((batch_size, length), pad_id, dtype=np.int32)
-    labels = np.full((batch_size, length), pad_id, dtype=np.int32)
-    mask = np.zeros((batch_size, length), dtype=np.int32)
-    weight = np.zeros((batch_size, length), dtype=np.float32)
+    rows = range(batch_size) if rows is None else rows
+    tokens = np.full((len(rows), length), pad_id, dtype=np.int32)
+    labels = np.full((len(rows), length), pad_id, dtype=np.int32)
+    mask = np.zeros((len(rows), length), dtype=np.int32)
+    weight = np.zeros((len(rows), length), dtype=np.float32)
     real = 0
-    for row in range(batch_size):
+    for out, row in enumerate(rows):
         ex = examples[row] if row < len(examples) else examples[0]
         ids = ex.ids[: length + 1]
         n = len(ids) - 1
-        tokens[row, :n] = ids[:-1]
-        labels[row, :n] = ids[1:]
-        mask[row, :n] = 1
+        tokens[out, :n] = ids[:-1]
+        labels[out, :n] = ids[1:]
+        mask[out, :n] = 1
         if row < len(examples):
             real += n
             # Label j is token j+1: weighted when token j+1 is past the prompt.
-            weight[row, max(ex.n_prompt - 1, 0) : n] = 1.0
+            weight[out, max(ex.n_prompt - 1, 0) : n] = 1.0
     return Batch({"token_ids": tokens, "padding_mask": mask}, labels, weight, real)
 
 

@@ -28,7 +28,8 @@ import kit  # noqa: F401
 from kit.data.batching import Example, make_batch, plan_batches
 from kit.errors import UserError
 from kit.metrics.perplexity import token_nll
-from kit.model.distribution import place_batch
+from kit.model import multihost
+from kit.model.distribution import feed_rows, place_batch
 from kit.train.checkpoint import LoopState
 
 
@@ -144,8 +145,11 @@ class Engine:
 
     # ------------------------------------------------------------------ helpers
 
-    def _place(self, batch):
-        return place_batch((batch.x, batch.y, batch.sample_weight), self.distribution)
+    def _batch(self, examples: Sequence[Example], idx, length: int, batch_size: int):
+        """One global batch on devices; with several processes each builds and feeds only its rows."""
+        rows = feed_rows(self.distribution, batch_size)
+        batch = make_batch([examples[i] for i in idx], length, batch_size, self.pad_id, rows=rows)
+        return place_batch((batch.x, batch.y, batch.sample_weight), self.distribution, batch_size=batch_size)
 
     def sync_to_model(self) -> None:
         """Write the current values back into the Keras variables (before saving)."""
@@ -155,10 +159,12 @@ class Engine:
             v.assign(val)
 
     def trainable_numpy(self) -> list[np.ndarray]:
-        return [np.asarray(jax.device_get(v)) for v in self.tv]
+        """The trainable values as numpy (every process of a multi-host job calls it: a gather)."""
+        return [multihost.to_numpy(v) for v in self.tv]
 
     def optimizer_numpy(self) -> list[np.ndarray]:
-        return [np.asarray(jax.device_get(v)) for v in self.ov]
+        """The optimizer's values as numpy (every process of a multi-host job calls it: a gather)."""
+        return [multihost.to_numpy(v) for v in self.ov]
 
     def load_values(self, trainable: Sequence[np.ndarray], optimizer: Sequence[np.ndarray] | None = None) -> None:
         """Restore trainable (and optimizer) values, keeping each variable's sharding."""
@@ -185,8 +191,7 @@ class Engine:
         plan = plan_batches(examples, buckets, batch_size)
         total, weight = 0.0, 0.0
         for length, idx in plan.batches:
-            batch = make_batch([examples[i] for i in idx], length, batch_size, self.pad_id)
-            loss, w = self._eval(self.tv, self.ntv, *self._place(batch))
+            loss, w = self._eval(self.tv, self.ntv, *self._batch(examples, idx, length, batch_size))
             total += float(loss)
             weight += float(w)
         return total / weight if weight else float("nan")
@@ -217,7 +222,7 @@ class Engine:
         o = options
         delay = float(os.environ.get("KIT_STEP_DELAY", "0") or 0)  # tests: make a run slow enough to kill
         bar = None
-        if o.progress:
+        if o.progress and multihost.is_writer():  # one bar per job, not one per host
             from tqdm.auto import tqdm
 
             bar = tqdm(total=o.total_steps, initial=state.step, desc=o.desc, unit="step", dynamic_ncols=True)
@@ -242,8 +247,7 @@ class Engine:
                     state.position = 0
                     plan = plan_batches(train, o.buckets, o.batch_size, seed=o.seed, epoch=state.epoch)
                 length, idx = plan.batches[state.position]
-                batch = make_batch([train[i] for i in idx], length, o.batch_size, self.pad_id)
-                acc, loss, weight = self._micro(self.tv, self.ntv, acc, *self._place(batch))
+                acc, loss, weight = self._micro(self.tv, self.ntv, acc, *self._batch(train, idx, length, o.batch_size))
                 loss_sum = loss_sum + loss
                 weight_sum = weight_sum + weight
                 state.position += 1
