@@ -510,6 +510,27 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code (0 ok, 2 bad input, 1 unexpected)."""
     try:
+        return _main(argv)
+    except Exception:  # an unexpected failure: its traceback, then (in a job) leave at once
+        _leave_job_on_error(EXIT_FAILURE)
+        raise
+
+
+def _leave_job_on_error(code: int) -> None:
+    """A process of a multi-process job that fails exits at once, so its peers stop too (docs/multihost.md)."""
+    if code != EXIT_OK and "kit.model.multihost" in sys.modules:
+        from kit.model import multihost
+
+        if multihost.in_job():
+            import traceback
+
+            if sys.exc_info()[0] is not None and not isinstance(sys.exc_info()[1], UserError):
+                traceback.print_exc()
+            multihost.leave(code)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    try:
         from dotenv import load_dotenv
 
         load_dotenv()  # secrets from .env; never printed
@@ -517,9 +538,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except (WriteError, ProcessLost) as e:  # disk full, a lost peer process: a failure, but one line
         print(f"error: {e}", file=sys.stderr)
+        _leave_job_on_error(EXIT_FAILURE)
         return EXIT_FAILURE
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
+        _leave_job_on_error(EXIT_USAGE)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

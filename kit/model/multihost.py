@@ -210,6 +210,34 @@ def batch_rows(sharding, batch_size: int) -> range:
     return range(lo, hi)
 
 
+def in_job() -> bool:
+    """Whether this process has joined a job of several processes (without starting JAX if not).
+
+    Example:
+        >>> in_job()
+        False
+    """
+    if not getattr(initialize, "_done", False):
+        return False
+    import jax
+
+    return jax.process_count() > 1
+
+
+def leave(code: int) -> None:
+    """End this process of a job now with `code`, skipping JAX's orderly shutdown.
+
+    An orderly exit waits for every other process at a shutdown barrier (up to
+    5 minutes) while they may be blocked in a collective waiting for this one.
+    Leaving at once lets them notice within the heartbeat timeout instead.
+    """
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def lost(error: BaseException) -> ProcessLost:
     """The one-line error for a collective that failed because another process went away."""
     first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
