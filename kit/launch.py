@@ -9,7 +9,8 @@ CPU collectives, so the same global mesh, batch feeding and write-once rules
 run as on a TPU pod slice or several GPU hosts (docs/multihost.md).
 
 A lost process fails the job fast: as soon as one child exits non-zero the
-others are stopped (SIGTERM, then SIGKILL after a grace period) and the
+others are stopped (SIGTERM, then SIGKILL after a grace period: JAX's
+preemption handler catches SIGTERM and keeps running) and the
 launcher says which one failed and how. Exit codes: 0 when every process
 succeeded; else the first failed child's own code (2 bad input, 1 failure),
 or 128 + N when it was killed by signal N (the shell's convention).
@@ -105,6 +106,15 @@ def _tail(path: Path) -> list[str]:
     return [line for line in lines if line.strip() and not line.startswith("[Gloo]")][-TAIL_LINES:]
 
 
+def _die_with_parent() -> None:
+    """In a child: get SIGKILL when the launcher dies, even by SIGKILL, so no process is left behind (Linux)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
 def _stop(procs: Sequence[subprocess.Popen]) -> None:
     """SIGTERM every running child, then SIGKILL whoever is left after `GRACE_S`."""
     for p in procs:
@@ -144,12 +154,16 @@ def launch(command: Sequence[str], *, processes: int, devices_per_process: int =
             for i in range(processes):
                 env = child_env(dict(os.environ), index=i, processes=processes, devices=devices_per_process, port=port)
                 if i == 0:
-                    procs.append(subprocess.Popen(argv, env=env))
+                    procs.append(subprocess.Popen(argv, env=env, preexec_fn=_die_with_parent))
                     log_paths.append(None)
                     continue
                 path = Path(logs) / f"process-{i}.log"
                 with path.open("wb") as out:
-                    procs.append(subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT))
+                    procs.append(
+                        subprocess.Popen(
+                            argv, env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+                        )
+                    )
                 log_paths.append(path)
             return _watch(procs, log_paths)
         except KeyboardInterrupt:

@@ -76,6 +76,12 @@ class LoopOptions:
     estimate_after: int = 5
 
 
+def _put(value, old, variable):
+    """`value` (numpy) as a device array of `old`'s dtype, laid out like `variable` (one step at a time)."""
+    out = jax.device_put(np.asarray(value, dtype=old.dtype), variable.value.sharding)
+    return jax.block_until_ready(out) if multihost.process_count() > 1 else out
+
+
 STOPPED_ON_BUDGET = "stopped_on_budget"
 BUDGET_MARGIN = 1.5  # the next step may be this much slower than the typical one
 
@@ -153,10 +159,13 @@ class Engine:
 
     def sync_to_model(self) -> None:
         """Write the current values back into the Keras variables (before saving)."""
-        for v, val in zip(self.trainable, self.tv, strict=True):
+        for v, val in zip([*self.trainable, *self.optimizer.variables], [*self.tv, *self.ov], strict=True):
             v.assign(val)
-        for v, val in zip(self.optimizer.variables, self.ov, strict=True):
-            v.assign(val)
+            if multihost.process_count() > 1:
+                # A value laid out over other devices than the variable is resharded by a
+                # collective; with several in flight, gloo can pair one process's transfer with
+                # another's and deadlock, so each one finishes before the next starts.
+                jax.block_until_ready(v.value)
 
     def trainable_numpy(self) -> list[np.ndarray]:
         """The trainable values as numpy (every process of a multi-host job calls it: a gather)."""
@@ -173,15 +182,10 @@ class Engine:
                 f"Checkpoint holds {len(trainable)} trainable arrays but the model has {len(self.tv)}; "
                 "it was written with different LoRA settings. Start a new run instead of --resume."
             )
-        self.tv = [
-            jax.device_put(np.asarray(a, dtype=old.dtype), old.sharding)
-            for a, old in zip(trainable, self.tv, strict=True)
-        ]
+        # Each value goes straight to its Keras variable's layout, so syncing needs no reshard.
+        self.tv = [_put(a, old, v) for a, old, v in zip(trainable, self.tv, self.trainable, strict=True)]
         if optimizer is not None:
-            self.ov = [
-                jax.device_put(np.asarray(a, dtype=old.dtype), old.sharding)
-                for a, old in zip(optimizer, self.ov, strict=True)
-            ]
+            self.ov = [_put(a, old, v) for a, old, v in zip(optimizer, self.ov, self.optimizer.variables, strict=True)]
         self.sync_to_model()
 
     def loss_on(self, examples: Sequence[Example], *, buckets: Sequence[int], batch_size: int) -> float:
