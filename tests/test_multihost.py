@@ -137,11 +137,11 @@ def _adapter(run: Path) -> list[np.ndarray]:
     return out
 
 
-def _one_writer(run: Path, reference: Path) -> None:
-    """The run holds exactly what one process writes: the same checkpoints, one event file."""
+def _one_writer(run: Path, reference: Path, *, sessions: int = 1) -> None:
+    """The run holds exactly what one process writes: the same checkpoints, one event file per session."""
     names = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert names == sorted(p.name for p in (reference / "checkpoints").iterdir()) == ["step_000002", "step_000004"]
-    assert len(list((run / "tensorboard").iterdir())) == 1
+    assert len(list((run / "tensorboard").iterdir())) == sessions
     assert sorted(p.name for p in run.parent.iterdir()) == [run.name]  # no per-process run dirs
 
 
@@ -253,7 +253,7 @@ def test_resuming_on_two_processes_gives_the_uninterrupted_adapter(killed, jobs,
     whole = _history(jobs["data"])
     for key, values in _history(resumed).items():
         assert values == pytest.approx(whole[key], rel=1e-5), key
-    _one_writer(resumed, jobs["one"])
+    _one_writer(resumed, jobs["one"], sessions=2)  # the killed session's event file and the resumed one's
 
 
 @pytest.mark.slow
