@@ -524,7 +524,12 @@ def _leave_job_on_error(code: int) -> None:
         if multihost.in_job():
             import traceback
 
-            if sys.exc_info()[0] is not None and not isinstance(sys.exc_info()[1], UserError):
+            import jax
+
+            error = sys.exc_info()[1]
+            if isinstance(error, jax.errors.JaxRuntimeError):  # a collective failed: a peer went away
+                print(f"error: {multihost.lost(error)}", file=sys.stderr)
+            elif error is not None and not isinstance(error, UserError):
                 traceback.print_exc()
             multihost.leave(code)
 
