@@ -291,3 +291,35 @@ def test_without_a_launcher_a_lost_process_stops_the_other_within_the_heartbeat(
     assert procs[0].returncode != 0
     assert took < heartbeat + 30, took
     assert "another task died" in err, err[-2000:]
+
+
+@pytest.mark.slow
+def test_a_process_failing_alone_stops_the_job_with_one_line_each(tmp_path, tiny_preset, tiny_prepared):
+    """Process 1 writes to other storage than process 0 (not shared): it says so, and process 0 stops too."""
+    port = free_port()
+    procs = []
+    for i in range(2):
+        out = tmp_path / f"host{i}"
+        args = ["finetune", "--config", str(CONFIG), "--quiet", *_overrides(out, tiny_preset, tiny_prepared, "alone")]
+        env = child_env(_env(KIT_HEARTBEAT_S="10"), index=i, processes=2, devices=2, port=port)
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "kit", *args, "--set", "distribution.mode=data"],
+                env=env,
+                cwd=tmp_path,
+                stderr=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                text=True,
+            )
+        )
+    try:
+        errs = [p.communicate(timeout=TIMEOUT_S)[1] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    lines = [[line for line in e.splitlines() if line.startswith("error: ")] for e in errs]
+    assert procs[1].returncode == 2 and "cannot see the run dir" in lines[1][-1], errs[1][-2000:]
+    assert procs[0].returncode == 1 and "another process of this job stopped" in lines[0][-1], errs[0][-2000:]
+    assert "Traceback" not in errs[0] + errs[1]
+    assert not (tmp_path / "host0" / "runs" / "alone" / "adapter.lora.h5").exists()
