@@ -26,8 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "tiny.toml"
 TIMEOUT_S = 600  # one job on a busy 2-core machine takes 1-3 minutes; a hang fails instead of blocking CI
 # One bucket (one compile per function) and 4 steps: model parallelism over gloo is slow on a busy CPU.
+# No accumulation: 4 batches of 8 read 32 of the 48 train rows, so a process that tokenised
+# only its share plus its rows of those batches (4 each) stays below the whole split.
 STEPS = {
     "data.buckets": "[128]",
+    "train.grad_accum": 1,
     "train.steps": 4,
     "train.eval_every": 2,
     "train.checkpoint_every": 2,
@@ -108,12 +111,15 @@ def _kit(args, *, env, cwd, timeout=TIMEOUT_S) -> subprocess.CompletedProcess:
 
 
 def _finetune(tmp, preset, data, name, *, processes, devices, extra=(), **sets):
-    """`kit finetune` as `processes` x `devices`: one process gets its devices from XLA_FLAGS, several from launch."""
+    """`kit finetune` as `processes` x `devices`: one process gets its devices from XLA_FLAGS, several from launch.
+
+    Each process of a job logs how many rows it tokenised to `tmp/tokenised/` (outside the run dir).
+    """
     args = ["finetune", "--config", str(CONFIG), "--quiet", *_overrides(tmp, preset, data, name, **sets), *extra]
     if processes == 1:
         env = _env(XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
     else:
-        env = _env()
+        env = _env(KIT_TOKENISE_LOG=str(tmp / "tokenised"))
         args += ["--processes", str(processes), "--devices-per-process", str(devices)]
     proc = _kit(args, env=env, cwd=tmp)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -170,10 +176,31 @@ def _matches_one_process(run: Path, one: Path) -> None:
     _one_writer(run, one)
 
 
+def _tokenised_only_their_share(run: Path, processes: int = 2) -> None:
+    """Each process tokenised at most its 1/N of the train rows plus its rows of the batches it fed, not all."""
+    import json
+
+    config = _run_json(run)["config"]
+    batches = config["train"]["steps"] * config["train"]["grad_accum"]
+    rows_fed = config["train"]["batch_size"] // processes  # DataParallel and batch:2 meshes: 4 rows each
+    logs = sorted((run.parent.parent / "tokenised").glob("process-*.json"))
+    assert [p.name for p in logs] == [f"process-{i}.json" for i in range(processes)]
+    for path in logs:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        train = record["train"]
+        print(f"{run.name} process {record['process']}: tokenised {record}")
+        bound = -(-train["rows"] // processes) + batches * rows_fed
+        assert bound < train["rows"], "the run reads too much for the check to mean anything"
+        assert train["rows"] // processes <= train["tokenised"] <= bound, record
+        val = record["validation"]
+        assert val["rows"] // processes <= val["tokenised"] <= val["rows"], record
+
+
 @pytest.mark.slow
 def test_two_processes_train_like_one_with_data_parallel(jobs):
     _matches_one_process(jobs["data"], jobs["one"])
     assert _run_json(jobs["data"])["distribution"] == "DataParallel over 8 devices"
+    _tokenised_only_their_share(jobs["data"])
 
 
 @pytest.mark.slow
@@ -182,6 +209,7 @@ def test_two_processes_train_like_one_with_model_parallel(jobs, tmp_path, tiny_p
     model = _finetune(tmp_path, tiny_preset, tiny_prepared, "model", processes=2, devices=4, **sets)
     _matches_one_process(model, jobs["one"])
     assert _run_json(model)["distribution"] == "ModelParallel mesh batch:2,model:4"
+    _tokenised_only_their_share(model)
 
 
 def _run_json(run: Path) -> dict:

@@ -180,6 +180,31 @@ def to_numpy(x) -> np.ndarray:
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
+def allgather(local: np.ndarray) -> list[np.ndarray]:
+    """Every process's `local` int array, in process order (their first axes may differ in length).
+
+    Every process must call it at the same point (a collective). It is meant
+    for small arrays, such as the lengths of each process's share of the data.
+
+    Example:
+        >>> [a.tolist() for a in allgather(np.array([[3, 1], [5, 2]]))]
+        [[[3, 1], [5, 2]]]
+    """
+    local = np.asarray(local)
+    if process_count() == 1:
+        return [local]
+    from jax.experimental import multihost_utils
+
+    try:
+        counts = np.asarray(multihost_utils.process_allgather(np.int32(len(local)))).reshape(-1)
+        padded = np.zeros((int(counts.max()), *local.shape[1:]), dtype=np.int32)
+        padded[: len(local)] = local
+        stacked = np.asarray(multihost_utils.process_allgather(padded))  # [processes, most rows, ...]
+    except Exception as e:  # noqa: BLE001 - XLA raises its own runtime error types
+        raise lost(e) from None
+    return [stacked[p, : int(n)].astype(local.dtype) for p, n in enumerate(counts)]
+
+
 def batch_rows(sharding, batch_size: int) -> range:
     """The rows of a global `[batch_size, ...]` batch that this process feeds under `sharding`.
 

@@ -22,7 +22,7 @@ import keras
 import kit  # noqa: F401
 from kit.atomic import check_output_dir, mark_output
 from kit.config import Config
-from kit.data.batching import Encoder, choose_buckets, has_target, length_report, plan_batches
+from kit.data.batching import Encoder, choose_buckets, example_lengths, length_report, plan_batches, select
 from kit.data.rating_mix import mix_by_rating, rating_shares
 from kit.errors import UserError
 from kit.model import multihost
@@ -33,6 +33,7 @@ from kit.model.tiny import verify_tiny_base
 from kit.runs import RUN, DataInfo, LoraInfo, RunInfo, RunPaths, run_dir
 from kit.train.budget import budget_estimate, stopped_record
 from kit.train.checkpoint import LoopState, load_checkpoint
+from kit.train.job_data import keep_with_target, log_tokenised, tokenise, with_target
 from kit.train.loop import STOPPED_ON_BUDGET, Engine, LoopOptions, TrainingDiverged
 from kit.train.optim import make_optimizer
 from kit.train.run_writer import RunWriter, write_history
@@ -238,8 +239,7 @@ def finetune(
     train_ds, val_ds = _splits_or_none(cfg, dataset)
     encoder = Encoder(lm.preprocessor.tokenizer.proto)
     longest = cfg.data.buckets[-1]
-    val = encoder.encode_pairs(val_ds["prompt"], val_ds["target"]) if val_ds is not None else []
-    val = [e for e in val if has_target(e, longest)]
+    val = with_target(tokenise(encoder, val_ds), longest) if val_ds is not None else []
     if val_ds is not None:
         info.data = DataInfo(
             dir=cfg.data.dir,
@@ -293,11 +293,10 @@ def _splits_or_none(cfg: Config, dataset):
 def _train_examples(cfg: Config, encoder: Encoder, train_ds, info: RunInfo) -> _Examples:
     """Tokenise the train split, drop prompts with no room for a review, redraw by rating, plan buckets."""
     longest = cfg.data.buckets[-1]
-    train = encoder.encode_pairs(train_ds["prompt"], train_ds["target"])
+    train = tokenise(encoder, train_ds)
     n_all = len(train)
-    # A prompt longer than the largest bucket leaves no review token to learn from.
-    keep = [i for i, e in enumerate(train) if has_target(e, longest)]
-    train = [train[i] for i in keep]
+    keep = keep_with_target(train, longest)
+    train = select(train, keep)
     if not train:
         raise UserError(
             f"No train example has review tokens within data.buckets max {longest}: prompts are "
@@ -309,12 +308,12 @@ def _train_examples(cfg: Config, encoder: Encoder, train_ds, info: RunInfo) -> _
             raise UserError(f"data.rating_power needs a 'rating' column in {cfg.data.dir}; re-run `kit data prepare`.")
         all_ratings = train_ds["rating"]
         ratings = [int(all_ratings[i]) for i in keep]
-        train = [train[i] for i in mix_by_rating(ratings, cfg.data.rating_power, seed=cfg.run.seed)]
+        train = select(train, mix_by_rating(ratings, cfg.data.rating_power, seed=cfg.run.seed))
         mix = {str(r): round(s, 4) for r, s in rating_shares(ratings, cfg.data.rating_power).items()}
     buckets, bs = cfg.data.buckets, cfg.train.batch_size
     if cfg.data.auto_buckets:
         # A pure function of the train split, so a resumed run gets the same shapes.
-        buckets = choose_buckets([len(e.ids) - 1 for e in train], cfg.data.auto_buckets, longest)
+        buckets = choose_buckets(example_lengths(train) - 1, cfg.data.auto_buckets, longest)
     plan = plan_batches(train, buckets, bs, seed=cfg.run.seed)
     steps = cfg.train.steps or max(1, math.ceil(cfg.train.epochs * len(plan) / cfg.train.grad_accum))
     info.batching = {
@@ -376,6 +375,7 @@ def _train(
     finally:
         callbacks.close()
     train_s = time.perf_counter() - t2
+    log_tokenised(train=ex.train, validation=ex.val)
 
     if callbacks.best is not None:  # early stopping semantics: keep the best evaluated adapter
         engine.load_values(callbacks.best)

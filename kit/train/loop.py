@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import kit  # noqa: F401
-from kit.data.batching import Example, make_batch, plan_batches
+from kit.data.batching import Example, make_batch, plan_batches, select
 from kit.errors import UserError
 from kit.metrics.perplexity import token_nll
 from kit.model import multihost
@@ -154,7 +154,8 @@ class Engine:
     def _batch(self, examples: Sequence[Example], idx, length: int, batch_size: int):
         """One global batch on devices; with several processes each builds and feeds only its rows."""
         rows = feed_rows(self.distribution, batch_size)
-        batch = make_batch([examples[i] for i in idx], length, batch_size, self.pad_id, rows=rows)
+        # `select` is a view for lazily tokenised examples: only the rows built here get tokenised.
+        batch = make_batch(select(examples, idx), length, batch_size, self.pad_id, rows=rows)
         return place_batch((batch.x, batch.y, batch.sample_weight), self.distribution, batch_size=batch_size)
 
     def sync_to_model(self) -> None:
