@@ -197,6 +197,8 @@ def allgather(local: np.ndarray) -> list[np.ndarray]:
 
     try:
         counts = np.asarray(multihost_utils.process_allgather(np.int32(len(local)))).reshape(-1)
+        if not counts.any():  # nothing anywhere (an empty split): no zero-sized collective
+            return [local for _ in counts]
         padded = np.zeros((int(counts.max()), *local.shape[1:]), dtype=np.int32)
         padded[: len(local)] = local
         stacked = np.asarray(multihost_utils.process_allgather(padded))  # [processes, most rows, ...]
