@@ -14,7 +14,7 @@ import shlex
 import sys
 from collections.abc import Callable, Sequence
 
-from kit.errors import UserError, WriteError
+from kit.errors import ProcessLost, UserError, WriteError
 from kit.options import add_options, nonneg_int, options_from, positive_int
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -133,14 +133,27 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     import shlex
 
     from kit.config import load_config
+    from kit.model.multihost import is_writer
     from kit.train import finetune
 
+    if args.processes > 1 or args.devices_per_process:
+        from kit.launch import launch
+
+        # The same fine-tune in every local process (each one joins the job from its environment).
+        command = ["finetune", "--config", args.config, *sum((["--set", o] for o in args.set), [])]
+        command += [*(["--runs-dir", args.runs_dir] if args.runs_dir else [])]
+        command += [
+            f for f, on in (("--resume", args.resume), ("--overwrite", args.overwrite), ("--quiet", args.quiet)) if on
+        ]
+        return launch(command, processes=args.processes, devices_per_process=args.devices_per_process or 1)
     overrides = [*args.set, *([f"run.out_dir={args.runs_dir}"] if args.runs_dir else [])]
     cfg = load_config(args.config, overrides)
     again = ["kit", "finetune", "--config", args.config, *sum((["--set", o] for o in overrides), []), "--resume"]
     info = finetune(
         cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet, resume_command=shlex.join(again)
     )
+    if not is_writer():  # process 0 of a multi-process job reports
+        return EXIT_OK
     m = info.metrics
     where = f"{cfg.run.out_dir}/{cfg.run.name}"
     if info.stopped:
@@ -204,6 +217,7 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
         help="replace an earlier run of the same name; a non-empty dir the kit did not write is never replaced",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_launch_options(p, default_processes=1)
     p.set_defaults(func=_cmd_finetune)
 
     p = sub.add_parser("plan", help="memory, FLOPs and time per epoch of a config's train step on a device")
@@ -221,6 +235,43 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mfu", type=float, default=0.35, help="model FLOPs utilisation for the time estimate")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.set_defaults(func=_cmd_plan)
+    p = sub.add_parser(
+        "launch",
+        help="run a kit command as N local processes of one multi-process JAX job (testing multi-host runs)",
+        description="Start N local processes on this machine's CPU that form one JAX job (coordinator on "
+        "127.0.0.1, gloo collectives), e.g. `kit launch --processes 2 --devices-per-process 4 -- finetune "
+        "--config configs/tiny.toml`. When one exits non-zero the others are stopped; the exit code is that "
+        "process's (128+N when killed by signal N). For TPU pod slices and GPU hosts see docs/multihost.md.",
+    )
+    _add_launch_options(p, default_processes=2)
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- then the kit command, e.g. -- finetune --config ...")
+    p.set_defaults(func=_cmd_launch)
+
+
+def _add_launch_options(p: argparse.ArgumentParser, *, default_processes: int) -> None:
+    p.add_argument(
+        "--processes",
+        type=positive_int,
+        default=default_processes,
+        help=f"local processes forming one multi-process JAX job on the CPU (default {default_processes}; "
+        "see docs/multihost.md)",
+    )
+    p.add_argument(
+        "--devices-per-process",
+        type=positive_int,
+        default=None,
+        metavar="M",
+        help="virtual CPU devices in each local process (default 1)",
+    )
+
+
+def _cmd_launch(args: argparse.Namespace) -> int:
+    from kit.launch import launch
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if command[:1] == ["launch"]:
+        raise UserError("kit launch cannot launch `kit launch`; give the command to run, e.g. -- finetune ...")
+    return launch(command, processes=args.processes, devices_per_process=args.devices_per_process or 1)
 
 
 # --------------------------------------------------------------------------- generate / export
@@ -486,16 +537,44 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code (0 ok, 2 bad input, 1 unexpected)."""
     try:
+        return _main(argv)
+    except Exception:  # an unexpected failure: its traceback, then (in a job) leave at once
+        _leave_job_on_error(EXIT_FAILURE)
+        raise
+
+
+def _leave_job_on_error(code: int) -> None:
+    """A process of a multi-process job that fails exits at once, so its peers stop too (docs/multihost.md)."""
+    if code != EXIT_OK and "kit.model.multihost" in sys.modules:
+        from kit.model import multihost
+
+        if multihost.in_job():
+            import traceback
+
+            import jax
+
+            error = sys.exc_info()[1]
+            if isinstance(error, jax.errors.JaxRuntimeError):  # a collective failed: a peer went away
+                print(f"error: {multihost.lost(error)}", file=sys.stderr)
+            elif error is not None and not isinstance(error, UserError):
+                traceback.print_exc()
+            multihost.leave(code)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    try:
         from dotenv import load_dotenv
 
         load_dotenv()  # secrets from .env; never printed
         args = build_parser().parse_args(argv)
         return args.func(args)
-    except WriteError as e:  # disk full, I/O error: a failure, but one line and the old copy kept
+    except (WriteError, ProcessLost) as e:  # disk full, a lost peer process: a failure, but one line
         print(f"error: {e}", file=sys.stderr)
+        _leave_job_on_error(EXIT_FAILURE)
         return EXIT_FAILURE
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
+        _leave_job_on_error(EXIT_USAGE)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

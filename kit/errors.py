@@ -59,3 +59,17 @@ class WriteError(UserError):
         else:
             fix = "check the disk"
         return cls(f"Could not write {path}: {cause}. {what}; {fix} and run again.")
+
+
+class ProcessLost(UserError):
+    """Another process of a multi-process job died or stopped answering, so this one stops too.
+
+    A `UserError`, so it reaches the user as one line; the CLI exits 1 for it
+    (a failure, not bad input).
+
+    Example:
+        >>> raise ProcessLost("Process 0 of 2: another process of this job stopped.")
+        Traceback (most recent call last):
+        ...
+        kit.errors.ProcessLost: Process 0 of 2: another process of this job stopped.
+    """

@@ -30,6 +30,35 @@ def test_padding_share_and_fixed_shapes():
     assert filler.sample_weight[1].sum() == 0 and filler.real_tokens == 30
 
 
+def test_lazy_examples_plan_from_sizes_and_tokenise_only_the_rows_read():
+    """A process of a job plans from sizes alone and builds the same rows as from the tokenised list."""
+    from kit.data.batching import LazyExamples, example_sizes, length_report, select
+
+    examples = [_ex(n, n_prompt=1 + n % 3) for n in range(3, 40)]
+    sizes = example_sizes(examples)
+    encoded: list[int] = []
+    lazy = LazyExamples(sizes, lambda row: encoded.append(row) or examples[row])
+    picked = [3, 3, *range(5, 30)]  # a redraw: repeats and a subset
+    view, whole = select(lazy, picked), select(examples, picked)
+    plan = plan_batches(view, (16, 32, 64), 4, seed=1, epoch=2)
+    assert plan == plan_batches(whole, (16, 32, 64), 4, seed=1, epoch=2)
+    assert plan.padding_share(view, 4) == plan.padding_share(whole, 4)
+    assert length_report(view, (16, 32)) == length_report(whole, (16, 32))
+    assert encoded == []  # planning read sizes only
+    length, idx = plan.batches[-1]
+    rows = range(2, 4)
+    got = make_batch(select(view, idx), length, 4, rows=rows)
+    want = make_batch([whole[i] for i in idx], length, 4, rows=rows)
+    for key in ("token_ids", "padding_mask"):
+        np.testing.assert_array_equal(got.x[key], want.x[key])
+    np.testing.assert_array_equal(got.y, want.y)
+    np.testing.assert_array_equal(got.sample_weight, want.sample_weight)
+    needed = {picked[idx[r]] if r < len(idx) else picked[idx[0]] for r in rows}
+    assert set(encoded) == needed and lazy.tokenised == len(needed)
+    make_batch(select(view, idx), length, 4, rows=rows)  # read again: cached, not tokenised again
+    assert len(encoded) == len(needed)
+
+
 def test_plan_is_a_shuffle_determined_by_seed_and_epoch():
     examples = [_ex(n) for n in range(3, 40)]
     a = plan_batches(examples, (16, 32, 64), 4, seed=1, epoch=0)

@@ -27,7 +27,7 @@ FORBIDDEN = {
     "kit/eval": ("kit.train", "kit.notebook"),
     "streamlit_app": ("kit.train", "kit.notebook"),
 }
-TOP_LEVEL = ("kit/atomic.py", "kit/errors.py", "kit/runs.py", "kit/config.py", "kit/options.py")
+TOP_LEVEL = ("kit/atomic.py", "kit/errors.py", "kit/runs.py", "kit/config.py", "kit/options.py", "kit/launch.py")
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:

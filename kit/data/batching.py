@@ -14,7 +14,7 @@ are tokenised with SentencePiece directly from the tokenizer's proto.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -93,6 +93,97 @@ class Encoder:
         ]
 
 
+class LazyExamples(Sequence[Example]):
+    """Examples known by their sizes up front and tokenised on first use, then kept.
+
+    A process of a multi-host job plans every global batch from every
+    example's length but builds only its own rows, so it tokenises only what
+    it reads (`kit.train.job_data`). Planning, bucketing and the reports read
+    the sizes alone; indexing tokenises (and caches) one example.
+
+    Args:
+        sizes: int `[rows, 2]`: `len(ids)` and `n_prompt` of each source row.
+        encode: Source row -> its `Example` (the tokeniser the sizes came from).
+        cache: Examples already tokenised, by source row.
+
+    Example:
+        >>> exs = LazyExamples([[3, 1], [5, 2]], lambda r: Example(np.zeros(3 + 2 * r, np.int32), 1 + r))
+        >>> example_sizes(exs.take([1, 1, 0])).tolist(), exs.tokenised
+        ([[5, 2], [5, 2], [3, 1]], 0)
+        >>> exs[1].n_prompt, exs.tokenised
+        (2, 1)
+    """
+
+    def __init__(self, sizes, encode: Callable[[int], Example], cache: dict[int, Example] | None = None, rows=None):
+        self._sizes = np.asarray(sizes, dtype=np.int64).reshape(-1, 2)
+        self.rows = np.arange(len(self._sizes)) if rows is None else np.asarray(rows, dtype=np.int64)
+        self._encode = encode
+        self._cache = {} if cache is None else cache  # shared by every view: a row is tokenised once
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> Example:
+        row = int(self.rows[i])
+        ex = self._cache.get(row)
+        if ex is None:
+            ex = self._cache[row] = self._encode(row)
+        return ex
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """int `[len(self), 2]`: `len(ids)` and `n_prompt` of each example, without tokenising."""
+        return self._sizes[self.rows]
+
+    def take(self, indices: Sequence[int]) -> LazyExamples:
+        """The examples at `indices` (repeats allowed), sharing this one's cache; tokenises nothing."""
+        return LazyExamples(self._sizes, self._encode, self._cache, rows=self.rows[np.asarray(indices, dtype=np.int64)])
+
+    @property
+    def source_rows(self) -> int:
+        """How many rows the examples are drawn from (the split's size, whatever this view selects)."""
+        return len(self._sizes)
+
+    @property
+    def tokenised(self) -> int:
+        """How many distinct source rows have been tokenised so far (by this and every view)."""
+        return len(self._cache)
+
+
+def example_sizes(examples: Sequence[Example]) -> np.ndarray:
+    """int `[n, 2]`: `len(ids)` and `n_prompt` of each example (a `LazyExamples` tokenises nothing for it).
+
+    Example:
+        >>> example_sizes([Example(np.zeros(4, np.int32), 2)]).tolist()
+        [[4, 2]]
+    """
+    if isinstance(examples, LazyExamples):
+        return examples.sizes
+    return np.asarray([(len(e.ids), e.n_prompt) for e in examples], dtype=np.int64).reshape(-1, 2)
+
+
+def example_lengths(examples: Sequence[Example]) -> np.ndarray:
+    """`len(ids)` of each example (int64).
+
+    Example:
+        >>> example_lengths([Example(np.zeros(4, np.int32), 2)]).tolist()
+        [4]
+    """
+    return example_sizes(examples)[:, 0]
+
+
+def select(examples: Sequence[Example], indices: Sequence[int]) -> Sequence[Example]:
+    """The examples at `indices`: a list from a list, a view (nothing tokenised) from a `LazyExamples`.
+
+    Example:
+        >>> [e.n_prompt for e in select([Example(np.zeros(2, np.int32), k) for k in (1, 2)], [1, 0])]
+        [2, 1]
+    """
+    if isinstance(examples, LazyExamples):
+        return examples.take(indices)
+    return [examples[i] for i in indices]
+
+
 def bucket_for(n_inputs: int, buckets: Sequence[int]) -> int:
     """The smallest bucket holding `n_inputs` positions, else the largest (truncate).
 
@@ -146,12 +237,16 @@ def choose_buckets(lengths: Sequence[int], n: int, max_length: int, *, multiple:
     return tuple(sorted(set(out)))
 
 
-def make_batch(examples: Sequence[Example], length: int, batch_size: int, pad_id: int = 0) -> Batch:
+def make_batch(
+    examples: Sequence[Example], length: int, batch_size: int, pad_id: int = 0, *, rows: range | None = None
+) -> Batch:
     """Pad `examples` (at most `batch_size`) into one `[batch_size, length]` batch.
 
     Examples longer than `length + 1` tokens are truncated at the end. Missing
     rows (a last, partial batch) repeat the first example with zero weight, so
-    every batch of a bucket has the same shape and compiles once.
+    every batch of a bucket has the same shape and compiles once. `rows`
+    builds only those rows of the batch (a process of a multi-host job feeds
+    its own share; the padding rule is the global batch's).
 
     Example:
         >>> b = make_batch([Example(np.array([2, 5, 6, 7], np.int32), 2)], length=4, batch_size=2)
@@ -159,23 +254,26 @@ def make_batch(examples: Sequence[Example], length: int, batch_size: int, pad_id
         ([2, 5, 6, 0], [5, 6, 7, 0], [0.0, 1.0, 1.0, 0.0])
         >>> b.sample_weight[1].sum()
         np.float32(0.0)
+        >>> make_batch([Example(np.array([2, 5, 6, 7], np.int32), 2)], 4, 2, rows=range(1, 2)).y.shape
+        (1, 4)
     """
-    tokens = np.full((batch_size, length), pad_id, dtype=np.int32)
-    labels = np.full((batch_size, length), pad_id, dtype=np.int32)
-    mask = np.zeros((batch_size, length), dtype=np.int32)
-    weight = np.zeros((batch_size, length), dtype=np.float32)
+    rows = range(batch_size) if rows is None else rows
+    tokens = np.full((len(rows), length), pad_id, dtype=np.int32)
+    labels = np.full((len(rows), length), pad_id, dtype=np.int32)
+    mask = np.zeros((len(rows), length), dtype=np.int32)
+    weight = np.zeros((len(rows), length), dtype=np.float32)
     real = 0
-    for row in range(batch_size):
+    for out, row in enumerate(rows):
         ex = examples[row] if row < len(examples) else examples[0]
         ids = ex.ids[: length + 1]
         n = len(ids) - 1
-        tokens[row, :n] = ids[:-1]
-        labels[row, :n] = ids[1:]
-        mask[row, :n] = 1
+        tokens[out, :n] = ids[:-1]
+        labels[out, :n] = ids[1:]
+        mask[out, :n] = 1
         if row < len(examples):
             real += n
             # Label j is token j+1: weighted when token j+1 is past the prompt.
-            weight[row, max(ex.n_prompt - 1, 0) : n] = 1.0
+            weight[out, max(ex.n_prompt - 1, 0) : n] = 1.0
     return Batch({"token_ids": tokens, "padding_mask": mask}, labels, weight, real)
 
 
@@ -195,7 +293,8 @@ class BatchPlan:
     def padding_share(self, examples: Sequence[Example], batch_size: int) -> float:
         """Share of computed positions that are padding (incl. filler rows)."""
         slots = sum(length * batch_size for length, _ in self.batches)
-        real = sum(min(len(examples[i].ids) - 1, length) for length, idx in self.batches for i in idx)
+        lengths = example_lengths(examples)
+        real = sum(min(int(lengths[i]) - 1, length) for length, idx in self.batches for i in idx)
         return 1.0 - real / max(slots, 1)
 
 
@@ -218,8 +317,8 @@ def plan_batches(
         [(4, [0, 2]), (16, [1, 3])]
     """
     by_bucket: dict[int, list[int]] = {b: [] for b in buckets}
-    for i, ex in enumerate(examples):
-        by_bucket[bucket_for(len(ex.ids) - 1, buckets)].append(i)
+    for i, n in enumerate(example_lengths(examples).tolist()):  # lengths only: the same plan on every host
+        by_bucket[bucket_for(n - 1, buckets)].append(i)
     rng = np.random.default_rng([seed, epoch]) if seed is not None else None
     batches = []
     for length, idx in by_bucket.items():
@@ -240,7 +339,17 @@ def has_target(example: Example, max_length: int) -> bool:
         >>> has_target(Example(np.arange(10, dtype=np.int32), 4), 8), has_target(Example(np.arange(10, dtype=np.int32), 9), 8)
         (True, False)
     """
-    return example.n_prompt - 1 < min(len(example.ids) - 1, max_length)
+    return target_fits(len(example.ids), example.n_prompt, max_length)
+
+
+def target_fits(n_ids: int, n_prompt: int, max_length: int) -> bool:
+    """`has_target` from an example's sizes (`len(ids)`, `n_prompt`) alone.
+
+    Example:
+        >>> target_fits(10, 4, 8), target_fits(10, 9, 8)
+        (True, False)
+    """
+    return n_prompt - 1 < min(n_ids - 1, max_length)
 
 
 def length_report(examples: Sequence[Example], buckets: Sequence[int]) -> dict[str, float | int]:
@@ -252,8 +361,7 @@ def length_report(examples: Sequence[Example], buckets: Sequence[int]) -> dict[s
     """
     out: dict[str, float | int] = {f"bucket_{b}": 0 for b in buckets}
     truncated = 0
-    for ex in examples:
-        n = len(ex.ids) - 1
+    for n in (example_lengths(examples) - 1).tolist():
         out[f"bucket_{bucket_for(n, buckets)}"] += 1
         truncated += n > buckets[-1]
     out["truncated"] = truncated

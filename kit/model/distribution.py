@@ -13,21 +13,19 @@ shards) variables according to the distribution active at creation time.
   (4: `batch:1,model:4`; 8: `batch:2,model:4`), the model axis the widest
   that divides both the device count and the key/value heads (4 for 2B).
 
-Multi-host (TPU pods, or `JAX_COORDINATOR_ADDRESS` set) first runs
-`jax.distributed.initialize()`; each host then feeds its slice of the global batch.
+Multi-host (TPU pods, `kit launch`, or `JAX_COORDINATOR_ADDRESS` set) first
+joins the job (`kit.model.multihost`); the device list then spans every
+process and each one feeds only its rows of the global batch (`feed_rows`).
 """
 
 from __future__ import annotations
-
-import os
 
 import keras
 import numpy as np
 
 import kit  # noqa: F401
 from kit.errors import UserError
-
-_MULTIHOST_ENV = ("JAX_COORDINATOR_ADDRESS", "KERAS_DISTRIBUTION_JOB_ADDRESSES", "MEGASCALE_COORDINATOR_ADDRESS")
+from kit.model import multihost
 
 
 def parse_mesh(text: str) -> dict[str, int]:
@@ -49,30 +47,18 @@ def parse_mesh(text: str) -> dict[str, int]:
 
 
 def multihost_requested() -> bool:
-    """True when the environment describes a multi-process JAX job (TPU pod, cluster).
+    """True when the environment describes a multi-process JAX job (see `kit.model.multihost`).
 
     Example:
         >>> isinstance(multihost_requested(), bool)
         True
     """
-    if any(os.environ.get(k) for k in _MULTIHOST_ENV):
-        return True
-    # TPU pod slices list every worker; a single-host TPU VM lists one.
-    return "," in os.environ.get("TPU_WORKER_HOSTNAMES", "")
+    return multihost.requested()
 
 
 def maybe_initialize_multihost() -> None:
-    """Run `jax.distributed.initialize()` once when `multihost_requested()`."""
-    import jax
-
-    if not multihost_requested() or getattr(maybe_initialize_multihost, "_done", False):
-        return
-    try:
-        jax.distributed.initialize()
-    except RuntimeError as e:
-        if "already" not in str(e).lower():  # initialised by the notebook: fine
-            raise
-    maybe_initialize_multihost._done = True
+    """Join the multi-process job once when `multihost_requested()` (`kit.model.multihost.initialize`)."""
+    multihost.initialize()
 
 
 def choose_layout(mode: str, mesh: str, n_devices: int, platform: str, kv_heads: int | None = None):
@@ -170,16 +156,41 @@ def setup_distribution(
     maybe_initialize_multihost()
     devices = keras.distribution.list_devices()
     mode, axes = choose_layout(mode, mesh, len(devices), jax.default_backend(), kv_heads)
+    if mode == "single" and multihost.process_count() > 1:
+        raise UserError(
+            f"distribution.mode='single' cannot span {multihost.process_count()} processes; "
+            "use 'data' or 'model' (or 'auto')."
+        )
     dist, text = make_distribution(mode, axes, devices, batch_size=batch_size)
     keras.distribution.set_distribution(dist)
     return dist, text
 
 
-def place_batch(tree, distribution):
+def data_sharding(distribution, shape):
+    """The JAX sharding of a `shape` batch under `distribution` (None: a single device)."""
+    return None if distribution is None else distribution.get_data_layout(tuple(shape)).backend_layout
+
+
+def feed_rows(distribution, batch_size: int) -> range:
+    """The rows of each global batch this process builds and feeds (all of them on one process).
+
+    Example:
+        >>> feed_rows(None, 8)
+        range(0, 8)
+    """
+    return multihost.batch_rows(data_sharding(distribution, (batch_size,)), batch_size)
+
+
+def place_batch(tree, distribution, *, batch_size: int | None = None):
     """Put a numpy batch (dict/array tree) on devices, split along the batch axis.
 
-    On several hosts each process passes the *global* batch; its own slice is
-    taken here and assembled with `jax.make_array_from_process_local_data`.
+    With several processes each one passes only its `feed_rows(distribution,
+    batch_size)` of the global batch; the global array is assembled from those
+    process-local rows (`batch_size` is the global row count, required then).
+
+    Example:
+        >>> place_batch({"x": np.ones((2, 3))}, None)["x"].shape
+        (2, 3)
     """
     import jax
 
@@ -187,11 +198,21 @@ def place_batch(tree, distribution):
         return jax.tree.map(jax.numpy.asarray, tree)
 
     def put(a: np.ndarray):
-        sharding = distribution.get_data_layout(a.shape).backend_layout
         if jax.process_count() == 1:
-            return jax.device_put(a, sharding)
-        per = a.shape[0] // jax.process_count()
-        local = a[jax.process_index() * per : (jax.process_index() + 1) * per]
-        return jax.make_array_from_process_local_data(sharding, local, a.shape)
+            return jax.device_put(a, data_sharding(distribution, a.shape))
+        if batch_size is None:
+            raise ValueError("place_batch needs the global batch_size when several processes feed one batch")
+        shape = (batch_size, *a.shape[1:])
+        rows = feed_rows(distribution, batch_size)
+        if a.shape[0] != len(rows):
+            raise ValueError(f"this process feeds rows {rows} of the batch, received {a.shape[0]} rows")
+
+        # Each local device asks for its block of the global batch; shift it to the local rows.
+        def block(index):
+            start = (index[0].start or 0) - rows.start
+            stop = (batch_size if index[0].stop is None else index[0].stop) - rows.start
+            return a[(slice(start, stop), *index[1:])]
+
+        return jax.make_array_from_callback(shape, data_sharding(distribution, shape), block)
 
     return jax.tree.map(put, tree)

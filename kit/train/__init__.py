@@ -9,12 +9,13 @@ Example:
 """
 
 from kit.train.checkpoint import LoopState, load_checkpoint, save_checkpoint
-from kit.train.finetune import HISTORY_COLUMNS, finetune, load_splits
+from kit.train.finetune import finetune, load_splits
 from kit.train.loop import Engine, LoopOptions, TrainingDiverged
 from kit.train.optim import WarmupDecay, make_optimizer
 
 # `pretrain` (the function) stays in its module: re-exported, it would hide `kit.train.pretrain`.
 from kit.train.pretrain import make_tiny_base, pretraining_texts
+from kit.train.run_writer import HISTORY_COLUMNS
 from kit.train.tensorboard import ScalarWriter
 
 __all__ = [

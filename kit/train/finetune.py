@@ -10,22 +10,22 @@ base and fine-tuned models are evaluated the same way downstream.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
-import io
 import math
 import shutil
 import time
 
+import jax
 import keras
 
 import kit  # noqa: F401
-from kit.atomic import check_output_dir, mark_output, write_text
+from kit.atomic import check_output_dir, mark_output
 from kit.config import Config
-from kit.data.batching import Encoder, choose_buckets, has_target, length_report, plan_batches
+from kit.data.batching import Encoder, choose_buckets, example_lengths, length_report, plan_batches, select
 from kit.data.rating_mix import mix_by_rating, rating_shares
 from kit.errors import UserError
+from kit.model import multihost
 from kit.model.architectures import build_random_lm, kv_heads, tokenizer_note
 from kit.model.distribution import setup_distribution
 from kit.model.loader import load_causal_lm, resolve_dtype
@@ -34,15 +34,15 @@ from kit.model.quantize import quantize_base
 from kit.model.tiny import verify_tiny_base
 from kit.runs import RUN, DataInfo, LoraInfo, RunInfo, RunPaths, run_dir
 from kit.train.budget import budget_estimate, stopped_record
-from kit.train.checkpoint import LoopState, load_checkpoint, save_checkpoint
+from kit.train.checkpoint import LoopState, load_checkpoint
+from kit.train.job_data import keep_with_target, log_tokenised, tokenise, with_target
 from kit.train.lean import step_levers
 from kit.train.loop import STOPPED_ON_BUDGET, Engine, LoopOptions, TrainingDiverged
 from kit.train.optim import make_optimizer
-from kit.train.tensorboard import ScalarWriter
+from kit.train.run_writer import RunWriter, write_history
 
 # Keys a resumed run may change: they decide when this session stops, not what it computes.
 RESUME_MAY_CHANGE = ("train.max_minutes",)
-HISTORY_COLUMNS = ("step", "epoch", "lr", "train_loss", "grad_norm", "val_loss", "val_ppl", "tokens", "elapsed_s")
 
 
 def load_splits(cfg: Config, dataset=None):
@@ -139,6 +139,15 @@ def _start_run_dir(paths: RunPaths, *, replace: bool) -> None:
     mark_output(paths.root, RUN)
 
 
+def _check_shared(paths: RunPaths) -> None:
+    """Every process reads the checkpoints process 0 writes, so the run dir must be one they all see."""
+    if not paths.root.is_dir():
+        raise UserError(
+            f"Process {multihost.process_index()} cannot see the run dir {paths.root} that process 0 made: "
+            "put run.out_dir (--runs-dir) on storage every host mounts (NFS, a gcsfuse bucket)."
+        )
+
+
 def _check_same_config(paths: RunPaths, cfg: Config) -> None:
     """A resumed run must use the config it started with, or it would not continue "exactly"."""
     saved = RunInfo.read(paths.root).config
@@ -156,15 +165,6 @@ def _check_same_config(paths: RunPaths, cfg: Config) -> None:
             f"--resume: config differs from the run's saved config at {', '.join(diff)}. "
             "Resume with the original config, or start a new run (--set run.name=...)."
         )
-
-
-def _write_history(paths: RunPaths, history: list[dict]) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    for row in history:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    write_text(paths.history, buf.getvalue())
 
 
 @dataclasses.dataclass
@@ -218,7 +218,8 @@ def finetune(
         _check_same_config(paths, cfg)
         done = RunInfo.read(paths.root)
         what = "registered (a base model)" if done.status == "base" else f"finished ({done.status})"
-        print(f"{paths.root} is already {what}: nothing to resume. Pass overwrite=True (--overwrite) to start it over.")
+        if multihost.is_writer():
+            print(f"{paths.root} is already {what}: nothing to resume. Pass --overwrite to start it over.")
         return done
     resume = mode == "resume"
     distribution, dist_text = setup_distribution(
@@ -227,7 +228,11 @@ def finetune(
     dtype = resolve_dtype(cfg.model.dtype)
     lm = _load_base(cfg, paths, dtype)
     if not resume:
-        _start_run_dir(paths, replace=replace)
+        multihost.barrier("run-dir-checked")  # nobody is still checking when process 0 replaces it
+        if multihost.is_writer():
+            _start_run_dir(paths, replace=replace)
+        multihost.barrier("run-dir-made")
+        _check_shared(paths)
     info = RunInfo(
         name=cfg.run.name,
         preset=cfg.model.preset,
@@ -241,8 +246,7 @@ def finetune(
     train_ds, val_ds = _splits_or_none(cfg, dataset)
     encoder = Encoder(lm.preprocessor.tokenizer.proto)
     longest = cfg.data.buckets[-1]
-    val = encoder.encode_pairs(val_ds["prompt"], val_ds["target"]) if val_ds is not None else []
-    val = [e for e in val if has_target(e, longest)]
+    val = with_target(tokenise(encoder, val_ds), longest) if val_ds is not None else []
     if val_ds is not None:
         info.data = DataInfo(
             dir=cfg.data.dir,
@@ -306,11 +310,10 @@ def _splits_or_none(cfg: Config, dataset):
 def _train_examples(cfg: Config, encoder: Encoder, train_ds, info: RunInfo) -> _Examples:
     """Tokenise the train split, drop prompts with no room for a review, redraw by rating, plan buckets."""
     longest = cfg.data.buckets[-1]
-    train = encoder.encode_pairs(train_ds["prompt"], train_ds["target"])
+    train = tokenise(encoder, train_ds)
     n_all = len(train)
-    # A prompt longer than the largest bucket leaves no review token to learn from.
-    keep = [i for i, e in enumerate(train) if has_target(e, longest)]
-    train = [train[i] for i in keep]
+    keep = keep_with_target(train, longest)
+    train = select(train, keep)
     if not train:
         raise UserError(
             f"No train example has review tokens within data.buckets max {longest}: prompts are "
@@ -322,12 +325,12 @@ def _train_examples(cfg: Config, encoder: Encoder, train_ds, info: RunInfo) -> _
             raise UserError(f"data.rating_power needs a 'rating' column in {cfg.data.dir}; re-run `kit data prepare`.")
         all_ratings = train_ds["rating"]
         ratings = [int(all_ratings[i]) for i in keep]
-        train = [train[i] for i in mix_by_rating(ratings, cfg.data.rating_power, seed=cfg.run.seed)]
+        train = select(train, mix_by_rating(ratings, cfg.data.rating_power, seed=cfg.run.seed))
         mix = {str(r): round(s, 4) for r, s in rating_shares(ratings, cfg.data.rating_power).items()}
     buckets, bs = cfg.data.buckets, cfg.train.batch_size
     if cfg.data.auto_buckets:
         # A pure function of the train split, so a resumed run gets the same shapes.
-        buckets = choose_buckets([len(e.ids) - 1 for e in train], cfg.data.auto_buckets, longest)
+        buckets = choose_buckets(example_lengths(train) - 1, cfg.data.auto_buckets, longest)
     plan = plan_batches(train, buckets, bs, seed=cfg.run.seed)
     steps = cfg.train.steps or max(1, math.ceil(cfg.train.epochs * len(plan) / cfg.train.grad_accum))
     info.batching = {
@@ -365,9 +368,10 @@ def _train(
         **step_levers(cfg.train, lm),
     )
     state, best = _resume_state(cfg, paths, engine, ex.steps) if resume else (None, None)
-    info.write(paths.root)
-    _write_history(paths, state.history if state else [])
-    callbacks = _RunWriter(paths, engine, best=best, keep_last=cfg.train.keep_last, total_steps=ex.steps)
+    if multihost.is_writer():
+        info.write(paths.root)
+        write_history(paths, state.history if state else [])
+    callbacks = RunWriter(paths, engine, best=best, keep_last=cfg.train.keep_last, total_steps=ex.steps)
     deadline = t0 + 60 * cfg.train.max_minutes if cfg.train.max_minutes else None
     options = dataclasses.replace(_loop_options(cfg, ex, progress), deadline=deadline)
     t2 = time.perf_counter()
@@ -384,16 +388,23 @@ def _train(
         )
     except TrainingDiverged as e:
         info.status, info.error = "diverged", str(e)
-        info.write(paths.root)
+        if multihost.is_writer():
+            info.write(paths.root)
+        raise
+    except jax.errors.JaxRuntimeError as e:
+        if multihost.process_count() > 1:  # a collective failed: a peer process died
+            raise multihost.lost(e) from None
         raise
     finally:
         callbacks.close()
     train_s = time.perf_counter() - t2
+    log_tokenised(train=ex.train, validation=ex.val)
 
     if callbacks.best is not None:  # early stopping semantics: keep the best evaluated adapter
         engine.load_values(callbacks.best)
-    save_adapter(lm, paths.adapter)
-    _write_history(paths, state.history)
+    if multihost.is_writer():
+        save_adapter(lm, paths.adapter)
+        write_history(paths, state.history)
     info.status, info.adapter = status, paths.adapter.name
     info.stopped = None
     if status == STOPPED_ON_BUDGET:
@@ -412,7 +423,9 @@ def _train(
         train_s_all_sessions=round(state.elapsed_s, 2),
         total_s=round(time.perf_counter() - t0, 2),
     )
-    info.write(paths.root)
+    if multihost.is_writer():
+        info.write(paths.root)
+    multihost.barrier("run-written")  # the job ends when its files are there
     return info
 
 
@@ -442,7 +455,8 @@ def _log(line: str) -> None:
     """A line that does not break a running progress bar."""
     from tqdm.auto import tqdm
 
-    tqdm.write(line)
+    if multihost.is_writer():
+        tqdm.write(line)
 
 
 def run_optimizer(t, steps: int):
@@ -480,48 +494,14 @@ def _loop_options(cfg: Config, ex: _Examples, progress: bool) -> LoopOptions:
     )
 
 
-class _RunWriter:
-    """The loop's callbacks: history.csv and TensorBoard on each log, checkpoints, the best adapter."""
-
-    def __init__(self, paths: RunPaths, engine: Engine, *, best, keep_last: int, total_steps: int):
-        self.paths, self.engine, self.best = paths, engine, best
-        self.keep_last, self.total_steps = keep_last, total_steps
-        self.writer = ScalarWriter(paths.tensorboard)
-
-    def on_log(self, st: LoopState, row: dict) -> None:
-        _write_history(self.paths, st.history)
-        scalars = {
-            f"{'val' if k.startswith('val') else 'train'}/{k}": v
-            for k, v in row.items()
-            if k not in ("step", "epoch", "elapsed_s")
-        }
-        self.writer.add_scalars(row["step"], scalars)
-
-    def on_best(self, st: LoopState) -> None:
-        self.best = self.engine.trainable_numpy()
-
-    def on_checkpoint(self, st: LoopState) -> None:
-        save_checkpoint(
-            self.paths,
-            st,
-            self.engine.trainable_numpy(),
-            self.engine.optimizer_numpy(),
-            best=self.best,
-            keep_last=self.keep_last,
-            extra={"total_steps": self.total_steps},
-        )
-
-    def close(self) -> None:
-        self.writer.close()
-
-
 def _resume_state(cfg: Config, paths: RunPaths, engine: Engine, steps: int):
     """Load the latest checkpoint into `engine`: `(loop state, best weights or None)`."""
     _check_same_config(paths, cfg)
     ckpt = paths.latest_checkpoint()
     state, tv, ov, best, _ = load_checkpoint(ckpt)
     engine.load_values(tv, ov)
-    print(f"Resuming {paths.root} from {ckpt.name} (step {state.step}/{steps})")
+    if multihost.is_writer():
+        print(f"Resuming {paths.root} from {ckpt.name} (step {state.step}/{steps})")
     return state, best
 
 
@@ -554,5 +534,7 @@ def _register_base(
         info.metrics = {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0))}
     info.status = "base"
     info.timings["total_s"] = round(time.perf_counter() - t0, 2)
-    info.write(paths.root)
+    if multihost.is_writer():
+        info.write(paths.root)
+    multihost.barrier("run-written")
     return info

@@ -25,10 +25,11 @@ import jax.numpy as jnp
 import numpy as np
 
 import kit  # noqa: F401
-from kit.data.batching import Example, make_batch, plan_batches
+from kit.data.batching import Example, make_batch, plan_batches, select
 from kit.errors import UserError
 from kit.metrics.perplexity import token_nll
-from kit.model.distribution import place_batch
+from kit.model import multihost
+from kit.model.distribution import feed_rows, place_batch
 from kit.train.checkpoint import LoopState
 from kit.train.lean import lean_loss
 
@@ -74,6 +75,12 @@ class LoopOptions:
     desc: str = "train"
     deadline: float | None = None
     estimate_after: int = 5
+
+
+def _put(value, old, variable):
+    """`value` (numpy) as a device array of `old`'s dtype, laid out like `variable` (one step at a time)."""
+    out = jax.device_put(np.asarray(value, dtype=old.dtype), variable.value.sharding)
+    return jax.block_until_ready(out) if multihost.process_count() > 1 else out
 
 
 STOPPED_ON_BUDGET = "stopped_on_budget"
@@ -126,7 +133,15 @@ class Engine:
     """
 
     def __init__(
-        self, lm, optimizer, *, distribution=None, pad_id: int = 0, loss_chunk: int = 0, remat: bool = False, values=None
+        self,
+        lm,
+        optimizer,
+        *,
+        distribution=None,
+        pad_id: int = 0,
+        loss_chunk: int = 0,
+        remat: bool = False,
+        values=None,
     ):
         self.lm = lm
         self.loss_chunk, self.remat = int(loss_chunk), bool(remat)
@@ -178,21 +193,30 @@ class Engine:
 
     # ------------------------------------------------------------------ helpers
 
-    def _place(self, batch):
-        return place_batch((batch.x, batch.y, batch.sample_weight), self.distribution)
+    def _batch(self, examples: Sequence[Example], idx, length: int, batch_size: int):
+        """One global batch on devices; with several processes each builds and feeds only its rows."""
+        rows = feed_rows(self.distribution, batch_size)
+        # `select` is a view for lazily tokenised examples: only the rows built here get tokenised.
+        batch = make_batch(select(examples, idx), length, batch_size, self.pad_id, rows=rows)
+        return place_batch((batch.x, batch.y, batch.sample_weight), self.distribution, batch_size=batch_size)
 
     def sync_to_model(self) -> None:
         """Write the current values back into the Keras variables (before saving)."""
-        for v, val in zip(self.trainable, self.tv, strict=True):
+        for v, val in zip([*self.trainable, *self.optimizer.variables], [*self.tv, *self.ov], strict=True):
             v.assign(val)
-        for v, val in zip(self.optimizer.variables, self.ov, strict=True):
-            v.assign(val)
+            if multihost.process_count() > 1:
+                # A value laid out over other devices than the variable is resharded by a
+                # collective; with several in flight, gloo can pair one process's transfer with
+                # another's and deadlock, so each one finishes before the next starts.
+                jax.block_until_ready(v.value)
 
     def trainable_numpy(self) -> list[np.ndarray]:
-        return [np.asarray(jax.device_get(v)) for v in self.tv]
+        """The trainable values as numpy (every process of a multi-host job calls it: a gather)."""
+        return [multihost.to_numpy(v) for v in self.tv]
 
     def optimizer_numpy(self) -> list[np.ndarray]:
-        return [np.asarray(jax.device_get(v)) for v in self.ov]
+        """The optimizer's values as numpy (every process of a multi-host job calls it: a gather)."""
+        return [multihost.to_numpy(v) for v in self.ov]
 
     def load_values(self, trainable: Sequence[np.ndarray], optimizer: Sequence[np.ndarray] | None = None) -> None:
         """Restore trainable (and optimizer) values, keeping each variable's sharding."""
@@ -201,15 +225,10 @@ class Engine:
                 f"Checkpoint holds {len(trainable)} trainable arrays but the model has {len(self.tv)}; "
                 "it was written with different LoRA settings. Start a new run instead of --resume."
             )
-        self.tv = [
-            jax.device_put(np.asarray(a, dtype=old.dtype), old.sharding)
-            for a, old in zip(trainable, self.tv, strict=True)
-        ]
+        # Each value goes straight to its Keras variable's layout, so syncing needs no reshard.
+        self.tv = [_put(a, old, v) for a, old, v in zip(trainable, self.tv, self.trainable, strict=True)]
         if optimizer is not None:
-            self.ov = [
-                jax.device_put(np.asarray(a, dtype=old.dtype), old.sharding)
-                for a, old in zip(optimizer, self.ov, strict=True)
-            ]
+            self.ov = [_put(a, old, v) for a, old, v in zip(optimizer, self.ov, self.optimizer.variables, strict=True)]
         self.sync_to_model()
 
     def loss_on(self, examples: Sequence[Example], *, buckets: Sequence[int], batch_size: int) -> float:
@@ -219,8 +238,7 @@ class Engine:
         plan = plan_batches(examples, buckets, batch_size)
         total, weight = 0.0, 0.0
         for length, idx in plan.batches:
-            batch = make_batch([examples[i] for i in idx], length, batch_size, self.pad_id)
-            loss, w = self._eval(self.tv, self.ntv, *self._place(batch))
+            loss, w = self._eval(self.tv, self.ntv, *self._batch(examples, idx, length, batch_size))
             total += float(loss)
             weight += float(w)
         return total / weight if weight else float("nan")
@@ -288,7 +306,7 @@ class Engine:
         o = options
         delay = float(os.environ.get("KIT_STEP_DELAY", "0") or 0)  # tests: make a run slow enough to kill
         bar = None
-        if o.progress:
+        if o.progress and multihost.is_writer():  # one bar per job, not one per host
             from tqdm.auto import tqdm
 
             bar = tqdm(total=o.total_steps, initial=state.step, desc=o.desc, unit="step", dynamic_ncols=True)
@@ -313,8 +331,7 @@ class Engine:
                     state.position = 0
                     plan = plan_batches(train, o.buckets, o.batch_size, seed=o.seed, epoch=state.epoch)
                 length, idx = plan.batches[state.position]
-                batch = make_batch([train[i] for i in idx], length, o.batch_size, self.pad_id)
-                acc, loss, weight = self._micro(self.tv, self.ntv, acc, *self._place(batch))
+                acc, loss, weight = self._micro(self.tv, self.ntv, acc, *self._batch(train, idx, length, o.batch_size))
                 loss_sum = loss_sum + loss
                 weight_sum = weight_sum + weight
                 state.position += 1
