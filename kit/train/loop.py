@@ -126,7 +126,15 @@ class Engine:
     """
 
     def __init__(
-        self, lm, optimizer, *, distribution=None, pad_id: int = 0, loss_chunk: int = 0, remat: bool = False, values=None
+        self,
+        lm,
+        optimizer,
+        *,
+        distribution=None,
+        pad_id: int = 0,
+        loss_chunk: int = 0,
+        remat: bool = False,
+        values=None,
     ):
         self.lm = lm
         self.loss_chunk, self.remat = int(loss_chunk), bool(remat)
