@@ -22,6 +22,7 @@ Run it alone, with no other full-size job on the machine (about 10 minutes,
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import tempfile
@@ -136,7 +137,8 @@ def child_kit(a) -> dict:
     lm = keras_hub.models.GemmaCausalLM.from_preset(a.weights_dir, dtype="float32")
     keras.utils.set_random_seed(a.seed)
     enable_lora(lm, rank=a.rank, alpha=2.0 * a.rank, targets="qv")
-    levers = step_levers(TrainConfig(), lm)  # the defaults, as configs/gemma2_2b_gpu.toml uses them
+    # the defaults, as configs/gemma2_2b_gpu.toml uses them, resolved for this batch
+    levers = step_levers(dataclasses.replace(TrainConfig(), batch_size=a.batch_size), lm, a.length)
     engine = Engine(lm, make_optimizer(learning_rate=1e-4, warmup_steps=0, total_steps=100), **levers)
     load_s = time.perf_counter() - t0
     x, y, w = batch(a)

@@ -124,8 +124,10 @@ def test_chunked_loss_and_remat_equal_the_plain_loss(lms, loss_chunk, remat):
 
 def test_lever_defaults_follow_the_model_size():
     assert resolve_loss_chunk(256, 256_000) == 256 and resolve_loss_chunk(256, 400) == 0
-    assert resolve_remat("auto", 2_614_341_888) and not resolve_remat("auto", 50_000)
-    assert resolve_remat("blocks", 10) and not resolve_remat("off", 10**10)
+    # auto: on for a >1e9-parameter model from 4096 tokens a micro-batch (8 x 512), off at 2 x 512
+    assert resolve_remat("auto", 2_614_341_888, 8 * 512) and not resolve_remat("auto", 2_614_341_888, 2 * 512)
+    assert not resolve_remat("auto", 50_000, 10**6)
+    assert resolve_remat("blocks", 10, 1) and not resolve_remat("off", 10**10, 10**6)
 
 
 @pytest.mark.parametrize(

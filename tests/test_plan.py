@@ -130,6 +130,7 @@ def test_lever_hints_name_only_keys_the_config_has():
         section, name = key.split(".")
         known = name in load_config(None).to_dict()[section]
         assert (text in hint) == known
+        assert text not in levers_hint(frozenset({key}))  # a lever already on is not offered again
 
 
 def test_plan_compiles_the_tiny_step_on_cpu(tmp_path, tiny_preset, tiny_prepared, capsys):
@@ -172,6 +173,12 @@ def test_plan_estimates_a_gpu_and_says_so(capsys):
                  "--set", "train.batch_size=16", "--json"]) == 0  # fmt: skip
     plan = json.loads(capsys.readouterr().out)
     assert plan["verdict"]["fits"] is False and "lower train.batch_size" in plan["verdict"]["try"]
+    # 16 x 512 tokens: `auto` already rematerialises, so the hint does not offer it; pinned off, it does
+    assert "train.remat" not in plan["verdict"]["try"]
+    assert main(["plan", "--config", "configs/gemma2_2b_gpu.toml", "--device", "t4", "--set", "data.dir=nowhere",
+                 "--set", "train.batch_size=16", "--set", "train.remat=off", "--json"]) == 0  # fmt: skip
+    plan = json.loads(capsys.readouterr().out)
+    assert 'train.remat = "blocks"' in plan["verdict"]["try"] and "train.loss_chunk" not in plan["verdict"]["try"]
 
 
 @pytest.mark.parametrize(

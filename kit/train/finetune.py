@@ -267,7 +267,7 @@ def finetune(
     t1 = time.perf_counter()
     examples = _train_examples(cfg, encoder, train_ds, info)
     examples.val = val
-    info.batching["step"] = step_levers(cfg.train, lm)  # the resolved levers (config "auto" made concrete)
+    info.batching["step"] = step_levers(cfg.train, lm, longest)  # the resolved levers (config "auto" made concrete)
     info.timings["tokenize_s"] = round(time.perf_counter() - t1, 2)
     return _train(
         cfg,
@@ -365,7 +365,7 @@ def _train(
         run_optimizer(cfg.train, ex.steps),
         distribution=distribution,
         pad_id=encoder.pad_id,
-        **step_levers(cfg.train, lm),
+        **step_levers(cfg.train, lm, cfg.data.buckets[-1]),
     )
     state, best = _resume_state(cfg, paths, engine, ex.steps) if resume else (None, None)
     if multihost.is_writer():
@@ -528,7 +528,7 @@ def _register_base(
             make_optimizer(learning_rate=1e-3, warmup_steps=0, total_steps=1),
             distribution=distribution,
             pad_id=encoder.pad_id,
-            **step_levers(cfg.train, lm),
+            **step_levers(cfg.train, lm, cfg.data.buckets[-1]),
         )
         loss = engine.loss_on(val, buckets=cfg.data.buckets, batch_size=cfg.train.batch_size)
         info.metrics = {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0))}

@@ -41,7 +41,7 @@ LEVERS = (
     ("train.batch_size", "lower train.batch_size and raise train.grad_accum by the same factor (same step)"),
     ("data.buckets", "shorter sequences: lower the largest value in data.buckets"),
     ("train.loss_chunk", "compute the loss in sequence chunks (train.loss_chunk)"),
-    ("train.remat", "rematerialise the decoder blocks (train.remat)"),
+    ("train.remat", 'rematerialise the decoder blocks (train.remat = "blocks")'),
     ("lora.factored", "compute LoRA as x·W + s·(x·A)·B without a merged kernel (lora.factored)"),
     ("model.quantize", 'an int8 base (model.quantize = "int8")'),
 )
@@ -55,14 +55,35 @@ def _known_key(key: str) -> bool:
     return section in fields and name in {f.name for f in dataclasses.fields(fields[section].default_factory)}
 
 
-def levers_hint() -> str:
-    """The "try ..." part of a plan that does not fit.
+def levers_hint(active: frozenset[str] = frozenset()) -> str:
+    """The "try ..." part of a plan that does not fit, leaving out the levers in `active` (already on).
 
     Example:
         >>> levers_hint().startswith("lower train.batch_size")
         True
+        >>> 'train.remat = "blocks"' in levers_hint(), "train.remat" in levers_hint(frozenset({"train.remat"}))
+        (True, False)
     """
-    return "; ".join(hint for key, hint in LEVERS if _known_key(key))
+    return "; ".join(hint for key, hint in LEVERS if _known_key(key) and key not in active)
+
+
+def active_levers(cfg: Config, parameters: int, vocabulary_size: int, length: int) -> frozenset[str]:
+    """The memory levers the planned step already uses, as `kit finetune` resolves them (`auto` made concrete).
+
+    Example:
+        >>> from kit.config import load_config
+        >>> sorted(active_levers(load_config("configs/gemma2_2b_tpu.toml"), 2_614_341_888, 256_000, 512))
+        ['lora.factored', 'train.loss_chunk']
+    """
+    from kit.train.lean import resolve_loss_chunk, resolve_remat
+
+    on = {
+        "train.loss_chunk": bool(resolve_loss_chunk(cfg.train.loss_chunk, vocabulary_size)),
+        "train.remat": resolve_remat(cfg.train.remat, parameters, cfg.train.batch_size * length),
+        "lora.factored": bool(cfg.lora.factored),
+        "model.quantize": cfg.model.quantize != "none",
+    }
+    return frozenset(key for key, yes in on.items() if yes)
 
 
 def _data(cfg: Config) -> dict:
@@ -220,7 +241,8 @@ def make_plan(cfg: Config, device: str = "auto", *, all_buckets: bool = False, m
     fits = not refused and peak <= usable
     plan["verdict"] = {"fits": fits, "peak_bytes": peak, "usable_bytes": int(usable), "compiler_refused": refused}
     if not plan["verdict"]["fits"]:
-        plan["verdict"]["try"] = levers_hint()
+        active = active_levers(cfg, plan["parameters"]["total"], int(arch["vocabulary_size"]), max(planned))
+        plan["verdict"]["try"] = levers_hint(active)
     plan["time"] = _time(cfg, tgt, arch, data, mfu)
     return plan
 

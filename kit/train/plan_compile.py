@@ -129,7 +129,7 @@ def compile_steps(raw_config: dict, platform: str, devices: int, topology: str, 
         optimizer.build(lm.trainable_variables)
         groups = (lm.trainable_variables, lm.non_trainable_variables, optimizer.variables)
         values = [[spec(v) for v in group] for group in groups]
-        engine = Engine(lm, optimizer, distribution=dist, values=values, **step_levers(cfg.train, lm))
+        engine = Engine(lm, optimizer, distribution=dist, values=values, **step_levers(cfg.train, lm, max(buckets)))
     scope = dist.scope() if dist is not None else _Nothing()
     with scope:  # activation layouts inside the model follow the distribution while tracing
         out = {
