@@ -7,10 +7,45 @@ point (CLI, app, notebooks, tests) imports `kit` before `keras` and `jax`,
 and JAX reads these variables when its GPU backend starts.
 """
 
+import glob
 import os
 import sys
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
+
+
+def cpu_only_default(environ=os.environ, device_files=None) -> bool:
+    """Pin JAX to the CPU when libtpu is installed but the machine has no accelerator; True if pinned.
+
+    libtpu comes with the `test` extra (`kit plan` compiles TPU programs with
+    it). Installed on a machine without a TPU, JAX would still try to start
+    one in every process and log a libtpu error before falling back to the
+    CPU. A machine with TPU (`/dev/accel*`, `/dev/vfio/*`) or NVIDIA
+    (`/dev/nvidia*`) device files, or a `JAX_PLATFORMS` the user set, is left
+    alone.
+
+    Example:
+        >>> cpu_only_default({}, device_files=["/dev/accel0"]), cpu_only_default({"JAX_PLATFORMS": ""}, [])
+        (False, False)
+    """
+    if "JAX_PLATFORMS" in environ:
+        return False
+    if device_files is None:
+        device_files = [f for pattern in ("/dev/accel*", "/dev/vfio/*", "/dev/nvidia*") for f in glob.glob(pattern)]
+    if device_files:
+        return False
+    try:
+        import importlib.util
+
+        if importlib.util.find_spec("libtpu") is None:
+            return False
+    except (ImportError, ValueError):
+        return False
+    environ["JAX_PLATFORMS"] = "cpu"
+    return True
+
+
+cpu_only_default()
 
 # JAX preallocates 75 % of a GPU's memory by default. Gemma 2 2B training on a
 # 16 GB card (T4, P100) needs more than that, so the kit lets JAX take 95 %:
