@@ -143,6 +143,7 @@ def compile_micro(lm, device, *, batch_size: int, length: int, loss_chunk: int, 
     import jax.numpy as jnp
 
     from kit.train.loop import Engine
+    from kit.train.plan_compile import compiled_flops, compiled_memory
 
     sharding = jax.sharding.SingleDeviceSharding(device)
 
@@ -157,17 +158,10 @@ def compile_micro(lm, device, *, batch_size: int, length: int, loss_chunk: int, 
     y, w = spec((batch_size, length), "int32"), spec((batch_size, length), "float32")
     t0 = time.perf_counter()
     compiled = jax.jit(engine._micro_fn).lower(tv, ntv, acc, x, y, w).compile()
-    m = compiled.memory_analysis()
-    out = {
-        "arguments": int(m.argument_size_in_bytes),
-        "outputs": int(m.output_size_in_bytes),
-        "temporaries": int(m.temp_size_in_bytes),
-        "aliased": int(m.alias_size_in_bytes),
-    }
-    out["peak"] = out["arguments"] + out["outputs"] + out["temporaries"] - out["aliased"]
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, list | tuple) else cost
-    out["flops"] = float(cost["flops"]) if cost and "flops" in cost else None
+    # The same readers as `kit plan`, so the two report the same figures.
+    out = compiled_memory(compiled)
+    out["peak"] = out["total"]
+    out["flops"] = compiled_flops(compiled)
     out["compile_s"] = round(time.perf_counter() - t0, 1)
     return out
 

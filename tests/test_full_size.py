@@ -2,7 +2,7 @@
 
 Slow tier (CI). Each 2B job runs in its own process, so its memory goes back
 when it ends; run them by hand one at a time on a shared machine
-(`flock /work/locks/big.lock`-style). Measured on a busy 2-core CPU: see
+(for example under one `flock` lock file). Measured on a busy 2-core CPU: see
 docs/plan.md for each test's time and peak memory.
 """
 
