@@ -9,6 +9,7 @@ from kit.data.pages import (
     organisation_pages,
     pretraining_documents,
     quotes,
+    review_cards,
     review_listings,
     sentences,
 )
@@ -80,6 +81,29 @@ def test_documents_never_contain_the_prompt_format():
         pretraining_documents(rows, listing_share=1.0)
 
 
+def test_cards_give_each_review_alone_under_its_place_stars_and_topic_words_without_quotes():
+    rows = _rows(n_orgs=2, per_org=2)
+    rows["keywords"] = [["отзыв"], [], ["предложение", "отзыв"], ["отзыв"]]
+    cards = review_cards(rows)
+    assert len(cards) == len(rows["text"])
+    for i, card in enumerate(cards):
+        head, text = card.rsplit("\n", 1)
+        assert text == rows["text"][i] + END_OF_TURN and card.count(END_OF_TURN) == 1
+        assert head.startswith(rows["name_ru"][i] or "Кафе") and rows["address"][i] in head
+        stars = f"Оценка {rows['rating'][i]} из 5"
+        topics = f"\nО чём отзыв: {', '.join(rows['keywords'][i])}" if rows["keywords"][i] else ""
+        assert head.endswith(stars + topics)
+        assert "«" not in card and "упоминают" not in card  # no quote to copy the review's words from
+    # Joined to the pages and listings: every review once more, still never the prompt format.
+    docs = pretraining_documents(rows, listing_share=0.5, cards=True)
+    assert len(docs) == len(pretraining_documents(rows, listing_share=0.5)) + len(cards)
+    assert sorted(set(cards) & set(docs)) == sorted(cards)
+    joined = "\n".join(docs)
+    assert joined.count(END_OF_TURN) == 2 * len(rows["text"])
+    for marker in (START_OF_TURN, INSTRUCTION, "Оценка:", "Рубрики:", "Ключевые слова"):
+        assert marker not in joined
+
+
 def test_tiny_spec_chooses_the_documents():
     rows = _rows(n_orgs=2, per_org=1)
     ended = [t + END_OF_TURN for t in rows["text"]]
@@ -87,6 +111,8 @@ def test_tiny_spec_chooses_the_documents():
     assert pretraining_texts(rows) == ended  # the default keeps the bare review texts, each ended by the marker
     pages = pretraining_texts(rows, TinySpec(documents="pages", listing_share=0.0))
     assert len(pages) == 2 and all(d.count("Оценка") == 1 for d in pages)
+    with_cards = pretraining_texts(rows, TinySpec(documents="pages+cards", listing_share=0.0))
+    assert sorted(with_cards) == sorted(pages + review_cards(rows))
     with pytest.raises(UserError, match="documents"):
         pretraining_texts(rows, TinySpec(documents="prompts"))
 

@@ -19,7 +19,12 @@ template or with the instruction, so following a request stays LoRA's job:
 * review listings: short previews (place, stars, the review's first
   sentence) of reviews drawn with every rating equally likely, as a feed of
   recent reviews shows them. They put many rating-to-opening examples in each
-  sequence, and they give rare 1–4-star openings as much weight as five-star ones.
+  sequence, and they give rare 1–4-star openings as much weight as five-star ones;
+* review cards (with `cards`, `kit tiny --documents pages+cards`): each review
+  alone under its place header, star line and topic line, as a review site
+  shows one review. A page quotes its reviews' sentences in its header, so a
+  review there can be copied from above; a card cannot, so the base has to
+  choose what to write from the topic words, which is what a request asks.
 
 The quotes and topic lines are there so the base learns to carry a word it
 was given into the text it writes (measured in docs/tiny-demo.md: without them a base
@@ -145,6 +150,36 @@ def organisation_pages(rows: Mapping[str, Sequence], *, per_page: int = 3) -> li
     return docs
 
 
+def review_cards(rows: Mapping[str, Sequence]) -> list[str]:
+    """One document per review: its place header, star line, topic line and the review, ending with `REVIEW_END`.
+
+    A review as a review site shows it, alone under its place, stars and topic
+    tags. In an organisation page a review's words are also quoted in the
+    header above it, so the base can copy a quoted sentence instead of
+    choosing one by its topic words; a card has no quotes, so the only way to
+    the review's words is the topic line (docs/tiny-demo.md measures it).
+
+    Example:
+        >>> rows = {"name_ru": ["Кафе Ромашка"], "address": [""], "rubrics": [["Кафе"]], "rating": [4],
+        ...         "text": ["Кофе варят отлично."], "keywords": [["кофе"]]}
+        >>> print(review_cards(rows)[0])
+        Кафе Ромашка
+        Кафе
+        Оценка 4 из 5
+        О чём отзыв: кофе
+        Кофе варят отлично.<end_of_turn>
+    """
+    docs = []
+    for i, text in enumerate(rows["text"]):
+        lines = [x for x in (rows["name_ru"][i], ", ".join(rows["rubrics"][i]), rows["address"][i]) if x]
+        lines.append(RATING_LINE.format(rating=rows["rating"][i]))
+        keywords = list(rows["keywords"][i]) if "keywords" in rows else []
+        if keywords:
+            lines.append(TOPICS_LINE.format(words=", ".join(keywords)))
+        docs.append("\n".join([*lines, text + REVIEW_END]))
+    return docs
+
+
 def review_listings(rows: Mapping[str, Sequence], *, documents: int, per_page: int = 4, seed: int = 0) -> list[str]:
     """`documents` feeds of `per_page` review previews, every rating equally likely.
 
@@ -175,8 +210,12 @@ def review_listings(rows: Mapping[str, Sequence], *, documents: int, per_page: i
     return docs
 
 
-def pretraining_documents(rows: Mapping[str, Sequence], *, listing_share: float = 0.5, seed: int = 0) -> list[str]:
-    """Organisation pages plus review listings (`listing_share` of all documents), shuffled.
+def pretraining_documents(
+    rows: Mapping[str, Sequence], *, listing_share: float = 0.5, cards: bool = False, seed: int = 0
+) -> list[str]:
+    """Organisation pages plus review listings (`listing_share` of pages and listings), shuffled.
+
+    With `cards`, one review card per row (`review_cards`) joins them.
 
     Example:
         >>> rows = {"org_id": ["a", "b"], "name_ru": ["Кафе Ромашка", "Аптека 36,6"],
@@ -191,5 +230,7 @@ def pretraining_documents(rows: Mapping[str, Sequence], *, listing_share: float 
     pages = organisation_pages(rows)
     n_listings = round(len(pages) * listing_share / (1.0 - listing_share))
     docs = pages + review_listings(rows, documents=n_listings, seed=seed)
+    if cards:
+        docs += review_cards(rows)
     random.Random(f"kit.pages:{seed}:order").shuffle(docs)
     return docs

@@ -15,9 +15,13 @@
    pages`) lays the same reviews out as web pages instead (`kit.data.pages`:
    organisation pages with star lines, topic words and quotes, review
    listings), the way Gemma 2 saw reviews: the base then reads a rating and
-   uses the words given before a review, at ~2.5x the time. Small batches
-   (`kit tiny --batch-size 4`, as `make demo` runs it) give ~8x the optimizer
-   steps in about the same time; the base needs them to learn to copy a word.
+   uses the words given before a review, at ~2.5x the time.
+   `documents="pages+cards"` adds a card per review (place header, star
+   line, topic words, the review, with no quotes to copy from), so the base
+   learns to write about the words it is given; the committed base is made
+   so (`make tiny`). Small batches (`kit tiny --batch-size 4`) give ~8x the
+   optimizer steps in about the same time; the base needs them to learn to
+   use a word.
 3. It is saved with `save_to_preset`, so `GemmaCausalLM.from_preset(dir)` and
    every other stage load it like any KerasHub preset.
 """
@@ -90,8 +94,10 @@ class TinySpec:
     documents: str = option(
         "reviews",
         "pretrain on bare review texts or on them laid out as web pages (place header, star lines, topic words "
-        "and quotes, review listings: the base learns to read a rating and to use given words; ~2.5x slower)",
-        choices=("reviews", "pages"),
+        "and quotes, review listings: the base learns to read a rating and to use given words; ~2.5x slower); "
+        "pages+cards adds a card per review (place header, star line, topic words, the review, no quotes): "
+        "the base learns to write about the words it is given",
+        choices=("reviews", "pages", "pages+cards"),
     )
     listing_share: float = 0.5
 
