@@ -211,7 +211,7 @@ def test_committed_tiny_base_is_the_one_its_recipe_makes(demo_prepared):
     info = verify_tiny_base(COMMITTED)  # every file matches its sha256
     assert info and info["files"] and "model.weights.h5" in info["files"]
     assert info["command"] == f"kit tiny --data data/prepared --out models/tiny-base {_makefile_value('TINY_ARGS')}"
-    assert info["spec"]["seed"] == 0 and info["spec"]["documents"] == "pages"
+    assert info["spec"]["seed"] == 0 and info["spec"]["documents"] == "pages+cards"
     fingerprint = load_stats(demo_prepared)["fingerprint"]
     assert verify_tiny_base(COMMITTED, data_fingerprint=fingerprint) == info
 
