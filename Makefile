@@ -24,7 +24,7 @@ PREPARE_ARGS ?= --test-share 0.2
 # exactly this command (recorded in its tiny_base.json with the data fingerprint
 # and the sha256 of each file, both checked before use), so `make demo` skips the
 # pretraining; `make tiny` rebuilds it.
-TINY_ARGS ?= --documents pages+cards --batch-size 4 --epochs 4 --seed 0
+TINY_ARGS ?= --documents pages+cards --batch-size 4 --seed 0 --epochs 4
 CONFIG   ?= configs/tiny.toml
 FINETUNE_ARGS ?=
 # 150 rating-balanced test requests, the same top-k sampler and seed for every model.
