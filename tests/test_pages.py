@@ -9,7 +9,6 @@ from kit.data.pages import (
     organisation_pages,
     pretraining_documents,
     quotes,
-    remix_cards,
     review_cards,
     review_listings,
     sentences,
@@ -105,56 +104,6 @@ def test_cards_give_each_review_alone_under_its_place_stars_and_topic_words_with
         assert marker not in joined
 
 
-def _remix_rows():
-    rows = {"org_id": [], "name_ru": [], "address": [], "rubrics": [], "rating": [], "text": []}
-    dishes = ("кофе", "торт", "суп", "салат", "пицца", "чай", "пирог", "борщ")
-    for i in range(24):
-        rating = 1 + i % 3  # 1, 2 or 3 stars; cafes and pharmacies
-        rubric = "Кафе" if i % 2 else "Аптека"
-        a, b = dishes[i % 8], dishes[(i + 3) % 8]
-        rows["org_id"].append(f"org{i}")
-        rows["name_ru"].append(f"Место №{i}")
-        rows["address"].append(f"Москва, улица Ленина, {i}")
-        rows["rubrics"].append([rubric])
-        rows["rating"].append(rating)
-        rows["text"].append(f"Начало {i}. Там {a} на {rating} {rubric}. Ещё {b} на {rating} {rubric}. Конец {i}.")
-    return rows
-
-
-def test_remix_cards_draw_middles_from_reviews_of_the_same_rubric_and_stars():
-    rows = _remix_rows()
-    docs = remix_cards(rows, documents=300, seed=0)
-    assert len(docs) == 300 and docs == remix_cards(rows, documents=300, seed=0)
-    assert docs != remix_cards(rows, documents=300, seed=1)
-    texts_seen, stars = set(), Counter()
-    for doc in docs:
-        assert doc.count(END_OF_TURN) == 1 and doc.endswith(END_OF_TURN)
-        lines = doc[: -len(END_OF_TURN)].split("\n")
-        name, rubric, address, rating_line = lines[:4]
-        i = rows["name_ru"].index(name)
-        assert [rubric] == rows["rubrics"][i] and address == rows["address"][i]
-        assert rating_line == f"Оценка {rows['rating'][i]} из 5"
-        stars[rows["rating"][i]] += 1
-        text = lines[-1]
-        parts = sentences(text)
-        # the review's own first and last sentence around middles of its own rubric and stars
-        assert parts[0] == f"Начало {i}." and parts[-1] == f"Конец {i}."
-        assert len(parts) == 4 and all(p.endswith(f"на {rows['rating'][i]} {rubric}.") for p in parts[1:-1])
-        # the topic line is picked from the new text: every word in it is a noun of the text
-        topics = [line for line in lines if line.startswith("О чём отзыв: ")]
-        assert len(topics) == 1
-        words = topics[0].removeprefix("О чём отзыв: ").split(", ")
-        assert 1 <= len(words) <= 5
-        for word in words:
-            assert any(word in w for w in text.lower().split()), (word, text)
-        texts_seen.add(text)
-        assert "«" not in doc and START_OF_TURN not in doc and "Ключевые слова" not in doc
-    # every rating equally likely; middles recombined into texts no review has
-    assert all(80 < stars[r] < 120 for r in (1, 2, 3)), stars
-    assert len(texts_seen - set(rows["text"])) > 200
-    assert remix_cards(rows, documents=0) == [] and remix_cards({**rows, "text": [], "rating": []}, documents=5) == []
-
-
 def test_tiny_spec_chooses_the_documents():
     rows = _rows(n_orgs=2, per_org=1)
     ended = [t + END_OF_TURN for t in rows["text"]]
@@ -164,8 +113,6 @@ def test_tiny_spec_chooses_the_documents():
     assert len(pages) == 2 and all(d.count("Оценка") == 1 for d in pages)
     with_cards = pretraining_texts(rows, TinySpec(documents="pages+cards", listing_share=0.0))
     assert sorted(with_cards) == sorted(pages + review_cards(rows))
-    remixed = pretraining_texts(rows, TinySpec(documents="pages+cards+remix", listing_share=0.0))
-    assert sorted(remixed) == sorted(with_cards + remix_cards(rows, documents=len(rows["text"])))
     with pytest.raises(UserError, match="documents"):
         pretraining_texts(rows, TinySpec(documents="prompts"))
 

@@ -24,12 +24,7 @@ template or with the instruction, so following a request stays LoRA's job:
   alone under its place header, star line and topic line, as a review site
   shows one review. A page quotes its reviews' sentences in its header, so a
   review there can be copied from above; a card cannot, so the base has to
-  choose what to write from the topic words, which is what a request asks;
-* remix cards (with `remix`, `kit tiny --documents pages+cards+remix`): cards
-  whose middle sentences are drawn from other train reviews of the same
-  rubric and stars, with a topic line picked from the new text, so topic
-  words meet in combinations no single review has and the base cannot
-  recite a card it remembers (`remix_cards`).
+  choose what to write from the topic words, which is what a request asks.
 
 The quotes and topic lines are there so the base learns to carry a word it
 was given into the text it writes (measured in docs/tiny-demo.md: without them a base
@@ -185,66 +180,6 @@ def review_cards(rows: Mapping[str, Sequence]) -> list[str]:
     return docs
 
 
-def remix_cards(rows: Mapping[str, Sequence], *, documents: int, seed: int = 0) -> list[str]:
-    """`documents` review cards whose middle sentences come from other reviews of the same place kind and stars.
-
-    A remix card keeps a review's place header, star line, first and last
-    sentence, and replaces the sentences between them with as many drawn from
-    the other train reviews that share its first rubric and rating, in a new
-    order; its topic line is picked again from the new text (TF-IDF nouns,
-    `kit.data.keywords`, 1-5 of them as requests have). Every rating is
-    equally likely.
-
-    Why: a ~1M-parameter base reading each of ~4,000 cards a few times learns
-    the cards by heart (train loss 0.35 against 0.73 on validation). Asked
-    for a new set of topic words, it then continues a review it remembers
-    instead of writing a sentence for each word. A remix pairs words that
-    never stood together in one review, so the topic line is the only way to
-    the next sentence. Only train sentences are used, under their own rubric
-    and stars, so nothing of the test split or of the prompt format leaks in.
-
-    Example:
-        >>> rows = {"name_ru": ["Кафе А", "Кафе Б"], "address": ["", ""], "rubrics": [["Кафе"], ["Кафе"]],
-        ...         "rating": [5, 5], "text": ["Были тут. Кофе вкусный. Вернёмся.", "Зашли. Торт свежий. Советую."]}
-        >>> doc = remix_cards(rows, documents=1, seed=0)[0]
-        >>> doc.splitlines()[1:3], doc.endswith(REVIEW_END)
-        (['Кафе', 'Оценка 5 из 5'], True)
-    """
-    from kit.data.keywords import KeywordExtractor, keyword_count
-
-    split = [sentences(t) for t in rows["text"]]
-    by_rating: dict[int, list[int]] = defaultdict(list)
-    middles: dict[tuple[str, int], list[str]] = defaultdict(list)
-    for i, parts in enumerate(split):
-        rating = int(rows["rating"][i])
-        by_rating[rating].append(i)
-        key = (rows["rubrics"][i][0] if rows["rubrics"][i] else "", rating)
-        middles[key].extend(parts[1:-1])
-    ratings = sorted(by_rating)
-    if not ratings or documents <= 0:
-        return []
-    # Few reviews share both words with each other, so min_df 2 keeps the same keywords prepare picks.
-    extractor = KeywordExtractor().fit(rows["text"])
-    rng = random.Random(f"kit.pages.remix:{seed}")
-    docs = []
-    for _ in range(documents):
-        i = rng.choice(by_rating[rng.choice(ratings)])
-        parts = split[i]
-        key = (rows["rubrics"][i][0] if rows["rubrics"][i] else "", int(rows["rating"][i]))
-        pool = middles[key]
-        n = max(len(parts) - 2, 1)
-        middle = rng.sample(pool, min(n, len(pool))) if pool else parts[1:-1]
-        body = [parts[0], *middle, *parts[1:][-1:]] if len(parts) > 1 else [*parts, *middle]
-        text = " ".join(body)
-        lines = [x for x in (rows["name_ru"][i], ", ".join(rows["rubrics"][i]), rows["address"][i]) if x]
-        lines.append(RATING_LINE.format(rating=rows["rating"][i]))
-        keywords = extractor.extract(text, k=keyword_count(rng.random()))
-        if keywords:
-            lines.append(TOPICS_LINE.format(words=", ".join(keywords)))
-        docs.append("\n".join([*lines, text + REVIEW_END]))
-    return docs
-
-
 def review_listings(rows: Mapping[str, Sequence], *, documents: int, per_page: int = 4, seed: int = 0) -> list[str]:
     """`documents` feeds of `per_page` review previews, every rating equally likely.
 
@@ -276,17 +211,11 @@ def review_listings(rows: Mapping[str, Sequence], *, documents: int, per_page: i
 
 
 def pretraining_documents(
-    rows: Mapping[str, Sequence],
-    *,
-    listing_share: float = 0.5,
-    cards: bool = False,
-    remix: float = 0.0,
-    seed: int = 0,
+    rows: Mapping[str, Sequence], *, listing_share: float = 0.5, cards: bool = False, seed: int = 0
 ) -> list[str]:
     """Organisation pages plus review listings (`listing_share` of pages and listings), shuffled.
 
-    With `cards`, one review card per row (`review_cards`) joins them; with
-    `remix`, `remix` remix cards per row (`remix_cards`).
+    With `cards`, one review card per row (`review_cards`) joins them.
 
     Example:
         >>> rows = {"org_id": ["a", "b"], "name_ru": ["Кафе Ромашка", "Аптека 36,6"],
@@ -303,7 +232,5 @@ def pretraining_documents(
     docs = pages + review_listings(rows, documents=n_listings, seed=seed)
     if cards:
         docs += review_cards(rows)
-    if remix:
-        docs += remix_cards(rows, documents=round(remix * len(rows["text"])), seed=seed)
     random.Random(f"kit.pages:{seed}:order").shuffle(docs)
     return docs

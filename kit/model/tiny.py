@@ -96,9 +96,8 @@ class TinySpec:
         "pretrain on bare review texts or on them laid out as web pages (place header, star lines, topic words "
         "and quotes, review listings: the base learns to read a rating and to use given words; ~2.5x slower); "
         "pages+cards adds a card per review (place header, star line, topic words, the review, no quotes): "
-        "the base learns to write about the words it is given; pages+cards+remix adds as many cards again whose "
-        "middle sentences come from other reviews of the same rubric and stars, so it cannot recite a card",
-        choices=("reviews", "pages", "pages+cards", "pages+cards+remix"),
+        "the base learns to write about the words it is given",
+        choices=("reviews", "pages", "pages+cards"),
     )
     listing_share: float = 0.5
 

@@ -95,20 +95,13 @@ def pretraining_texts(split, spec: TinySpec = TinySpec()) -> list[str]:
     if spec.documents == "reviews":
         # Each review ends with the marker the fine-tuned model ends with (see kit.data.pages.REVIEW_END).
         return [t + REVIEW_END for t in split["text"]]
-    if spec.documents not in ("pages", "pages+cards", "pages+cards+remix"):
-        raise UserError(
-            "TinySpec.documents must be 'reviews', 'pages', 'pages+cards' or 'pages+cards+remix'. "
-            f"Received: {spec.documents!r}"
-        )
+    if spec.documents not in ("pages", "pages+cards"):
+        raise UserError(f"TinySpec.documents must be 'reviews', 'pages' or 'pages+cards'. Received: {spec.documents!r}")
     columns = ("org_id", "name_ru", "address", "rubrics", "rating", "text", "keywords")
     present = split.column_names if hasattr(split, "column_names") else list(split)
     rows = {c: list(split[c]) for c in columns if c in present}
     return pretraining_documents(
-        rows,
-        listing_share=spec.listing_share,
-        cards=spec.documents.startswith("pages+cards"),
-        remix=1.0 if spec.documents == "pages+cards+remix" else 0.0,
-        seed=spec.seed,
+        rows, listing_share=spec.listing_share, cards=spec.documents == "pages+cards", seed=spec.seed
     )
 
 
