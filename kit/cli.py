@@ -119,7 +119,15 @@ def _cmd_tiny(args: argparse.Namespace) -> int:
     # it was written, not what was made, so it is left out.
     recipe = [a for a in sys.argv[1:] if a != "--overwrite"]
     command = "kit " + shlex.join(recipe) if recipe[:1] == ["tiny"] else None
-    info = make_tiny_base(args.data, args.out, spec, progress=not args.quiet, command=command, overwrite=args.overwrite)
+    info = make_tiny_base(
+        args.data,
+        args.out,
+        spec,
+        progress=not args.quiet,
+        command=command,
+        overwrite=args.overwrite,
+        extra_data=args.extra_data,
+    )
     p = info["pretraining"]
     print(
         f"Wrote tiny Gemma 2 base to {args.out}: {info['parameters']:,} parameters, vocabulary "
@@ -190,6 +198,12 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tiny", help="train the tiny Gemma 2 base (tokenizer + pretraining) for offline use")
     p.add_argument("--data", default="data/prepared", help="prepared dataset dir (default data/prepared)")
     p.add_argument("--out", default="models/tiny-base", help="preset dir to write (default models/tiny-base)")
+    p.add_argument(
+        "--extra-data",
+        default=None,
+        help="another prepared dataset to pretrain on too (every split, less any review of --data), "
+        "e.g. a larger synthetic sample; the fine-tune still reads only --data",
+    )
     p.add_argument("--overwrite", action="store_true", help=DIR_OVERWRITE_HELP.format(what="tiny base"))
     add_options(p, TinySpec)
     p.add_argument("--quiet", action="store_true", help="no progress bar")

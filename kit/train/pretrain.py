@@ -8,6 +8,7 @@ laid out as web pages (`kit.data.pages`), and writes the preset atomically.
 from __future__ import annotations
 
 import dataclasses
+import random
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -105,6 +106,35 @@ def pretraining_texts(split, spec: TinySpec = TinySpec()) -> list[str]:
     )
 
 
+def extra_rows(extra, held_texts) -> tuple[dict[str, list], int]:
+    """Every row of the prepared dataset `extra` (all its splits) whose text is not in `held_texts`.
+
+    A larger corpus than the data being fine-tuned on, read in pretraining only,
+    the way Gemma 2 2B read far more than any fine-tuning set. A review whose
+    text is also in the fine-tuning data is left out, so no validation or test
+    review reaches the base through the extra corpus. Returns the rows as
+    columns and how many were left out.
+
+    Example:
+        >>> rows, dropped = extra_rows({"train": {"text": ["Вкусно.", "Грязно."], "rating": [5, 1]}}, {"Грязно."})
+        >>> rows, dropped
+        ({'text': ['Вкусно.'], 'rating': [5]}, 1)
+    """
+    columns: dict[str, list] = {}
+    dropped = 0
+    for name in extra:
+        split = extra[name]
+        names = split.column_names if hasattr(split, "column_names") else list(split)
+        data = {c: list(split[c]) for c in names}
+        for i, text in enumerate(data["text"]):
+            if text in held_texts:
+                dropped += 1
+                continue
+            for c in names:
+                columns.setdefault(c, []).append(data[c][i])
+    return columns, dropped
+
+
 def _fingerprint_or_none(data_dir, load_stats) -> str | None:
     """The prepared data's fingerprint; None for a dataset saved without `stats.json` (tests, notebooks)."""
     try:
@@ -121,6 +151,7 @@ def make_tiny_base(
     progress: bool = True,
     overwrite: bool = False,
     command: str | None = None,
+    extra_data: str | Path | None = None,
 ) -> dict:
     """The `kit tiny` stage: prepared dataset -> tokenizer -> pretrained tiny Gemma 2 preset at `out`.
 
@@ -133,6 +164,10 @@ def make_tiny_base(
         progress: Show a progress bar.
         overwrite: Replace an earlier tiny base at `out`.
         command: The command line that made it (recorded, so the base can be rebuilt exactly).
+        extra_data: Another prepared dataset dir whose reviews (every split, less
+            any review text of `data_dir`) are pretrained on too, laid out as
+            `spec.documents` says; e.g. a larger synthetic sample (`make tiny`).
+            Its fingerprint and row counts are recorded.
 
     Returns:
         The info dict also saved as `<out>/tiny_base.json`: the spec (seed
@@ -148,11 +183,35 @@ def make_tiny_base(
     start = time.perf_counter()
     check_output_dir(out, TINY_BASE, overwrite=overwrite)
     dd = load_prepared(data_dir)
+    extra_info = None
+    if extra_data is not None:
+        if Path(extra_data).resolve() == Path(data_dir).resolve():
+            raise UserError(f"--extra-data {extra_data} is the --data dir itself; give another prepared dataset.")
+        held = {t for name in dd for t in dd[name]["text"]}
+        more, dropped = extra_rows(load_prepared(extra_data), held)
+        if not more.get("text"):
+            raise UserError(
+                f"--extra-data {extra_data} holds no review that is not already in {data_dir}; "
+                "prepare another corpus, e.g. kit data synth --seed 1, then kit data prepare."
+            )
     train_texts = list(dd["train"]["text"])
     # Prompts only shape the vocabulary; the model never trains on them.
     proto = train_tokenizer(train_texts + list(dd["train"]["prompt"]), vocab_size=spec.vocab_size)
     lm = build_tiny_lm(proto, spec)
     train_docs = pretraining_texts(dd["train"], spec)
+    if extra_data is not None:
+        # Another seed for its listings' draws and document order than the main split's.
+        extra_docs = pretraining_texts(more, dataclasses.replace(spec, seed=spec.seed + 1))
+        extra_info = {
+            "dir": str(extra_data),
+            "fingerprint": _fingerprint_or_none(extra_data, load_stats),
+            "rows": len(more["text"]),
+            "rows_left_out_as_in_data": dropped,
+            "documents": len(extra_docs),
+        }
+        train_docs += extra_docs
+        # Mixed, so no stretch of an epoch is all one corpus.
+        random.Random(spec.seed).shuffle(train_docs)
     val_docs = pretraining_texts(dd["validation"], spec) if "validation" in dd else []
     stats = pretrain(lm, train_docs, val_docs, spec, progress=progress)
     stats["documents"] = {"kind": spec.documents, "train": len(train_docs), "validation": len(val_docs)}
@@ -161,6 +220,7 @@ def make_tiny_base(
         "kind": "kit tiny base (synthetic-data pretraining, for offline demos and tests)",
         "data_dir": str(data_dir),
         "data_fingerprint": _fingerprint_or_none(data_dir, load_stats),
+        "extra_data": extra_info,
         "command": command,
         "spec": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(spec).items()},
         "vocabulary_size": lm.backbone.vocabulary_size,
