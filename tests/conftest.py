@@ -44,6 +44,8 @@ TRAINING_FIXTURES = {"micro_run", "setup", "app_dirs"}  # fixturenames is the cl
 SLOW_MODULES = {"test_train.py", "test_sharding.py", "test_notebooks.py", "test_app_browser.py"}
 SLOW_TESTS = {
     "test_make_tiny_base_round_trip",  # pretrains a tiny base
+    "test_make_tiny_base_pretrains_on_extra_data_less_the_data_reviews",  # pretrains two tiny bases
+    "test_committed_tiny_base_extra_corpus_is_what_make_pretrain_data_writes",  # a 20,000-row corpus, ~30 s
     "test_train_smoke_on_the_micro_model",  # the bench's two training sides
     "test_run_sweep_on_the_micro_model",  # trains two sweep points
     "test_tensorflow_reads_the_scalars",  # imports TensorFlow in a subprocess

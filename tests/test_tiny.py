@@ -1,6 +1,7 @@
 """The tiny base: tokenizer with Gemma's special ids, Gemma 2 architecture, preset round trip, CLI."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -8,6 +9,7 @@ from pathlib import Path
 import keras_hub
 import numpy as np
 import pytest
+from prepared_data import make_prepared
 
 from kit.data.prepare import load_stats
 from kit.data.prompt import END_OF_TURN, START_OF_TURN
@@ -67,6 +69,50 @@ def test_make_tiny_base_round_trip(tmp_path, tiny_prepared):
     assert isinstance(out, str) and out.startswith("Отличное")
 
 
+def test_make_tiny_base_pretrains_on_extra_data_less_the_data_reviews(tmp_path, tiny_prepared):
+    """--extra-data: its rows join pretraining, except any review text of --data (so no test review leaks)."""
+    import datasets
+
+    from kit.data.prepare import load_prepared
+    from kit.train.pretrain import extra_rows
+
+    data = _with_stats(tmp_path / "prepared", tiny_prepared)
+    main_dd = load_prepared(data)
+    fresh = make_prepared(tmp_path / "fresh-src", train=24, validation=4, test=4, seed=7)
+    # The extra corpus holds 32 new reviews plus 5 of the main data's test reviews.
+    leaked = main_dd["test"].select(range(5))
+    extra_dd = datasets.DatasetDict(
+        {
+            "train": datasets.concatenate_datasets([fresh["train"], leaked]),
+            "test": fresh["test"],
+            "v": fresh["validation"],
+        }
+    )
+    extra = tmp_path / "extra"
+    extra_dd.save_to_disk(str(extra))
+    held = {t for name in main_dd for t in main_dd[name]["text"]}
+    rows, dropped = extra_rows(load_prepared(extra), held)
+    # The fixture's phrase bank is small, so a fresh review may also repeat a main one: it is left out too.
+    repeats = sum(t in held for name in fresh for t in fresh[name]["text"])
+    assert dropped == 5 + repeats and len(rows["text"]) == 32 - repeats and not set(rows["text"]) & held
+    spec = TinySpec(num_layers=2, hidden_dim=16, intermediate_dim=32, head_dim=8, vocab_size=400,
+                    buckets=(64, 128), batch_size=8, max_steps=2, warmup_steps=1, documents="pages+cards")  # fmt: skip
+    base = make_tiny_base(data, tmp_path / "base", spec, progress=False)
+    more = make_tiny_base(data, tmp_path / "more", spec, progress=False, extra_data=extra)
+    assert base["extra_data"] is None
+    x = more["extra_data"]
+    assert (x["rows"], x["rows_left_out_as_in_data"], x["dir"]) == (32 - repeats, 5 + repeats, str(extra))
+    assert x["documents"] > x["rows"] and x["fingerprint"] is None  # saved without stats.json
+    assert more["pretraining"]["documents"]["train"] == base["pretraining"]["documents"]["train"] + x["documents"]
+    assert json.loads((tmp_path / "more" / TINY_INFO).read_text())["extra_data"] == x
+    with pytest.raises(UserError, match="is the --data dir itself"):
+        make_tiny_base(data, tmp_path / "same", spec, progress=False, extra_data=data)
+    only_leaked = tmp_path / "only-leaked"
+    datasets.DatasetDict({"train": leaked}).save_to_disk(str(only_leaked))
+    with pytest.raises(UserError, match="holds no review that is not already in"):
+        make_tiny_base(data, tmp_path / "none", spec, progress=False, extra_data=only_leaked)
+
+
 def test_kit_tiny_cli_bad_data_dir(tmp_path):
     proc = subprocess.run(
         [
@@ -94,8 +140,9 @@ def test_kit_tiny_cli_passes_its_options_to_the_spec(monkeypatch, capsys):
 
     seen = {}
 
-    def fake_make(data, out, spec, progress, command, overwrite):  # stands in for the minutes-long pretraining only
+    def fake_make(data, out, spec, progress, command, overwrite, extra_data):  # stands in for the pretraining only
         seen.update(data=data, out=out, spec=spec, progress=progress, command=command, overwrite=overwrite)
+        seen.update(extra_data=extra_data)
         return {
             "parameters": 1,
             "vocabulary_size": 64,
@@ -127,6 +174,8 @@ def test_kit_tiny_cli_passes_its_options_to_the_spec(monkeypatch, capsys):
     assert seen["command"] is None  # argv is pytest's here; `python -m kit tiny …` records its own
     assert "val loss 2.000 -> 1.000" in capsys.readouterr().out
     assert main([*argv, "--overwrite"]) == 0 and seen["overwrite"] is True
+    assert seen["extra_data"] is None
+    assert main([*argv, "--extra-data", "x"]) == 0 and seen["extra_data"] == "x"
     assert main(["tiny", "--quiet"]) == 0 and seen["spec"] == TinySpec()  # no flags: the defaults
 
 
@@ -191,8 +240,9 @@ THRESHOLD_TOP5 = 0.8
 
 
 def _makefile_value(name: str) -> str:
+    """A `NAME ?= value` of the Makefile, with the `$(OTHER)` values in it expanded."""
     line = next(x for x in (ROOT / "Makefile").read_text().splitlines() if x.startswith(f"{name} "))
-    return line.split("?=", 1)[1].strip()
+    return re.sub(r"\$\((\w+)\)", lambda m: _makefile_value(m.group(1)), line.split("?=", 1)[1].strip())
 
 
 @pytest.fixture(scope="module")
@@ -214,6 +264,20 @@ def test_committed_tiny_base_is_the_one_its_recipe_makes(demo_prepared):
     assert info["spec"]["seed"] == 0 and info["spec"]["documents"] == "pages+cards"
     fingerprint = load_stats(demo_prepared)["fingerprint"]
     assert verify_tiny_base(COMMITTED, data_fingerprint=fingerprint) == info
+
+
+def test_committed_tiny_base_extra_corpus_is_what_make_pretrain_data_writes(tmp_path):
+    """The extra pretraining corpus recorded in models/tiny-base is the one `make pretrain-data` rebuilds."""
+    from kit.cli import main
+
+    info = verify_tiny_base(COMMITTED)
+    assert info["extra_data"]["dir"] == _makefile_value("PRETRAIN_DATA")
+    sample, prepared = tmp_path / "extra.tskv", tmp_path / "prepared"
+    rows, seed = _makefile_value("PRETRAIN_ROWS"), _makefile_value("PRETRAIN_SEED")
+    assert main(["data", "synth", "--out", str(sample), "--rows", rows, "--seed", seed]) == 0
+    assert main(["data", "prepare", "--input", str(sample), "--out", str(prepared), "--quiet"]) == 0
+    assert load_stats(prepared)["fingerprint"] == info["extra_data"]["fingerprint"]
+    assert 0 < info["extra_data"]["rows_left_out_as_in_data"] < 100 < info["extra_data"]["rows"]
 
 
 def test_committed_tiny_base_ends_a_review_with_end_of_turn(demo_prepared):
