@@ -210,7 +210,8 @@ def make_tiny_base(
             "documents": len(extra_docs),
         }
         train_docs += extra_docs
-        # Mixed, so no stretch of an epoch is all one corpus.
+        # plan_batches shuffles again within each length bucket; this first mix is kept because it is
+        # part of the recipe the committed base was made with (changing it changes the weights).
         random.Random(spec.seed).shuffle(train_docs)
     val_docs = pretraining_texts(dd["validation"], spec) if "validation" in dd else []
     stats = pretrain(lm, train_docs, val_docs, spec, progress=progress)
