@@ -161,6 +161,10 @@ class TrainConfig:
             than 1e9 parameters, such as Gemma 2 2B, whose micro-batch holds
             at least 4,096 tokens, batch_size x the largest bucket; off for
             the tiny model and for Gemma 2 2B at 2 x 512, where it saves nothing).
+        unlikelihood: Weight of a token-level unlikelihood term in the
+            training loss, against tokens the review has already written
+            (`kit.train.unlikelihood`; 0 = off). Needs the full logits, so
+            only for vocabularies the loss is not chunked for (the tiny model).
     """
 
     batch_size: int = 8
@@ -181,6 +185,7 @@ class TrainConfig:
     max_minutes: float = 0.0
     loss_chunk: int = 256
     remat: str = "auto"
+    unlikelihood: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -412,6 +417,7 @@ def _validate(cfg: Config) -> None:
     _check(t.weight_decay >= 0, "train.weight_decay", t.weight_decay, "≥ 0")
     _check(t.max_minutes >= 0, "train.max_minutes", t.max_minutes, "≥ 0 (0 = no time budget)")
     _check(t.loss_chunk >= 0, "train.loss_chunk", t.loss_chunk, "≥ 0 (positions per loss chunk; 0 = off)")
+    _check(t.unlikelihood >= 0, "train.unlikelihood", t.unlikelihood, "≥ 0 (weight of the unlikelihood loss; 0 = off)")
     _check(t.remat in REMAT, "train.remat", t.remat, f"one of {', '.join(REMAT)}")
     _check(t.steps > 0 or t.epochs > 0, "train.epochs", t.epochs, "> 0 when train.steps is 0")
     _consistent(cfg)

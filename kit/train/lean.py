@@ -35,7 +35,9 @@ import jax.numpy as jnp
 import keras
 
 import kit  # noqa: F401
+from kit.errors import UserError
 from kit.metrics.perplexity import token_nll
+from kit.train.unlikelihood import token_unlikelihood
 
 # `train.loss_chunk` applies only from this vocabulary size up: below it the
 # logits are small next to the activations and a chunked loop only costs time.
@@ -126,8 +128,21 @@ def chunked_nll_sum(embedding, h, y, w, chunk: int):
     return jnp.sum(jax.lax.map(one, (split(h), split(y), split(w))))
 
 
-def lean_loss(lm, trainable, non_trainable, tv, ntv, x, y, w, *, loss_chunk: int = 0, remat: bool = False):
-    """The Engine's weighted loss sum and weight sum, with the chunked loss and/or block remat.
+def lean_loss(
+    lm,
+    trainable,
+    non_trainable,
+    tv,
+    ntv,
+    x,
+    y,
+    w,
+    *,
+    loss_chunk: int = 0,
+    remat: bool = False,
+    unlikelihood: bool = False,
+):
+    """The Engine's weighted loss sums and weight sum, with the chunked loss and/or block remat.
 
     Args:
         lm: The `GemmaCausalLM`.
@@ -136,9 +151,11 @@ def lean_loss(lm, trainable, non_trainable, tv, ntv, x, y, w, *, loss_chunk: int
         x, y, w: The batch: inputs, next-token targets, per-token weights.
         loss_chunk: Positions per loss chunk (0: the whole sequence at once).
         remat: Rematerialise the decoder blocks.
+        unlikelihood: Also sum the token-level unlikelihood
+            (`kit.train.unlikelihood`); needs the full logits, so not with `loss_chunk`.
 
     Returns:
-        `(sum of weighted token NLLs, sum of weights)`, both float32.
+        `(sum of weighted token NLLs, sum of weighted unlikelihoods or 0, sum of weights)`, all float32.
 
     Example:
         >>> lean_loss(lm, tr, ntr, tv, ntv, x, y, w, loss_chunk=128)  # doctest: +SKIP
@@ -147,21 +164,39 @@ def lean_loss(lm, trainable, non_trainable, tv, ntv, x, y, w, *, loss_chunk: int
     with keras.StatelessScope(state_mapping=mapping):
         h = hidden_states(lm.backbone, x, remat=remat)
         embedding = lm.backbone.token_embedding
+        ul = jnp.float32(0.0)
         if loss_chunk:
+            if unlikelihood:
+                raise ValueError("unlikelihood needs the full logits: it cannot be combined with loss_chunk")
             total = chunked_nll_sum(embedding, h, y, w, loss_chunk)
         else:
-            total = jnp.sum(token_nll(embedding(h, reverse=True), y) * w)
-    return total, jnp.sum(w)
+            logits = embedding(h, reverse=True)
+            total = jnp.sum(token_nll(logits, y) * w)
+            if unlikelihood:
+                ul = jnp.sum(token_unlikelihood(logits, y, w) * w)
+    return total, ul, jnp.sum(w)
 
 
 def step_levers(train, lm, length: int) -> dict:
-    """The Engine's `loss_chunk` and `remat` for a `TrainConfig`, a model and its longest bucket, resolved.
+    """The Engine's `loss_chunk`, `remat` and `unlikelihood` for a `TrainConfig`, a model and its longest bucket, resolved.
+
+    Raises `UserError` for `train.unlikelihood` on a model whose loss is
+    chunked (it needs the full logits: `kit.train.unlikelihood`).
 
     Example:
         >>> Engine(lm, optimizer, **step_levers(cfg.train, lm, cfg.data.buckets[-1]))  # doctest: +SKIP
     """
     parameters = sum(math.prod(int(d) for d in v.shape) for v in lm.backbone.weights)
+    vocabulary_size = int(lm.backbone.vocabulary_size)
+    loss_chunk = resolve_loss_chunk(train.loss_chunk, vocabulary_size)
+    if train.unlikelihood and loss_chunk:
+        raise UserError(
+            f"train.unlikelihood = {train.unlikelihood} needs the full logits, but this model's "
+            f"{vocabulary_size:,}-token vocabulary has the loss chunked (train.loss_chunk = {train.loss_chunk}). "
+            "Set train.unlikelihood = 0, or train.loss_chunk = 0 if the full logits fit in memory."
+        )
     return {
-        "loss_chunk": resolve_loss_chunk(train.loss_chunk, int(lm.backbone.vocabulary_size)),
+        "loss_chunk": loss_chunk,
         "remat": resolve_remat(train.remat, parameters, int(train.batch_size) * int(length)),
+        "unlikelihood": float(train.unlikelihood),
     }

@@ -32,6 +32,7 @@ from kit.model import multihost
 from kit.model.distribution import feed_rows, place_batch
 from kit.train.checkpoint import LoopState
 from kit.train.lean import lean_loss
+from kit.train.unlikelihood import token_unlikelihood
 
 
 class TrainingDiverged(UserError):
@@ -122,6 +123,9 @@ class Engine:
         loss_chunk: Compute the loss over chunks of this many positions, so the
             full logits never exist (0: off; `kit.train.lean`).
         remat: Rematerialise the decoder blocks in the backward pass (`kit.train.lean`).
+        unlikelihood: Weight of the token-level unlikelihood term in the
+            training loss (`kit.train.unlikelihood`; 0: off). The validation
+            loss and the logged train loss stay the plain NLL.
         values: `(trainable, non_trainable, optimizer)` values to start from
             instead of the variables' own; `kit plan` passes abstract ones
             (`jax.ShapeDtypeStruct`) for a model built without its weights,
@@ -141,10 +145,14 @@ class Engine:
         pad_id: int = 0,
         loss_chunk: int = 0,
         remat: bool = False,
+        unlikelihood: float = 0.0,
         values=None,
     ):
         self.lm = lm
         self.loss_chunk, self.remat = int(loss_chunk), bool(remat)
+        self.unlikelihood = float(unlikelihood)
+        if self.unlikelihood and self.loss_chunk:
+            raise ValueError("unlikelihood needs the full logits: it cannot be combined with loss_chunk")
         self.optimizer = optimizer
         self.distribution = distribution
         self.pad_id = pad_id
@@ -163,6 +171,11 @@ class Engine:
 
     def _loss_fn(self, tv, ntv, x, y, w):
         """Sum of token cross-entropies weighted by `w`, and the sum of `w` (float32)."""
+        nll, _, weight = self._losses(tv, ntv, x, y, w, unlikelihood=False)
+        return nll, weight
+
+    def _losses(self, tv, ntv, x, y, w, *, unlikelihood: bool):
+        """`(weighted NLL sum, weighted unlikelihood sum or 0, weight sum)`."""
         if self.loss_chunk or self.remat:
             return lean_loss(
                 self.lm,
@@ -175,12 +188,24 @@ class Engine:
                 w,
                 loss_chunk=self.loss_chunk,
                 remat=self.remat,
+                unlikelihood=unlikelihood,
             )
         logits, _ = self.lm.stateless_call(tv, ntv, x)
-        return jnp.sum(token_nll(logits, y) * w), jnp.sum(w)
+        ul = jnp.sum(token_unlikelihood(logits, y, w) * w) if unlikelihood else jnp.float32(0.0)
+        return jnp.sum(token_nll(logits, y) * w), ul, jnp.sum(w)
+
+    def _train_loss_fn(self, tv, ntv, x, y, w):
+        """What the step differentiates: the NLL sum, plus `unlikelihood` x the unlikelihood sum when on."""
+        if not self.unlikelihood:
+            return self._loss_fn(tv, ntv, x, y, w)
+        nll, ul, weight = self._losses(tv, ntv, x, y, w, unlikelihood=True)
+        return nll + self.unlikelihood * ul, (nll, weight)
 
     def _micro_fn(self, tv, ntv, acc, x, y, w):
-        (loss, weight), grads = jax.value_and_grad(self._loss_fn, has_aux=True)(tv, ntv, x, y, w)
+        if not self.unlikelihood:
+            (loss, weight), grads = jax.value_and_grad(self._loss_fn, has_aux=True)(tv, ntv, x, y, w)
+        else:  # the logged loss is the NLL part, comparable with the validation loss
+            (_, (loss, weight)), grads = jax.value_and_grad(self._train_loss_fn, has_aux=True)(tv, ntv, x, y, w)
         return [a + g for a, g in zip(acc, grads, strict=True)], loss, weight
 
     def _apply_fn(self, tv, ov, acc, weight):

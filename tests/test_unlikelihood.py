@@ -1,0 +1,139 @@
+"""`train.unlikelihood`: the token-level unlikelihood term, in the step and in the run."""
+
+from __future__ import annotations
+
+import json
+import types
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from tiny_models import micro_lm, micro_overrides
+
+from kit.config import load_config
+from kit.errors import UserError
+from kit.metrics.perplexity import token_nll
+from kit.model import enable_lora
+from kit.runs import RunPaths
+from kit.train import finetune
+from kit.train.lean import step_levers
+from kit.train.loop import Engine
+from kit.train.optim import make_optimizer
+from kit.train.unlikelihood import token_unlikelihood
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _reference(logits, targets, weights):
+    """The definition, one position at a time: -sum log(1 - p(c)) over earlier weighted targets c != y_t."""
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    out = np.zeros(targets.shape)
+    for b in range(targets.shape[0]):
+        for t in range(targets.shape[1]):
+            seen = {int(targets[b, s]) for s in range(t) if weights[b, s] > 0} - {int(targets[b, t])}
+            out[b, t] = -sum(np.log(1.0 - p[b, t, c]) for c in seen)
+    return out
+
+
+def test_token_unlikelihood_is_the_definition():
+    rs = np.random.RandomState(0)
+    logits = rs.normal(size=(2, 9, 6)).astype(np.float32) * 2
+    targets = rs.randint(0, 6, (2, 9))  # 6 ids over 9 positions: repeats are certain
+    weights = np.ones((2, 9), np.float32)
+    weights[0, :3] = 0  # a prompt: its tokens are not "written before"
+    weights[1, 7:] = 0  # padding
+    got = np.asarray(token_unlikelihood(logits, targets, weights))
+    np.testing.assert_allclose(got, _reference(logits, targets, weights), rtol=1e-5, atol=1e-6)
+    assert got[0, :4].tolist() == [0.0] * 4  # nothing weighted before position 4 in row 0
+    assert (got >= 0).all() and got.max() > 0
+
+
+@pytest.fixture(scope="module")
+def lm(tiny_prepared):
+    lm = micro_lm(tiny_prepared)
+    enable_lora(lm, rank=3, alpha=6.0, targets="all", factored=True)
+    for i, v in enumerate(lm.trainable_variables):  # B starts at 0, which would hide the adapter's gradient
+        v.assign(np.random.RandomState(i).normal(size=v.shape).astype("float32") * 0.05)
+    return lm
+
+
+def _batch(vocab):
+    rs = np.random.RandomState(1)
+    mask = np.ones((2, 40), np.int32)
+    mask[1, 31:] = 0
+    x = {"token_ids": jnp.asarray(rs.randint(3, vocab, (2, 40)), jnp.int32), "padding_mask": jnp.asarray(mask)}
+    y = jnp.asarray(rs.randint(3, 40, (2, 40)), jnp.int32)  # 37 ids over 40 positions: many repeats
+    w = np.asarray(mask, np.float32)
+    w[:, :5] = 0  # the prompt
+    return x, y, jnp.asarray(w)
+
+
+def _micro(engine, batch):
+    acc = [jnp.zeros_like(v) for v in engine.tv]
+    grads, loss, weight = jax.jit(engine._micro_fn)(engine.tv, engine.ntv, acc, *batch)
+    return [np.asarray(g) for g in grads], float(loss), float(weight)
+
+
+def _engine(lm, **levers):
+    return Engine(lm, make_optimizer(learning_rate=1e-3, warmup_steps=0, total_steps=1), **levers)
+
+
+def test_the_step_differentiates_nll_plus_alpha_unlikelihood_and_logs_the_nll(lm):
+    batch = _batch(int(lm.backbone.vocabulary_size))
+    plain, on = _engine(lm), _engine(lm, unlikelihood=0.5)
+
+    def expected(tv):
+        logits, _ = lm.stateless_call(tv, on.ntv, batch[0])
+        _, y, w = batch
+        return jnp.sum(token_nll(logits, y) * w) + 0.5 * jnp.sum(token_unlikelihood(logits, y, w) * w)
+
+    want = [np.asarray(g) for g in jax.grad(expected)(on.tv)]
+    grads, loss, weight = _micro(on, batch)
+    grads0, loss0, weight0 = _micro(plain, batch)
+    for g, e in zip(grads, want, strict=True):
+        np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-7)
+    assert loss == pytest.approx(loss0, rel=1e-6) and weight == weight0  # the logged loss is the NLL
+    assert max(np.abs(g - g0).max() for g, g0 in zip(grads, grads0, strict=True)) > 1e-4  # the term acts
+    # validation is the plain NLL whatever the weight
+    assert float(jax.jit(on._loss_fn)(on.tv, on.ntv, *batch)[0]) == pytest.approx(loss0, rel=1e-6)
+
+
+@pytest.mark.slow
+def test_remat_gives_the_plain_path_s_unlikelihood_gradients(lm):
+    batch = _batch(int(lm.backbone.vocabulary_size))
+    grads, loss, _ = _micro(_engine(lm, unlikelihood=0.5), batch)
+    grads_r, loss_r, _ = _micro(_engine(lm, unlikelihood=0.5, remat=True), batch)
+    assert loss_r == pytest.approx(loss, rel=1e-5)
+    for g, e in zip(grads_r, grads, strict=True):
+        assert np.abs(g - e).max() <= 1e-4 * max(np.abs(e).max(), 1e-8)
+
+
+def test_unlikelihood_with_a_chunked_loss_is_refused_in_one_line(lm):
+    gemma_like = types.SimpleNamespace(backbone=types.SimpleNamespace(weights=[], vocabulary_size=256_000))
+    train = load_config(ROOT / "configs" / "gemma2_2b_gpu.toml", ["train.unlikelihood=1.0"]).train
+    with pytest.raises(UserError, match=r"train.unlikelihood = 1.0 needs the full logits.*train.loss_chunk = 0"):
+        step_levers(train, gemma_like, 512)
+    assert step_levers(train, lm, 64)["unlikelihood"] == 1.0  # the micro model's loss is not chunked
+    with pytest.raises(ValueError, match="loss_chunk"):
+        _engine(lm, unlikelihood=1.0, loss_chunk=16)
+
+
+def test_negative_unlikelihood_names_the_key():
+    with pytest.raises(UserError, match="train.unlikelihood must be ≥ 0"):
+        load_config(ROOT / "configs" / "tiny.toml", ["train.unlikelihood=-1"])
+
+
+def test_a_run_with_unlikelihood_records_it_and_keeps_an_nll_history(tmp_path, tiny_preset, tiny_prepared):
+    cfg = load_config(
+        ROOT / "configs" / "tiny.toml",
+        micro_overrides(tmp_path, tiny_preset, tiny_prepared, **{"train.unlikelihood": 2.0}),
+    )
+    info = finetune(cfg, progress=False)
+    saved = json.loads(RunPaths(tmp_path / "runs" / "micro").run_json.read_text(encoding="utf-8"))
+    assert saved["config"]["train"]["unlikelihood"] == 2.0
+    assert saved["batching"]["step"]["unlikelihood"] == 2.0
+    m = info.metrics
+    assert m["val_loss"] < m["initial_val_loss"] and 0 < m["final_train_loss"] < 20
