@@ -51,6 +51,7 @@ SLOW_TESTS = {
     "test_tensorflow_reads_the_scalars",  # imports TensorFlow in a subprocess
     "test_kit_keeps_tensorflow_out_unless_asked",  # imports TensorFlow in a subprocess
     "test_runs_on_one_base_share_its_weights_and_give_their_own_text",  # compiles 3 models x 3 samplers (~2 min)
+    "test_a_run_with_unlikelihood_records_it_and_keeps_an_nll_history",  # fine-tunes the micro model
 }
 
 
