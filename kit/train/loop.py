@@ -195,9 +195,7 @@ class Engine:
         return jnp.sum(token_nll(logits, y) * w), ul, jnp.sum(w)
 
     def _train_loss_fn(self, tv, ntv, x, y, w):
-        """What the step differentiates: the NLL sum, plus `unlikelihood` x the unlikelihood sum when on."""
-        if not self.unlikelihood:
-            return self._loss_fn(tv, ntv, x, y, w)
+        """With `unlikelihood` on, what the step differentiates: NLL sum + weight x unlikelihood sum; aux `(nll, weight)`."""
         nll, ul, weight = self._losses(tv, ntv, x, y, w, unlikelihood=True)
         return nll + self.unlikelihood * ul, (nll, weight)
 
