@@ -54,4 +54,5 @@ def token_unlikelihood(logits, targets, weights):
     candidates = earlier & (jax.nn.one_hot(targets, vocab) == 0)
     p = jax.nn.softmax(logits, axis=-1)
     # The floor keeps the log finite when a candidate already has all the mass.
-    return -jnp.sum(jnp.where(candidates, jnp.log(jnp.clip(1.0 - p, 1e-6, 1.0)), 0.0), axis=-1)
+    # Negated inside the sum, so a position with no candidate is +0.0, not -0.0.
+    return jnp.sum(jnp.where(candidates, -jnp.log(jnp.clip(1.0 - p, 1e-6, 1.0)), 0.0), axis=-1)
