@@ -165,6 +165,11 @@ class TrainConfig:
             training loss, against tokens the review has already written
             (`kit.train.unlikelihood`; 0 = off). Needs the full logits, so
             only for vocabularies the loss is not chunked for (the tiny model).
+        unlikelihood_context: Which earlier tokens the unlikelihood term
+            pushes down: 0, every one the review has written; k > 0, only
+            those that came after the same k tokens as now, which would
+            repeat an earlier (k+1)-gram (docs/tiny-demo.md, "What limits
+            repetition").
     """
 
     batch_size: int = 8
@@ -186,6 +191,7 @@ class TrainConfig:
     loss_chunk: int = 256
     remat: str = "auto"
     unlikelihood: float = 0.0
+    unlikelihood_context: int = 0
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -418,6 +424,12 @@ def _validate(cfg: Config) -> None:
     _check(t.max_minutes >= 0, "train.max_minutes", t.max_minutes, "≥ 0 (0 = no time budget)")
     _check(t.loss_chunk >= 0, "train.loss_chunk", t.loss_chunk, "≥ 0 (positions per loss chunk; 0 = off)")
     _check(t.unlikelihood >= 0, "train.unlikelihood", t.unlikelihood, "≥ 0 (weight of the unlikelihood loss; 0 = off)")
+    _check(
+        0 <= t.unlikelihood_context <= 16,
+        "train.unlikelihood_context",
+        t.unlikelihood_context,
+        "between 0 and 16 (tokens of context; 0 = every earlier token)",
+    )
     _check(t.remat in REMAT, "train.remat", t.remat, f"one of {', '.join(REMAT)}")
     _check(t.steps > 0 or t.epochs > 0, "train.epochs", t.epochs, "> 0 when train.steps is 0")
     _consistent(cfg)

@@ -26,29 +26,42 @@ from kit.train.unlikelihood import token_unlikelihood
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _reference(logits, targets, weights):
-    """The definition, one position at a time: -sum log(1 - p(c)) over earlier weighted targets c != y_t."""
+def _reference(logits, targets, weights, context=0):
+    """The definition, one position at a time: -sum log(1 - p(c)) over earlier weighted targets c != y_t
+    whose `context` tokens before them equal the `context` tokens before t."""
     p = np.exp(logits - logits.max(-1, keepdims=True))
     p /= p.sum(-1, keepdims=True)
     out = np.zeros(targets.shape)
     for b in range(targets.shape[0]):
-        for t in range(targets.shape[1]):
-            seen = {int(targets[b, s]) for s in range(t) if weights[b, s] > 0} - {int(targets[b, t])}
+        row = [int(v) for v in targets[b]]
+        prefix = [tuple(row[max(i - context, 0) : i][::-1] + [-1] * max(context - i, 0)) for i in range(len(row))]
+        for t in range(len(row)):
+            seen = {row[s] for s in range(t) if weights[b, s] > 0 and prefix[s] == prefix[t]} - {row[t]}
             out[b, t] = -sum(np.log(1.0 - p[b, t, c]) for c in seen)
     return out
 
 
-def test_token_unlikelihood_is_the_definition():
+@pytest.mark.parametrize("context", [0, 1, 2])
+def test_token_unlikelihood_is_the_definition(context):
     rs = np.random.RandomState(0)
-    logits = rs.normal(size=(2, 9, 6)).astype(np.float32) * 2
-    targets = rs.randint(0, 6, (2, 9))  # 6 ids over 9 positions: repeats are certain
-    weights = np.ones((2, 9), np.float32)
+    logits = rs.normal(size=(2, 30, 4)).astype(np.float32) * 2
+    targets = rs.randint(0, 4, (2, 30))  # 4 ids over 30 positions: repeated 3-grams are certain
+    weights = np.ones((2, 30), np.float32)
     weights[0, :3] = 0  # a prompt: its tokens are not "written before"
-    weights[1, 7:] = 0  # padding
-    got = np.asarray(token_unlikelihood(logits, targets, weights))
-    np.testing.assert_allclose(got, _reference(logits, targets, weights), rtol=1e-5, atol=1e-6)
+    weights[1, 27:] = 0  # padding
+    got = np.asarray(token_unlikelihood(logits, targets, weights, context))
+    np.testing.assert_allclose(got, _reference(logits, targets, weights, context), rtol=1e-5, atol=1e-6)
     assert got[0, :4].tolist() == [0.0] * 4  # nothing weighted before position 4 in row 0
     assert (got >= 0).all() and got.max() > 0
+
+
+def test_context_keeps_only_the_tokens_that_followed_the_same_tokens():
+    # Uniform over 5 ids: each candidate adds -log(1 - 0.2). Row 1 2 3 1 | 4: at the last
+    # position the prefix ends in 1, which was followed by 2 before.
+    logits, targets, weights = np.zeros((1, 5, 5), np.float32), np.array([[1, 2, 3, 1, 4]]), np.ones((1, 5))
+    per_candidate = -np.log(0.8)
+    counts = [float(token_unlikelihood(logits, targets, weights, k)[0, 4]) / per_candidate for k in (0, 1, 2)]
+    np.testing.assert_allclose(counts, [3, 1, 0], atol=1e-5)  # {1, 2, 3}; {2}; no earlier "3 1"
 
 
 @pytest.fixture(scope="module")
@@ -81,20 +94,21 @@ def _engine(lm, **levers):
     return Engine(lm, make_optimizer(learning_rate=1e-3, warmup_steps=0, total_steps=1), **levers)
 
 
-def test_the_step_differentiates_nll_plus_alpha_unlikelihood_and_logs_the_nll(lm):
+@pytest.mark.parametrize("context", [0, 1])
+def test_the_step_differentiates_nll_plus_alpha_unlikelihood_and_logs_the_nll(lm, context):
     batch = _batch(int(lm.backbone.vocabulary_size))
-    plain, on = _engine(lm), _engine(lm, unlikelihood=0.5)
+    plain, on = _engine(lm), _engine(lm, unlikelihood=0.5, unlikelihood_context=context)
 
     def expected(tv):
         logits, _ = lm.stateless_call(tv, on.ntv, batch[0])
         _, y, w = batch
-        return jnp.sum(token_nll(logits, y) * w) + 0.5 * jnp.sum(token_unlikelihood(logits, y, w) * w)
+        return jnp.sum(token_nll(logits, y) * w) + 0.5 * jnp.sum(token_unlikelihood(logits, y, w, context) * w)
 
     want = [np.asarray(g) for g in jax.grad(expected)(on.tv)]
     grads, loss, weight = _micro(on, batch)
     grads0, loss0, weight0 = _micro(plain, batch)
-    for g, e in zip(grads, want, strict=True):
-        np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-7)
+    for g, e in zip(grads, want, strict=True):  # float32 sums in another order: relative to the largest entry
+        assert np.abs(g - e).max() <= 1e-4 * max(np.abs(e).max(), 1e-8)
     assert loss == pytest.approx(loss0, rel=1e-6) and weight == weight0  # the logged loss is the NLL
     assert max(np.abs(g - g0).max() for g, g0 in zip(grads, grads0, strict=True)) > 1e-4  # the term acts
     # validation is the plain NLL whatever the weight
@@ -104,8 +118,8 @@ def test_the_step_differentiates_nll_plus_alpha_unlikelihood_and_logs_the_nll(lm
 @pytest.mark.slow
 def test_remat_gives_the_plain_path_s_unlikelihood_gradients(lm):
     batch = _batch(int(lm.backbone.vocabulary_size))
-    grads, loss, _ = _micro(_engine(lm, unlikelihood=0.5), batch)
-    grads_r, loss_r, _ = _micro(_engine(lm, unlikelihood=0.5, remat=True), batch)
+    grads, loss, _ = _micro(_engine(lm, unlikelihood=0.5, unlikelihood_context=2), batch)
+    grads_r, loss_r, _ = _micro(_engine(lm, unlikelihood=0.5, unlikelihood_context=2, remat=True), batch)
     assert loss_r == pytest.approx(loss, rel=1e-5)
     for g, e in zip(grads_r, grads, strict=True):
         assert np.abs(g - e).max() <= 1e-4 * max(np.abs(e).max(), 1e-8)
@@ -124,16 +138,21 @@ def test_unlikelihood_with_a_chunked_loss_is_refused_in_one_line(lm):
 def test_negative_unlikelihood_names_the_key():
     with pytest.raises(UserError, match="train.unlikelihood must be ≥ 0"):
         load_config(ROOT / "configs" / "tiny.toml", ["train.unlikelihood=-1"])
+    with pytest.raises(UserError, match="train.unlikelihood_context must be between 0 and 16"):
+        load_config(ROOT / "configs" / "tiny.toml", ["train.unlikelihood_context=17"])
 
 
 def test_a_run_with_unlikelihood_records_it_and_keeps_an_nll_history(tmp_path, tiny_preset, tiny_prepared):
     cfg = load_config(
         ROOT / "configs" / "tiny.toml",
-        micro_overrides(tmp_path, tiny_preset, tiny_prepared, **{"train.unlikelihood": 2.0}),
+        micro_overrides(
+            tmp_path, tiny_preset, tiny_prepared, **{"train.unlikelihood": 2.0, "train.unlikelihood_context": 1}
+        ),
     )
     info = finetune(cfg, progress=False)
     saved = json.loads(RunPaths(tmp_path / "runs" / "micro").run_json.read_text(encoding="utf-8"))
     assert saved["config"]["train"]["unlikelihood"] == 2.0
     assert saved["batching"]["step"]["unlikelihood"] == 2.0
+    assert saved["config"]["train"]["unlikelihood_context"] == saved["batching"]["step"]["unlikelihood_context"] == 1
     m = info.metrics
     assert m["val_loss"] < m["initial_val_loss"] and 0 < m["final_train_loss"] < 20

@@ -141,6 +141,7 @@ def lean_loss(
     loss_chunk: int = 0,
     remat: bool = False,
     unlikelihood: bool = False,
+    unlikelihood_context: int = 0,
 ):
     """The Engine's weighted loss sums and weight sum, with the chunked loss and/or block remat.
 
@@ -153,6 +154,7 @@ def lean_loss(
         remat: Rematerialise the decoder blocks.
         unlikelihood: Also sum the token-level unlikelihood
             (`kit.train.unlikelihood`); needs the full logits, so not with `loss_chunk`.
+        unlikelihood_context: Its `context` (0: every earlier review token).
 
     Returns:
         `(sum of weighted token NLLs, sum of weighted unlikelihoods or 0, sum of weights)`, all float32.
@@ -173,12 +175,12 @@ def lean_loss(
             logits = embedding(h, reverse=True)
             total = jnp.sum(token_nll(logits, y) * w)
             if unlikelihood:
-                ul = jnp.sum(token_unlikelihood(logits, y, w) * w)
+                ul = jnp.sum(token_unlikelihood(logits, y, w, unlikelihood_context) * w)
     return total, ul, jnp.sum(w)
 
 
 def step_levers(train, lm, length: int) -> dict:
-    """The Engine's `loss_chunk`, `remat` and `unlikelihood` for a `TrainConfig`, a model and its longest bucket, resolved.
+    """The Engine's `loss_chunk`, `remat` and unlikelihood levers for a `TrainConfig`, a model and its longest bucket, resolved.
 
     Raises `UserError` for `train.unlikelihood` on a model whose loss is
     chunked (it needs the full logits: `kit.train.unlikelihood`).
@@ -199,4 +201,5 @@ def step_levers(train, lm, length: int) -> dict:
         "loss_chunk": loss_chunk,
         "remat": resolve_remat(train.remat, parameters, int(train.batch_size) * int(length)),
         "unlikelihood": float(train.unlikelihood),
+        "unlikelihood_context": int(train.unlikelihood_context),
     }

@@ -126,6 +126,8 @@ class Engine:
         unlikelihood: Weight of the token-level unlikelihood term in the
             training loss (`kit.train.unlikelihood`; 0: off). The validation
             loss and the logged train loss stay the plain NLL.
+        unlikelihood_context: Its candidates: 0, every earlier review token;
+            k, those that came after the same k tokens as now.
         values: `(trainable, non_trainable, optimizer)` values to start from
             instead of the variables' own; `kit plan` passes abstract ones
             (`jax.ShapeDtypeStruct`) for a model built without its weights,
@@ -146,11 +148,13 @@ class Engine:
         loss_chunk: int = 0,
         remat: bool = False,
         unlikelihood: float = 0.0,
+        unlikelihood_context: int = 0,
         values=None,
     ):
         self.lm = lm
         self.loss_chunk, self.remat = int(loss_chunk), bool(remat)
         self.unlikelihood = float(unlikelihood)
+        self.unlikelihood_context = int(unlikelihood_context)
         if self.unlikelihood and self.loss_chunk:
             raise ValueError("unlikelihood needs the full logits: it cannot be combined with loss_chunk")
         self.optimizer = optimizer
@@ -189,9 +193,14 @@ class Engine:
                 loss_chunk=self.loss_chunk,
                 remat=self.remat,
                 unlikelihood=unlikelihood,
+                unlikelihood_context=self.unlikelihood_context,
             )
         logits, _ = self.lm.stateless_call(tv, ntv, x)
-        ul = jnp.sum(token_unlikelihood(logits, y, w) * w) if unlikelihood else jnp.float32(0.0)
+        ul = (
+            jnp.sum(token_unlikelihood(logits, y, w, self.unlikelihood_context) * w)
+            if unlikelihood
+            else jnp.float32(0.0)
+        )
         return jnp.sum(token_nll(logits, y) * w), ul, jnp.sum(w)
 
     def _train_loss_fn(self, tv, ntv, x, y, w):

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 
-def token_unlikelihood(logits, targets, weights):
+def token_unlikelihood(logits, targets, weights, context: int = 0):
     """Per-position unlikelihood of the earlier target tokens of each row, float32 `(batch, length)`.
 
     Args:
@@ -33,6 +33,9 @@ def token_unlikelihood(logits, targets, weights):
         targets: `(batch, length)` integer ids of the tokens that came next.
         weights: `(batch, length)`; only positions with a weight > 0 count as
             written before (the prompt and padding do not).
+        context: 0: every earlier review token is a candidate. k > 0: only
+            the tokens that came after the same k tokens as here, the ones
+            that would repeat an earlier (k+1)-gram of the review.
 
     Returns:
         `-sum(log(1 - p(c)))` over each position's candidates `c` (>= 0;
@@ -48,11 +51,31 @@ def token_unlikelihood(logits, targets, weights):
     logits = jnp.asarray(logits).astype(jnp.float32)
     targets = jnp.asarray(targets)
     vocab = logits.shape[-1]
-    written = jax.nn.one_hot(targets, vocab, dtype=jnp.float32) * (jnp.asarray(weights) > 0)[..., None]
-    # Exclusive running count: a token is a candidate once it was a target earlier in the row.
-    earlier = (jnp.cumsum(written, axis=1) - written) > 0
+    if context:
+        earlier = _after_same_context(targets, jnp.asarray(weights) > 0, vocab, int(context))
+    else:
+        written = jax.nn.one_hot(targets, vocab, dtype=jnp.float32) * (jnp.asarray(weights) > 0)[..., None]
+        # Exclusive running count: a token is a candidate once it was a target earlier in the row.
+        earlier = (jnp.cumsum(written, axis=1) - written) > 0
     candidates = earlier & (jax.nn.one_hot(targets, vocab) == 0)
     p = jax.nn.softmax(logits, axis=-1)
     # The floor keeps the log finite when a candidate already has all the mass.
     # Negated inside the sum, so a position with no candidate is +0.0, not -0.0.
     return jnp.sum(jnp.where(candidates, -jnp.log(jnp.clip(1.0 - p, 1e-6, 1.0)), 0.0), axis=-1)
+
+
+def _after_same_context(targets, written, vocab: int, context: int):
+    """`(batch, length, vocab)` bool: token v came at an earlier written position s whose `context` tokens before it equal those before t."""
+    batch, length = targets.shape
+    t = jnp.arange(length)
+    # Position t's prefix ends with targets[t-1], targets[t-2], ...; -1 stands for "before the row".
+    same = (t[None, :, None] > t[None, None, :]) & written[:, None, :]
+    for j in range(1, context + 1):
+        before = jnp.pad(targets, ((0, 0), (j, 0)), constant_values=-1)[:, :length]
+        same = same & (before[:, :, None] == before[:, None, :])
+    # Scatter each matching s onto the vocabulary id it wrote: (batch, t, s) -> (batch, t, vocab).
+    # Length x length updates per row, where a one-hot matmul would cost length x length x vocab.
+    rows = jnp.arange(batch)[:, None, None]
+    columns = jnp.broadcast_to(targets[:, None, :], same.shape)
+    hits = jnp.zeros((batch, length, vocab), jnp.int8).at[rows, t[None, :, None], columns].max(same.astype(jnp.int8))
+    return hits > 0
