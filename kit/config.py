@@ -377,6 +377,15 @@ def _consistent(cfg: Config) -> None:
             t.eval_every,
             f"≥ 1 when train.patience is {t.patience} (early stopping needs evaluations)",
         )
+    if t.unlikelihood_context > 0:
+        # The context only narrows the unlikelihood term's candidates: with the
+        # term off it would be accepted and silently do nothing.
+        _check(
+            t.unlikelihood > 0,
+            "train.unlikelihood",
+            t.unlikelihood,
+            f"> 0 when train.unlikelihood_context is {t.unlikelihood_context} (the context narrows that term)",
+        )
 
 
 def _validate(cfg: Config) -> None:

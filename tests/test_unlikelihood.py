@@ -142,6 +142,12 @@ def test_negative_unlikelihood_names_the_key():
         load_config(ROOT / "configs" / "tiny.toml", ["train.unlikelihood_context=17"])
 
 
+def test_a_context_without_the_term_is_refused_not_ignored():
+    with pytest.raises(UserError, match=r"train.unlikelihood must be > 0 when train.unlikelihood_context is 2"):
+        load_config(ROOT / "configs" / "tiny.toml", ["train.unlikelihood=0", "train.unlikelihood_context=2"])
+    assert load_config(ROOT / "configs" / "tiny.toml", ["train.unlikelihood=0"]).train.unlikelihood_context == 0
+
+
 def test_a_run_with_unlikelihood_records_it_and_keeps_an_nll_history(tmp_path, tiny_preset, tiny_prepared):
     cfg = load_config(
         ROOT / "configs" / "tiny.toml",
