@@ -24,11 +24,11 @@ PEFT_MODULE = {
 
 
 def hf_config_from(cfg: dict, *, dtype: str = "float32") -> dict:
-    """The kit's Hugging Face Gemma 2 config (`kit.model.export.hf_config_from`) for a `GemmaBackbone` config dict.
+    """The kit's Hugging Face Gemma 2 config (`kit.model.hf_checkpoint.hf_config_from`) for a `GemmaBackbone` config dict.
 
     One mapping for both: the random-init HF model here is configured exactly
-    as a `kit export --to hf` checkpoint would be. export.py is loaded from
-    its file because `import kit.model.export` runs `kit/model/__init__`,
+    as a `kit export --to hf` checkpoint would be. hf_checkpoint.py is loaded
+    from its file because `import kit.model.hf_checkpoint` runs `kit/model/__init__`,
     which imports Keras, JAX and TensorFlow (~400 MiB RSS, seconds): in the HF
     side's child that would count against its load time and peak memory.
 
@@ -38,18 +38,18 @@ def hf_config_from(cfg: dict, *, dtype: str = "float32") -> dict:
         >>> c["intermediate_size"], c["query_pre_attn_scalar"], c["layer_types"][:2]
         (9216, 256, ['sliding_attention', 'full_attention'])
     """
-    return _kit_export().hf_config_from(cfg, torch_dtype=dtype)
+    return _kit_hf_checkpoint().hf_config_from(cfg, torch_dtype=dtype)
 
 
-def _kit_export():
+def _kit_hf_checkpoint():
     import importlib.util
     import sys
 
     import kit
 
-    name = "_kit_model_export_alone"
+    name = "_kit_model_hf_checkpoint_alone"
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(kit.__file__).parent / "model" / "export.py")
+        spec = importlib.util.spec_from_file_location(name, Path(kit.__file__).parent / "model" / "hf_checkpoint.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         sys.modules[name] = module

@@ -212,10 +212,10 @@ def check_torch_device(device: str) -> str:
 
 
 def exporter_available() -> bool:
-    """Whether the kit has its Hugging Face exporter (`kit export --to hf`, kit/export.py)."""
+    """Whether the kit has its Hugging Face exporter (`kit export --to hf`, kit/model/hf_checkpoint.py)."""
     import importlib.util
 
-    return importlib.util.find_spec("kit.model.export") is not None
+    return importlib.util.find_spec("kit.model.hf_checkpoint") is not None
 
 
 def hf_export(run: str | Path, out: str | Path, *, refresh: bool = False) -> Path:
@@ -234,7 +234,7 @@ def hf_export(run: str | Path, out: str | Path, *, refresh: bool = False) -> Pat
         return out
     if not exporter_available():
         raise BenchError(
-            "The kit's Hugging Face exporter (`kit export --to hf`, kit/export.py) is not available "
+            "The kit's Hugging Face exporter (`kit export --to hf`, kit/model/hf_checkpoint.py) is not available "
             "in this checkout; pass --random-init to compare speed with random weights of the same "
             "architecture instead."
         )

@@ -2,7 +2,7 @@
 
 Three child processes, one after another, so each side's peak RSS is its
 own: `weights` builds the kit's Gemma 2 2B with random weights and writes
-it as a bfloat16 Hugging Face checkpoint (`kit.model.export.write_hf_checkpoint`)
+it as a bfloat16 Hugging Face checkpoint (`kit.model.hf_checkpoint.write_hf_checkpoint`)
 into a temporary dir; `kit` loads that checkpoint with KerasHub's converter
 and runs the kit's train step (`kit.train.loop.Engine.run`, the
 `configs/gemma2_2b_gpu.toml` levers: factored LoRA, chunked loss, remat
@@ -108,7 +108,7 @@ def child_weights(a) -> dict:
     import keras
     import keras_hub
 
-    from kit.model.export import write_hf_checkpoint
+    from kit.model.hf_checkpoint import write_hf_checkpoint
 
     keras.utils.set_random_seed(a.seed)
     backbone = keras_hub.models.GemmaBackbone(**arch(a), dtype="bfloat16")

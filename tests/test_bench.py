@@ -48,11 +48,11 @@ def test_gemma2_2b_config_is_transformers_default():
 
 
 def test_bench_config_is_the_kits_export_mapping():
-    """One mapping: the HF side's config comes from kit/model/export.py, not a copy in bench/."""
-    from kit.model import export
+    """One mapping: the HF side's config comes from kit/model/hf_checkpoint.py, not a copy in bench/."""
+    from kit.model import hf_checkpoint
 
-    assert hf_gemma2._kit_export().__file__ == export.__file__
-    assert hf_gemma2.hf_config_from(flops.GEMMA2_2B, dtype="bfloat16") == export.hf_config_from(
+    assert hf_gemma2._kit_hf_checkpoint().__file__ == hf_checkpoint.__file__
+    assert hf_gemma2.hf_config_from(flops.GEMMA2_2B, dtype="bfloat16") == hf_checkpoint.hf_config_from(
         flops.GEMMA2_2B, torch_dtype="bfloat16"
     )
 

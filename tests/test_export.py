@@ -22,14 +22,8 @@ from kit.cli import main
 from kit.config import load_config
 from kit.errors import UserError
 from kit.model import load_causal_lm, load_run
-from kit.model.export import (
-    GEMMA_DEFAULTS,
-    GEMMA_SIZES,
-    export_run,
-    hf_config,
-    hf_config_from,
-    push,
-)
+from kit.model.export import export_run, push
+from kit.model.hf_checkpoint import GEMMA_DEFAULTS, GEMMA_SIZES, hf_config, hf_config_from
 from kit.train import finetune
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,7 +6,8 @@ Example:
 """
 
 from kit.model.distribution import parse_mesh, place_batch, setup_distribution
-from kit.model.export import export_run, hf_config, push, write_hf_checkpoint
+from kit.model.export import export_run, push
+from kit.model.hf_checkpoint import hf_config, write_hf_checkpoint
 from kit.model.loader import (
     default_dtype,
     load_causal_lm,
