@@ -172,8 +172,7 @@ def _AbstractEngine(engine_cls, lm, *, loss_chunk: int, remat: bool):
     engine = engine_cls.__new__(engine_cls)
     engine.lm, engine.optimizer, engine.distribution, engine.pad_id = lm, None, None, 0
     engine.loss_chunk, engine.remat = loss_chunk, remat
-    engine.unlikelihood = 0.0  # the kit's default: the levers are measured on the plain NLL step
-    engine.unlikelihood_context = 0
+    engine.ul = None  # the kit's default (no unlikelihood): the levers are measured on the plain NLL step
     engine.trainable, engine.non_trainable = list(lm.trainable_variables), list(lm.non_trainable_variables)
     return engine
 

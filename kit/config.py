@@ -170,6 +170,12 @@ class TrainConfig:
             those that came after the same k tokens as now, which would
             repeat an earlier (k+1)-gram (docs/tiny-demo.md, "What limits
             repetition").
+        unlikelihood_sentences: Weight of a sentence-start unlikelihood
+            term: where a sentence begins, the first tokens of the review's
+            earlier sentences are pushed down, the choice a repeated sentence
+            starts with (0 = off; full logits, as above). It leaves
+            `<end_of_turn>` and `<eos>` to the NLL, so it never teaches the
+            model to stop instead of starting a new sentence.
     """
 
     batch_size: int = 8
@@ -192,6 +198,7 @@ class TrainConfig:
     remat: str = "auto"
     unlikelihood: float = 0.0
     unlikelihood_context: int = 0
+    unlikelihood_sentences: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -433,6 +440,12 @@ def _validate(cfg: Config) -> None:
     _check(t.max_minutes >= 0, "train.max_minutes", t.max_minutes, "≥ 0 (0 = no time budget)")
     _check(t.loss_chunk >= 0, "train.loss_chunk", t.loss_chunk, "≥ 0 (positions per loss chunk; 0 = off)")
     _check(t.unlikelihood >= 0, "train.unlikelihood", t.unlikelihood, "≥ 0 (weight of the unlikelihood loss; 0 = off)")
+    _check(
+        t.unlikelihood_sentences >= 0,
+        "train.unlikelihood_sentences",
+        t.unlikelihood_sentences,
+        "≥ 0 (weight of the sentence-start unlikelihood loss; 0 = off)",
+    )
     _check(
         0 <= t.unlikelihood_context <= 16,
         "train.unlikelihood_context",

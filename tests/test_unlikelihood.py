@@ -1,4 +1,4 @@
-"""`train.unlikelihood`: the token-level unlikelihood term, in the step and in the run."""
+"""`train.unlikelihood` and `train.unlikelihood_sentences`: the unlikelihood terms, in the step and in the run."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 from tiny_models import micro_lm, micro_overrides
 
 from kit.config import load_config
+from kit.data.batching import Encoder
 from kit.errors import UserError
 from kit.metrics.perplexity import token_nll
 from kit.model import enable_lora
@@ -21,7 +22,7 @@ from kit.train import finetune
 from kit.train.lean import step_levers
 from kit.train.loop import Engine
 from kit.train.optim import make_optimizer
-from kit.train.unlikelihood import token_unlikelihood
+from kit.train.unlikelihood import Unlikelihood, continuing, sentence_unlikelihood, token_unlikelihood
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,6 +65,77 @@ def test_context_keeps_only_the_tokens_that_followed_the_same_tokens():
     np.testing.assert_allclose(counts, [3, 1, 0], atol=1e-5)  # {1, 2, 3}; {2}; no earlier "3 1"
 
 
+def _sentence_reference(logits, targets, weights, ends):
+    """The sentence-start form, one position at a time: at a start (first weighted position, or after
+    a sentence-end id; no blank ids here), the first tokens of the row's earlier sentences, less the next token."""
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    out = np.zeros(targets.shape)
+    for b in range(targets.shape[0]):
+        row, w = [int(v) for v in targets[b]], weights[b] > 0
+        starts = [t for t in range(len(row)) if w[t] and (t == 0 or not w[t - 1] or row[t - 1] in ends)]
+        for t in starts:
+            seen = {row[s] for s in starts if s < t} - {row[t]}
+            out[b, t] = -sum(np.log(1.0 - p[b, t, c]) for c in seen)
+    return out
+
+
+def test_sentence_unlikelihood_is_the_definition():
+    rs = np.random.RandomState(2)
+    logits = rs.normal(size=(2, 40, 6)).astype(np.float32) * 2
+    targets = rs.randint(0, 6, (2, 40))
+    weights = np.ones((2, 40), np.float32)
+    weights[0, :4] = 0  # a prompt: its sentence ends start nothing
+    weights[1, 35:] = 0  # padding
+    ends = [1, 4]
+    got = np.asarray(sentence_unlikelihood(logits, targets, weights, ends))
+    np.testing.assert_allclose(got, _sentence_reference(logits, targets, weights, ends), rtol=1e-5, atol=1e-6)
+    assert (got > 0).sum() >= 10  # it fires at sentence starts ...
+    after_end = np.isin(np.pad(targets, ((0, 0), (1, 0)))[:, :40], ends) | (np.arange(40) == 4)
+    assert (got[~after_end] == 0).all()  # ... and only there
+
+
+def test_the_sentence_term_never_pushes_mass_onto_stopping():
+    # Whatever the stop token's score, the sentence-start term sees p(. | the review goes on): its
+    # gradient leaves the stop logit alone, so the NLL alone decides when a review ends.
+    rs = np.random.RandomState(3)
+    logits = jnp.asarray(rs.normal(size=(1, 12, 5)).astype(np.float32))
+    targets, weights = jnp.asarray([[2, 3, 0, 2, 3, 0, 4, 2, 3, 0, 4, 1]]), jnp.ones((1, 12))
+
+    def grad(ul):
+        return np.asarray(jax.grad(lambda z: ul(z, targets, weights))(logits))
+
+    g = grad(Unlikelihood(sentences=3.0, stop_ids=(1,), sentence_ends=(0,)))
+    assert np.abs(g[..., 1]).max() == 0.0 and np.abs(g).max() > 1e-3
+    assert grad(Unlikelihood(sentences=3.0, sentence_ends=(0,)))[..., 1].min() < 0  # no stop ids: stopping gains
+    # The token-level form stays on the full distribution (Welleck et al.), so the demo's is unchanged.
+    token = Unlikelihood(weight=1.0, stop_ids=(1,))
+    np.testing.assert_allclose(
+        float(token(logits, targets, weights)), float(jnp.sum(token_unlikelihood(logits, targets, weights))), rtol=1e-6
+    )
+    # continuing() itself: the stop token gets no mass, the others keep their ratios
+    p = np.asarray(jax.nn.softmax(continuing(logits, (1,))))
+    assert p[..., 1].max() == 0.0
+    np.testing.assert_allclose(p[0, 0, 2] / p[0, 0, 3], np.exp(logits[0, 0, 2] - logits[0, 0, 3]), rtol=1e-5)
+
+
+def test_the_tokenizer_names_the_stop_and_sentence_end_ids(tiny_prepared):
+    enc = Encoder(micro_lm(tiny_prepared).preprocessor.tokenizer.proto)
+    assert enc.stop_ids == (enc.eos_id, enc.sp.piece_to_id("<end_of_turn>"))
+    ends = {enc.sp.id_to_piece(i) for i in enc.sentence_end_ids()}
+    assert {".", "!"} <= ends and all(("\n" in e) or e == "<0x0A>" or e.rstrip("»\"')] ")[-1] in ".!?…" for e in ends)
+    assert not ends & {"<end_of_turn>", "<eos>", "▁и", ","}
+    blanks = enc.blank_ids()
+    assert blanks and {enc.sp.id_to_piece(i) for i in blanks} <= {"▁" * n for n in range(1, 17)}
+    # "Грязно. Дорого!" as the micro tokenizer writes it: "." then a blank "▁" then the next word
+    ids = enc.sp.encode("Грязно. Дорого!")
+    dot = ids.index(enc.sp.piece_to_id("."))
+    assert ids[dot + 1] in blanks
+    logits = np.zeros((1, len(ids), int(enc.sp.get_piece_size())), np.float32)
+    ul = np.asarray(sentence_unlikelihood(logits, np.array([ids]), np.ones((1, len(ids))), [ids[dot]], blanks))[0]
+    assert ul[dot + 2] > 0 and ul[dot + 1] == 0  # the word after the blank opens the sentence, not the blank
+
+
 @pytest.fixture(scope="module")
 def lm(tiny_prepared):
     lm = micro_lm(tiny_prepared)
@@ -73,12 +145,15 @@ def lm(tiny_prepared):
     return lm
 
 
-def _batch(vocab):
+def _batch(vocab, ends=()):
     rs = np.random.RandomState(1)
     mask = np.ones((2, 40), np.int32)
     mask[1, 31:] = 0
     x = {"token_ids": jnp.asarray(rs.randint(3, vocab, (2, 40)), jnp.int32), "padding_mask": jnp.asarray(mask)}
-    y = jnp.asarray(rs.randint(3, 40, (2, 40)), jnp.int32)  # 37 ids over 40 positions: many repeats
+    y = rs.randint(3, 40, (2, 40))  # 37 ids over 40 positions: many repeats
+    if ends:
+        y[:, 8::6] = ends[0]  # sentences of 6 tokens, so the sentence-start form has starts to act on
+    y = jnp.asarray(y, jnp.int32)
     w = np.asarray(mask, np.float32)
     w[:, :5] = 0  # the prompt
     return x, y, jnp.asarray(w)
@@ -94,15 +169,23 @@ def _engine(lm, **levers):
     return Engine(lm, make_optimizer(learning_rate=1e-3, warmup_steps=0, total_steps=1), **levers)
 
 
-@pytest.mark.parametrize("context", [0, 1])
-def test_the_step_differentiates_nll_plus_alpha_unlikelihood_and_logs_the_nll(lm, context):
-    batch = _batch(int(lm.backbone.vocabulary_size))
-    plain, on = _engine(lm), _engine(lm, unlikelihood=0.5, unlikelihood_context=context)
+@pytest.mark.parametrize(
+    ("alpha", "context", "sentences"), [(0.5, 0, 0.0), (0.5, 1, 0.0), (0.5, 0, 2.0), (0.0, 0, 2.0)]
+)
+def test_the_step_differentiates_nll_plus_the_weighted_terms_and_logs_the_nll(lm, alpha, context, sentences):
+    enc = Encoder(lm.preprocessor.tokenizer.proto)
+    batch = _batch(int(lm.backbone.vocabulary_size), enc.sentence_end_ids())
+    plain = _engine(lm)
+    on = _engine(lm, unlikelihood=alpha, unlikelihood_context=context, unlikelihood_sentences=sentences)
+    assert on.ul.stop_ids == enc.stop_ids and (on.ul.sentence_ends == enc.sentence_end_ids()) == (sentences > 0)
 
     def expected(tv):
         logits, _ = lm.stateless_call(tv, on.ntv, batch[0])
         _, y, w = batch
-        return jnp.sum(token_nll(logits, y) * w) + 0.5 * jnp.sum(token_unlikelihood(logits, y, w, context) * w)
+        go_on = continuing(logits, enc.stop_ids)
+        ul = alpha * jnp.sum(token_unlikelihood(logits, y, w, context) * w)
+        ul += sentences * jnp.sum(sentence_unlikelihood(go_on, y, w, enc.sentence_end_ids(), enc.blank_ids()) * w)
+        return jnp.sum(token_nll(logits, y) * w) + ul
 
     want = [np.asarray(g) for g in jax.grad(expected)(on.tv)]
     grads, loss, weight = _micro(on, batch)
@@ -117,9 +200,10 @@ def test_the_step_differentiates_nll_plus_alpha_unlikelihood_and_logs_the_nll(lm
 
 @pytest.mark.slow
 def test_remat_gives_the_plain_path_s_unlikelihood_gradients(lm):
-    batch = _batch(int(lm.backbone.vocabulary_size))
-    grads, loss, _ = _micro(_engine(lm, unlikelihood=0.5, unlikelihood_context=2), batch)
-    grads_r, loss_r, _ = _micro(_engine(lm, unlikelihood=0.5, unlikelihood_context=2, remat=True), batch)
+    batch = _batch(int(lm.backbone.vocabulary_size), Encoder(lm.preprocessor.tokenizer.proto).sentence_end_ids())
+    levers = {"unlikelihood": 0.5, "unlikelihood_context": 2, "unlikelihood_sentences": 2.0}
+    grads, loss, _ = _micro(_engine(lm, **levers), batch)
+    grads_r, loss_r, _ = _micro(_engine(lm, **levers, remat=True), batch)
     assert loss_r == pytest.approx(loss, rel=1e-5)
     for g, e in zip(grads_r, grads, strict=True):
         assert np.abs(g - e).max() <= 1e-4 * max(np.abs(e).max(), 1e-8)
@@ -131,6 +215,9 @@ def test_unlikelihood_with_a_chunked_loss_is_refused_in_one_line(lm):
     with pytest.raises(UserError, match=r"train.unlikelihood = 1.0 needs the full logits.*train.loss_chunk = 0"):
         step_levers(train, gemma_like, 512)
     assert step_levers(train, lm, 64)["unlikelihood"] == 1.0  # the micro model's loss is not chunked
+    train = load_config(ROOT / "configs" / "gemma2_2b_gpu.toml", ["train.unlikelihood_sentences=3"]).train
+    with pytest.raises(UserError, match=r"train.unlikelihood_sentences = 3.0 needs the full logits"):
+        step_levers(train, gemma_like, 512)
     with pytest.raises(ValueError, match="loss_chunk"):
         _engine(lm, unlikelihood=1.0, loss_chunk=16)
 
@@ -140,6 +227,8 @@ def test_negative_unlikelihood_names_the_key():
         load_config(ROOT / "configs" / "tiny.toml", ["train.unlikelihood=-1"])
     with pytest.raises(UserError, match="train.unlikelihood_context must be between 0 and 16"):
         load_config(ROOT / "configs" / "tiny.toml", ["train.unlikelihood_context=17"])
+    with pytest.raises(UserError, match="train.unlikelihood_sentences must be ≥ 0"):
+        load_config(ROOT / "configs" / "tiny.toml", ["train.unlikelihood_sentences=-0.5"])
 
 
 def test_a_context_without_the_term_is_refused_not_ignored():
@@ -152,7 +241,10 @@ def test_a_run_with_unlikelihood_records_it_and_keeps_an_nll_history(tmp_path, t
     cfg = load_config(
         ROOT / "configs" / "tiny.toml",
         micro_overrides(
-            tmp_path, tiny_preset, tiny_prepared, **{"train.unlikelihood": 2.0, "train.unlikelihood_context": 1}
+            tmp_path,
+            tiny_preset,
+            tiny_prepared,
+            **{"train.unlikelihood": 2.0, "train.unlikelihood_context": 1, "train.unlikelihood_sentences": 4.0},
         ),
     )
     info = finetune(cfg, progress=False)
@@ -160,5 +252,8 @@ def test_a_run_with_unlikelihood_records_it_and_keeps_an_nll_history(tmp_path, t
     assert saved["config"]["train"]["unlikelihood"] == 2.0
     assert saved["batching"]["step"]["unlikelihood"] == 2.0
     assert saved["config"]["train"]["unlikelihood_context"] == saved["batching"]["step"]["unlikelihood_context"] == 1
+    assert (
+        saved["config"]["train"]["unlikelihood_sentences"] == saved["batching"]["step"]["unlikelihood_sentences"] == 4
+    )
     m = info.metrics
     assert m["val_loss"] < m["initial_val_loss"] and 0 < m["final_train_loss"] < 20

@@ -18,6 +18,13 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from kit.data.prompt import END_OF_TURN
+
+# What ends a sentence, for `Encoder.sentence_end_ids`: a piece ending in one of these,
+# perhaps followed by closing quotes or brackets ("нельзя.»").
+_SENTENCE_END = (".", "!", "?", "…")
+_CLOSERS = "»\"')] "
+
 
 @dataclasses.dataclass(frozen=True)
 class Example:
@@ -71,6 +78,52 @@ class Encoder:
         self.bos_id = self.sp.bos_id()
         self.eos_id = self.sp.eos_id()
         self.pad_id = max(self.sp.pad_id(), 0)
+
+    @property
+    def stop_ids(self) -> tuple[int, ...]:
+        """The ids that end a review: `<eos>`, and `<end_of_turn>` where the vocabulary has it.
+
+        The one list for generation (where decoding stops) and training (the
+        unlikelihood terms leave these to the NLL).
+        """
+        ids = [self.eos_id]
+        eot = self.sp.piece_to_id(END_OF_TURN)
+        if eot != self.sp.unk_id():  # a tokenizer without turn markers maps it to <unk>
+            ids.append(eot)
+        return tuple(ids)
+
+    def sentence_end_ids(self) -> tuple[int, ...]:
+        """Ids of the pieces after which a new sentence starts: those ending in `.`, `!`, `?` or `…`
+        (closing quotes and brackets after them included) and those holding a newline.
+
+        Example:
+            >>> enc = Encoder(lm.preprocessor.tokenizer.proto)  # doctest: +SKIP
+            >>> [enc.sp.id_to_piece(i) for i in enc.sentence_end_ids()]  # doctest: +SKIP
+            ['\\n', '<0x0A>', '».', '.', '!']
+        """
+        out = []
+        for i in range(self.sp.get_piece_size()):
+            if self.sp.is_control(i) or self.sp.is_unknown(i):
+                continue
+            piece = self.sp.id_to_piece(i)
+            if "\n" in piece or piece == "<0x0A>" or piece.rstrip(_CLOSERS).endswith(_SENTENCE_END):
+                out.append(i)
+        return tuple(out)
+
+    def blank_ids(self) -> tuple[int, ...]:
+        """Ids of the whitespace-only pieces (`▁`, `▁▁`, ...), newlines aside (those end a sentence).
+
+        Example:
+            >>> Encoder(lm.preprocessor.tokenizer.proto).blank_ids()  # doctest: +SKIP
+            (263,)
+        """
+        return tuple(
+            i
+            for i in range(self.sp.get_piece_size())
+            if not (self.sp.is_control(i) or self.sp.is_unknown(i))
+            and self.sp.id_to_piece(i).replace("▁", " ").isspace()
+            and "\n" not in self.sp.id_to_piece(i)
+        )
 
     def encode(self, prompt: str, target: str) -> Example:
         """`<bos>` + prompt + target; prompt and target are tokenised separately,

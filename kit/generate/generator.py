@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 import kit  # noqa: F401
-from kit.data.prompt import END_OF_TURN, extract_response
+from kit.data.prompt import extract_response
 from kit.data.tskv import unescape
 from kit.errors import UserError
 from kit.generate.decode import STEPWISE, Decoder
@@ -133,12 +133,7 @@ class Generator:
         return self.decoder.traces
 
     def _stop_ids(self) -> tuple[int, ...]:
-        sp = self.encoder.sp
-        ids = [sp.eos_id()]
-        eot = sp.piece_to_id(END_OF_TURN)
-        if eot != sp.unk_id():  # a tokenizer without turn markers maps it to <unk>
-            ids.append(eot)
-        return tuple(ids)
+        return self.encoder.stop_ids
 
     def _check_open(self) -> None:
         if self.closed:

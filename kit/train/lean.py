@@ -37,7 +37,6 @@ import keras
 import kit  # noqa: F401
 from kit.errors import UserError
 from kit.metrics.perplexity import token_nll
-from kit.train.unlikelihood import token_unlikelihood
 
 # `train.loss_chunk` applies only from this vocabulary size up: below it the
 # logits are small next to the activations and a chunked loop only costs time.
@@ -140,8 +139,7 @@ def lean_loss(
     *,
     loss_chunk: int = 0,
     remat: bool = False,
-    unlikelihood: bool = False,
-    unlikelihood_context: int = 0,
+    unlikelihood=None,
 ):
     """The Engine's weighted loss sums and weight sum, with the chunked loss and/or block remat.
 
@@ -152,9 +150,9 @@ def lean_loss(
         x, y, w: The batch: inputs, next-token targets, per-token weights.
         loss_chunk: Positions per loss chunk (0: the whole sequence at once).
         remat: Rematerialise the decoder blocks.
-        unlikelihood: Also sum the token-level unlikelihood
-            (`kit.train.unlikelihood`); needs the full logits, so not with `loss_chunk`.
-        unlikelihood_context: Its `context` (0: every earlier review token).
+        unlikelihood: Also sum these unlikelihood terms (a
+            `kit.train.unlikelihood.Unlikelihood`, or None); they need the
+            full logits, so not with `loss_chunk`.
 
     Returns:
         `(sum of weighted token NLLs, sum of weighted unlikelihoods or 0, sum of weights)`, all float32.
@@ -168,14 +166,14 @@ def lean_loss(
         embedding = lm.backbone.token_embedding
         ul = jnp.float32(0.0)
         if loss_chunk:
-            if unlikelihood:
+            if unlikelihood is not None:
                 raise ValueError("unlikelihood needs the full logits: it cannot be combined with loss_chunk")
             total = chunked_nll_sum(embedding, h, y, w, loss_chunk)
         else:
             logits = embedding(h, reverse=True)
             total = jnp.sum(token_nll(logits, y) * w)
-            if unlikelihood:
-                ul = jnp.sum(token_unlikelihood(logits, y, w, unlikelihood_context) * w)
+            if unlikelihood is not None:
+                ul = unlikelihood(logits, y, w)
     return total, ul, jnp.sum(w)
 
 
@@ -191,15 +189,17 @@ def step_levers(train, lm, length: int) -> dict:
     parameters = sum(math.prod(int(d) for d in v.shape) for v in lm.backbone.weights)
     vocabulary_size = int(lm.backbone.vocabulary_size)
     loss_chunk = resolve_loss_chunk(train.loss_chunk, vocabulary_size)
-    if train.unlikelihood and loss_chunk:
-        raise UserError(
-            f"train.unlikelihood = {train.unlikelihood} needs the full logits, but this model's "
-            f"{vocabulary_size:,}-token vocabulary has the loss chunked (train.loss_chunk = {train.loss_chunk}). "
-            "Set train.unlikelihood = 0, or train.loss_chunk = 0 if the full logits fit in memory."
-        )
+    for key in ("unlikelihood", "unlikelihood_sentences"):
+        if getattr(train, key) and loss_chunk:
+            raise UserError(
+                f"train.{key} = {getattr(train, key)} needs the full logits, but this model's "
+                f"{vocabulary_size:,}-token vocabulary has the loss chunked (train.loss_chunk = {train.loss_chunk}). "
+                f"Set train.{key} = 0, or train.loss_chunk = 0 if the full logits fit in memory."
+            )
     return {
         "loss_chunk": loss_chunk,
         "remat": resolve_remat(train.remat, parameters, int(train.batch_size) * int(length)),
         "unlikelihood": float(train.unlikelihood),
         "unlikelihood_context": int(train.unlikelihood_context),
+        "unlikelihood_sentences": float(train.unlikelihood_sentences),
     }

@@ -25,14 +25,14 @@ import jax.numpy as jnp
 import numpy as np
 
 import kit  # noqa: F401
-from kit.data.batching import Example, make_batch, plan_batches, select
+from kit.data.batching import Encoder, Example, make_batch, plan_batches, select
 from kit.errors import UserError
 from kit.metrics.perplexity import token_nll
 from kit.model import multihost
 from kit.model.distribution import feed_rows, place_batch
 from kit.train.checkpoint import LoopState
 from kit.train.lean import lean_loss
-from kit.train.unlikelihood import token_unlikelihood
+from kit.train.unlikelihood import Unlikelihood
 
 
 class TrainingDiverged(UserError):
@@ -128,6 +128,9 @@ class Engine:
             loss and the logged train loss stay the plain NLL.
         unlikelihood_context: Its candidates: 0, every earlier review token;
             k, those that came after the same k tokens as now.
+        unlikelihood_sentences: Weight of the sentence-start form (the
+            openers of the review's earlier sentences; 0: off). It leaves
+            the stop tokens to the NLL (`kit.train.unlikelihood`).
         values: `(trainable, non_trainable, optimizer)` values to start from
             instead of the variables' own; `kit plan` passes abstract ones
             (`jax.ShapeDtypeStruct`) for a model built without its weights,
@@ -149,13 +152,23 @@ class Engine:
         remat: bool = False,
         unlikelihood: float = 0.0,
         unlikelihood_context: int = 0,
+        unlikelihood_sentences: float = 0.0,
         values=None,
     ):
         self.lm = lm
         self.loss_chunk, self.remat = int(loss_chunk), bool(remat)
-        self.unlikelihood = float(unlikelihood)
-        self.unlikelihood_context = int(unlikelihood_context)
-        if self.unlikelihood and self.loss_chunk:
+        # The unlikelihood terms (None: off); they read the tokenizer's stop and sentence-end ids.
+        self.ul = (
+            Unlikelihood.for_encoder(
+                Encoder(lm.preprocessor.tokenizer.proto),
+                weight=unlikelihood,
+                context=unlikelihood_context,
+                sentences=unlikelihood_sentences,
+            )
+            if unlikelihood or unlikelihood_sentences
+            else None
+        )
+        if self.ul is not None and self.loss_chunk:
             raise ValueError("unlikelihood needs the full logits: it cannot be combined with loss_chunk")
         self.optimizer = optimizer
         self.distribution = distribution
@@ -192,24 +205,19 @@ class Engine:
                 w,
                 loss_chunk=self.loss_chunk,
                 remat=self.remat,
-                unlikelihood=unlikelihood,
-                unlikelihood_context=self.unlikelihood_context,
+                unlikelihood=self.ul if unlikelihood else None,
             )
         logits, _ = self.lm.stateless_call(tv, ntv, x)
-        ul = (
-            jnp.sum(token_unlikelihood(logits, y, w, self.unlikelihood_context) * w)
-            if unlikelihood
-            else jnp.float32(0.0)
-        )
+        ul = self.ul(logits, y, w) if unlikelihood and self.ul is not None else jnp.float32(0.0)
         return jnp.sum(token_nll(logits, y) * w), ul, jnp.sum(w)
 
     def _train_loss_fn(self, tv, ntv, x, y, w):
-        """With `unlikelihood` on, what the step differentiates: NLL sum + weight x unlikelihood sum; aux `(nll, weight)`."""
+        """With unlikelihood on, what the step differentiates: NLL sum + the weighted unlikelihood sums; aux `(nll, weight)`."""
         nll, ul, weight = self._losses(tv, ntv, x, y, w, unlikelihood=True)
-        return nll + self.unlikelihood * ul, (nll, weight)
+        return nll + ul, (nll, weight)
 
     def _micro_fn(self, tv, ntv, acc, x, y, w):
-        if not self.unlikelihood:
+        if self.ul is None:
             (loss, weight), grads = jax.value_and_grad(self._loss_fn, has_aux=True)(tv, ntv, x, y, w)
         else:  # the logged loss is the NLL part, comparable with the validation loss
             (_, (loss, weight)), grads = jax.value_and_grad(self._train_loss_fn, has_aux=True)(tv, ntv, x, y, w)
