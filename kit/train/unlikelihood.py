@@ -32,10 +32,9 @@ Measured on the demo (docs/tiny-demo.md, "What limits repetition"): the
 token-level form at alpha 2.5, the demo's, lowers the repeated 4-grams from
 0.059-0.076 to 0.038-0.045 over three LoRA seeds and costs some keyword
 coverage; with k = 1 and alpha 10 they fall to 0.027, with reviews too short.
-Adding the sentence-start form at beta 10 (one seed) takes them to 0.023 and
-the reviews with a repeated sentence from 28 to 10 of 150, but the reviews
-come out a quarter shorter and cover fewer keywords (0.425 against 0.540),
-so the demo leaves it off.
+Adding the sentence-start form at beta 10 takes them to 0.023-0.028 over the
+same seeds, but the reviews come out shorter and cover fewer keywords
+(0.408-0.425 against 0.467-0.540), so the demo leaves it off.
 """
 
 from __future__ import annotations
