@@ -94,7 +94,7 @@ def _penalty(logits, targets, earlier):
 
 def _after_same_context(targets, written, vocab: int, context: int):
     """`(batch, length, vocab)` bool: token v came at an earlier written position s whose `context` tokens before it equal those before t."""
-    batch, length = targets.shape
+    length = targets.shape[1]
     t = jnp.arange(length)
     # Position t's prefix ends with targets[t-1], targets[t-2], ...; -1 stands for "before the row".
     same = (t[None, :, None] > t[None, None, :]) & written[:, None, :]
@@ -123,8 +123,9 @@ def sentence_unlikelihood(logits, targets, weights, sentence_ends, blank_ids=())
     A repeated sentence begins with a choice: the first token of a sentence
     the review has already written. At a sentence start `t` (the first
     weighted position of a row, or one whose previous token ends a
-    sentence, perhaps with one blank piece between) the candidates are the first tokens of the row's earlier
-    sentences, less the token that really comes next:
+    sentence, perhaps with one blank piece between) the candidates are the
+    first tokens of the row's earlier sentences, less the token that really
+    comes next:
 
         SUL_t = -sum over c in S_t of log(1 - p(c | x_<t)),   S_t = {y_s : s < t, s a sentence start} - {y_t}
 
@@ -153,8 +154,7 @@ def sentence_unlikelihood(logits, targets, weights, sentence_ends, blank_ids=())
     logits = jnp.asarray(logits).astype(jnp.float32)
     targets = jnp.asarray(targets)
     written = jnp.asarray(weights) > 0
-    batch, length = targets.shape
-    vocab = logits.shape[-1]
+    length, vocab = targets.shape[1], logits.shape[-1]
     ends, blank = (
         jnp.zeros((vocab,), bool).at[jnp.asarray(list(ids), jnp.int32)].set(True) for ids in (sentence_ends, blank_ids)
     )
