@@ -84,7 +84,7 @@ class Encoder:
         """The ids that end a review: `<eos>`, and `<end_of_turn>` where the vocabulary has it.
 
         The one list for generation (where decoding stops) and training (the
-        unlikelihood terms leave these to the NLL).
+        sentence-start unlikelihood term leaves these to the NLL).
         """
         ids = [self.eos_id]
         eot = self.sp.piece_to_id(END_OF_TURN)
@@ -101,14 +101,11 @@ class Encoder:
             >>> [enc.sp.id_to_piece(i) for i in enc.sentence_end_ids()]  # doctest: +SKIP
             ['\\n', '<0x0A>', '».', '.', '!']
         """
-        out = []
-        for i in range(self.sp.get_piece_size()):
-            if self.sp.is_control(i) or self.sp.is_unknown(i):
-                continue
-            piece = self.sp.id_to_piece(i)
-            if "\n" in piece or piece == "<0x0A>" or piece.rstrip(_CLOSERS).endswith(_SENTENCE_END):
-                out.append(i)
-        return tuple(out)
+        return tuple(
+            i
+            for i, piece in self._text_pieces()
+            if "\n" in piece or piece == "<0x0A>" or piece.rstrip(_CLOSERS).endswith(_SENTENCE_END)
+        )
 
     def blank_ids(self) -> tuple[int, ...]:
         """Ids of the whitespace-only pieces (`▁`, `▁▁`, ...), newlines aside (those end a sentence).
@@ -117,13 +114,13 @@ class Encoder:
             >>> Encoder(lm.preprocessor.tokenizer.proto).blank_ids()  # doctest: +SKIP
             (263,)
         """
-        return tuple(
-            i
-            for i in range(self.sp.get_piece_size())
-            if not (self.sp.is_control(i) or self.sp.is_unknown(i))
-            and self.sp.id_to_piece(i).replace("▁", " ").isspace()
-            and "\n" not in self.sp.id_to_piece(i)
-        )
+        return tuple(i for i, piece in self._text_pieces() if piece.replace("▁", " ").isspace() and "\n" not in piece)
+
+    def _text_pieces(self):
+        """`(id, piece)` for every vocabulary piece but the control ones and `<unk>`."""
+        for i in range(self.sp.get_piece_size()):
+            if not (self.sp.is_control(i) or self.sp.is_unknown(i)):
+                yield i, self.sp.id_to_piece(i)
 
     def encode(self, prompt: str, target: str) -> Example:
         """`<bos>` + prompt + target; prompt and target are tokenised separately,

@@ -226,9 +226,7 @@ class Unlikelihood:
 
     @classmethod
     def for_encoder(cls, encoder, *, weight: float = 0.0, context: int = 0, sentences: float = 0.0):
-        """The terms for a tokenizer (`kit.data.batching.Encoder`); None when both weights are 0."""
-        if not (weight or sentences):
-            return None
+        """The terms for a tokenizer (`kit.data.batching.Encoder`), with its stop, sentence-end and blank ids."""
         ends, blanks = (encoder.sentence_end_ids(), encoder.blank_ids()) if sentences else ((), ())
         return cls(float(weight), int(context), float(sentences), tuple(encoder.stop_ids), tuple(ends), tuple(blanks))
 
