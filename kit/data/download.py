@@ -11,7 +11,8 @@ Two sources hold the same 500,000 reviews (docs/design.md, "The data"):
   Face Hub, loaded with ``datasets`` and written atomically (`kit.data.hub`).
 
 Every failure a user can fix (no network, HTTP errors, a corrupt transfer)
-becomes one `UserError` line that points at the synthetic sample as a fallback.
+becomes one `UserError` line that points at the synthetic sample as a fallback
+(`kit.data.download_messages`, shared by both sources).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
+from kit.data.download_messages import SAMPLE_HINT, exception_chain, one_line, say
+from kit.data.hub import HUB_REPO, download_hub
 from kit.errors import UserError
 
 GITHUB_URL = (
@@ -33,7 +36,6 @@ GITHUB_URL = (
 GITHUB_FILENAME = "geo-reviews-dataset-2023.tskv"
 GITHUB_SIZE = 378_730_064
 GITHUB_SHA256 = "3aa1a838276e23217b14d904f47ab20c753751a48eef8e046d6d671a65098109"
-SAMPLE_HINT = "Check your internet access, or use the bundled synthetic sample data/sample/geo-reviews-sample.tskv."
 # (connect, read) seconds: a dead host fails fast, a slow LFS server may pause.
 TIMEOUT = (15.0, 60.0)
 CHUNK_SIZE = 1 << 20
@@ -82,8 +84,6 @@ def download(
             progress=progress,
         )
     if source == "hub":
-        from kit.data.hub import HUB_REPO, download_hub
-
         if url is not None or size is not None or sha256 is not None:
             raise UserError("--url, --size and --sha256 apply only to --source github. Received: --source hub")
         return download_hub(out_dir, repo_id=repo or HUB_REPO, progress=progress)
@@ -135,7 +135,7 @@ def fetch_file(
     sha256 = sha256.lower() if sha256 else None
     if target.exists():
         _verify(target, url, size, sha256, delete=False)
-        _say(progress, f"{target} is already downloaded and verified; not fetching it again.")
+        say(progress, f"{target} is already downloaded and verified; not fetching it again.")
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
@@ -161,7 +161,7 @@ def fetch_file(
                     f"({reason}). {kept} the same command again to resume."
                 )
             attempt += 1
-            _say(progress, f"Transfer interrupted ({reason}); resuming (retry {attempt}/{retries}).")
+            say(progress, f"Transfer interrupted ({reason}); resuming (retry {attempt}/{retries}).")
             time.sleep(retry_wait_s)
 
     _verify(part, url, size, sha256, delete=True)
@@ -232,7 +232,7 @@ def _fetch_once(session, url, part, have, size, progress, timeout, chunk_size) -
             requests.exceptions.ConnectionError,
             requests.exceptions.Timeout,
         ) as e:
-            return _one_line(e)
+            return one_line(e)
         except OSError as e:
             raise UserError(
                 f"Cannot write {part}: {e.strerror or e}. Free some disk space or choose another --out."
@@ -269,7 +269,7 @@ def _network_message(url: str, error: BaseException, timeout: tuple[float, float
     """One line for a failure to reach the server, by cause."""
     import requests
 
-    causes = list(_chain(error))
+    causes = list(exception_chain(error))
     text = " ".join(str(c) for c in causes)
     if isinstance(error, requests.exceptions.Timeout):
         what = f"timed out (no answer within {timeout[0]:g} s to connect, {timeout[1]:g} s to read)"
@@ -282,27 +282,5 @@ def _network_message(url: str, error: BaseException, timeout: tuple[float, float
     ):
         return f"--url must be an http(s) URL. Received: {url!r}"
     else:
-        what = f"no network connection ({_one_line(error)})"
+        what = f"no network connection ({one_line(error)})"
     return f"Cannot download {url}: {what}. {SAMPLE_HINT}"
-
-
-def _chain(error: BaseException, depth: int = 0):
-    """An exception, what it wraps (args, .reason, cause, context), recursively."""
-    if depth > 6:
-        return
-    yield error
-    inner = [a for a in error.args if isinstance(a, BaseException)]
-    inner += [getattr(error, "reason", None), error.__cause__, error.__context__]
-    for e in inner:
-        if isinstance(e, BaseException) and e is not error:
-            yield from _chain(e, depth + 1)
-
-
-def _one_line(error: BaseException, limit: int = 200) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _say(enabled: bool, message: str) -> None:
-    if enabled:
-        print(message, file=sys.stderr)

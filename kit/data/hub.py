@@ -13,7 +13,7 @@ import re
 import socket
 from pathlib import Path
 
-from kit.data.download import SAMPLE_HINT, _chain, _one_line, _say
+from kit.data.download_messages import SAMPLE_HINT, exception_chain, one_line, say
 from kit.errors import UserError
 
 HUB_REPO = "d0rj/geo-reviews-dataset-2023"
@@ -58,7 +58,7 @@ def download_hub(out_dir: str | os.PathLike, *, repo_id: str = HUB_REPO, progres
     """
     target = Path(out_dir) / hub_filename(repo_id)
     if target.exists():  # written atomically, so an existing file is a whole one
-        _say(progress, f"{target} is already downloaded; not fetching it again.")
+        say(progress, f"{target} is already downloaded; not fetching it again.")
         return target
     secrets = [os.environ.get(v) for v in TOKEN_VARS]
     token = next((s for s in secrets if s), None)
@@ -93,12 +93,12 @@ def download_hub(out_dir: str | os.PathLike, *, repo_id: str = HUB_REPO, progres
 
 def _hub_message(repo_id: str, error: BaseException) -> str | None:
     """One line for a known Hub failure; None for an unexpected one."""
-    causes = list(_chain(error))
+    causes = list(exception_chain(error))
     names = {type(c).__name__ for c in causes}
     if names & {"DatasetNotFoundError", "RepositoryNotFoundError", "GatedRepoError"}:
         return (
             f"Cannot download {repo_id} from the Hugging Face Hub: not found or no access "
-            f"({_one_line(error)}). Check the name, or set HF_TOKEN if it needs a login."
+            f"({one_line(error)}). Check the name, or set HF_TOKEN if it needs a login."
         )
     # Class names and modules rather than imports: the HTTP stack under
     # huggingface_hub changes between releases (requests, then httpx).
@@ -110,7 +110,7 @@ def _hub_message(repo_id: str, error: BaseException) -> str | None:
     if network:
         return (
             f"Cannot download {repo_id} from the Hugging Face Hub: no network connection "
-            f"({_one_line(error)}). {SAMPLE_HINT}"
+            f"({one_line(error)}). {SAMPLE_HINT}"
         )
     return None
 
