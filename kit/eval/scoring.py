@@ -36,7 +36,7 @@ from kit.metrics import (
     win_rate,
 )
 from kit.metrics.diversity import self_bleu_scores
-from kit.metrics.overlap import _bleu, _chrf
+from kit.metrics.overlap import bleu_metric, chrf_metric
 from kit.metrics.tokens import ngrams, words
 
 HUMAN = "human"
@@ -239,7 +239,7 @@ def corpus_statistics(
 
         out["rating_balanced_accuracy"] = balanced
     if not is_human:
-        for key, metric in (("corpus_chrf", _chrf()), ("corpus_bleu", _bleu(False))):
+        for key, metric in (("corpus_chrf", chrf_metric()), ("corpus_bleu", bleu_metric(False))):
             # sacrebleu's paired bootstrap (sacrebleu/significance.py) resamples these same
             # per-sentence sufficient statistics; a corpus score is a function of their sum.
             stats = np.asarray(metric._extract_corpus_statistics(list(texts), [list(references)]))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from kit.metrics.overlap import _bleu, _check_pairs
+from kit.metrics.overlap import bleu_metric, check_pairs
 from kit.metrics.tokens import ngrams, words
 
 
@@ -102,7 +102,7 @@ def self_bleu_scores(texts: Sequence[str], *, only: Sequence[int] | None = None)
     texts = list(texts)
     if len(texts) < 2:
         raise ValueError(f"self-BLEU needs at least 2 texts. Received: {len(texts)}")
-    bleu = _bleu(True)
+    bleu = bleu_metric(True)
     order = range(len(texts)) if only is None else only
     return [bleu.sentence_score(texts[i], texts[:i] + texts[i + 1 :]).score for i in order]
 
@@ -127,7 +127,7 @@ def corpus_length_ratio(hypotheses: Sequence[str], references: Sequence[str]) ->
         >>> corpus_length_ratio(["Чисто", "Очень грязно и шумно"], ["Чисто и уютно", "Грязно"])
         1.25
     """
-    _check_pairs(hypotheses, references)
+    check_pairs(hypotheses, references)
     ref = sum(len(words(r)) for r in references)
     if ref == 0:
         raise ValueError("The references have no words.")

@@ -21,7 +21,15 @@ from kit.metrics.tokens import RougeTokenizer
 
 
 @functools.cache
-def _chrf():
+def chrf_metric():
+    """sacrebleu's chrF++ metric object, built once (the one every chrF++ here uses).
+
+    `kit.eval.scoring` bootstraps corpus chrF++ from its per-sentence statistics.
+
+    Example:
+        >>> chrf_metric().word_order
+        2
+    """
     from sacrebleu.metrics import CHRF
 
     # word_order=2 is what makes chrF into chrF++ (character 6-grams plus word 1–2-grams).
@@ -29,7 +37,17 @@ def _chrf():
 
 
 @functools.cache
-def _bleu(sentence: bool):
+def bleu_metric(sentence: bool):
+    """sacrebleu's BLEU metric object, built once: sentence-level (effective order) or corpus-level.
+
+    Args:
+        sentence: True for per-sentence scores (self-BLEU, `sentence_bleu`),
+            False for the standard corpus BLEU.
+
+    Example:
+        >>> bleu_metric(True).effective_order, bleu_metric(False).effective_order
+        (True, False)
+    """
     from sacrebleu.metrics import BLEU
 
     # A short review often has no matching 4-gram; effective order keeps a
@@ -47,7 +65,20 @@ def _rouge(use_lemmas: bool):
     return RougeScorer(["rougeL"], tokenizer=RougeTokenizer(use_lemmas=use_lemmas))
 
 
-def _check_pairs(hypotheses: Sequence[str], references: Sequence[str]) -> None:
+def check_pairs(hypotheses: Sequence[str], references: Sequence[str]) -> None:
+    """Refuse a single string or lists of different lengths: one reference per hypothesis.
+
+    Raises:
+        TypeError: A string instead of a list.
+        ValueError: Not as many references as hypotheses.
+
+    Example:
+        >>> check_pairs(["Чисто"], ["Чисто и уютно"])
+        >>> check_pairs(["Чисто"], [])
+        Traceback (most recent call last):
+        ...
+        ValueError: Need one reference per hypothesis. Received: 1 hypotheses and 0 references
+    """
     if isinstance(hypotheses, str) or isinstance(references, str):
         raise TypeError("Pass lists of texts, not a single string.")
     if len(hypotheses) != len(references):
@@ -64,7 +95,7 @@ def sentence_chrf(hypothesis: str, reference: str) -> float:
         >>> round(sentence_chrf("Отличный кофе и выпечка", "Отличный кофе и вкусная выпечка"), 2)
         67.93
     """
-    return _chrf().sentence_score(hypothesis, [reference]).score
+    return chrf_metric().sentence_score(hypothesis, [reference]).score
 
 
 def corpus_chrf(hypotheses: Sequence[str], references: Sequence[str]) -> float:
@@ -74,8 +105,8 @@ def corpus_chrf(hypotheses: Sequence[str], references: Sequence[str]) -> float:
         >>> round(corpus_chrf(["Отличный кофе"], ["Отличный кофе"]), 1)
         100.0
     """
-    _check_pairs(hypotheses, references)
-    return _chrf().corpus_score(list(hypotheses), [list(references)]).score
+    check_pairs(hypotheses, references)
+    return chrf_metric().corpus_score(list(hypotheses), [list(references)]).score
 
 
 def sentence_bleu(hypothesis: str, reference: str) -> float:
@@ -85,7 +116,7 @@ def sentence_bleu(hypothesis: str, reference: str) -> float:
         >>> round(sentence_bleu("Очень вкусный кофе", "Очень вкусный кофе"), 1)
         100.0
     """
-    return _bleu(True).sentence_score(hypothesis, [reference]).score
+    return bleu_metric(True).sentence_score(hypothesis, [reference]).score
 
 
 def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str]) -> float:
@@ -96,8 +127,8 @@ def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str]) -> float:
         >>> round(corpus_bleu(texts, texts), 1)
         100.0
     """
-    _check_pairs(hypotheses, references)
-    return _bleu(False).corpus_score(list(hypotheses), [list(references)]).score
+    check_pairs(hypotheses, references)
+    return bleu_metric(False).corpus_score(list(hypotheses), [list(references)]).score
 
 
 def rouge_l(hypothesis: str, reference: str, *, use_lemmas: bool = False) -> float:
@@ -124,7 +155,7 @@ def corpus_rouge_l(hypotheses: Sequence[str], references: Sequence[str], *, use_
         >>> corpus_rouge_l(["Чистые номера", "Грязно"], ["Чистые номера", "Чисто"])
         0.5
     """
-    _check_pairs(hypotheses, references)
+    check_pairs(hypotheses, references)
     if not hypotheses:
         return 0.0
     scores = [rouge_l(h, r, use_lemmas=use_lemmas) for h, r in zip(hypotheses, references, strict=True)]

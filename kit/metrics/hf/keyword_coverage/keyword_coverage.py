@@ -1,13 +1,13 @@
 """Keyword coverage on Russian lemmas, as an `evaluate` module.
 
-Wraps `kit.metrics.keyword_coverage`.
+Wraps `kit.metrics.keyword_coverage` and its `mean_keyword_coverage`.
 """
 
 import datasets
 import evaluate
 
 from kit.metrics.hf.common import as_list, metric_info
-from kit.metrics.keyword_coverage import keyword_coverage
+from kit.metrics.keyword_coverage import keyword_coverage, mean_keyword_coverage
 
 _DESCRIPTION = """Share of the requested keywords present in the generated text, matched on
 pymorphy3 lemmas ("номера" covers "номер"); averaged over the samples that requested
@@ -46,9 +46,12 @@ class KeywordCoverage(evaluate.Metric):
         )
 
     def _compute(self, predictions, references, return_per_sample=False):
-        scores = [keyword_coverage(p, list(k)) for p, k in zip(as_list(predictions), as_list(references), strict=True)]
-        scored = [s for s in scores if s is not None]
-        out = {"keyword_coverage": sum(scored) / len(scored) if scored else None, "n": len(scored)}
+        texts, keywords = as_list(predictions), [list(k) for k in as_list(references)]
+        # The mean is `mean_keyword_coverage`'s own, not restated here; the second
+        # pass over the texts is cheap, as the lemma of each word is cached.
+        mean = mean_keyword_coverage(texts, keywords)
+        scores = [keyword_coverage(t, k) for t, k in zip(texts, keywords, strict=True)]
+        out = {"keyword_coverage": mean, "n": sum(s is not None for s in scores)}
         if return_per_sample:
             out["keyword_coverage_per_sample"] = scores
         return out
