@@ -37,7 +37,7 @@ FINETUNE_ARGS ?=
 EVAL_ARGS ?= --split test --limit 150 --seed 0
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast data pretrain-data tiny finetune evaluate app screenshots bench notebooks lint format clean help
+.PHONY: install demo test test-fast data pretrain-data tiny finetune evaluate app screenshots bench bench-table notebooks lint format clean help
 
 help:
 	@echo "make demo      install, then the whole pipeline on the bundled SYNTHETIC sample"
@@ -50,7 +50,8 @@ help:
 	@echo "make evaluate  compare runs on the test split (report in reports/; EVAL_ARGS=--overwrite to replace it)"
 	@echo "make app       start the Streamlit evaluator"
 	@echo "make screenshots  regenerate docs/screenshots/*.png of the app (after make demo)"
-	@echo "make bench     run the benchmarks in bench/ (results in bench/results/)"
+	@echo "make bench     run the benchmarks in bench/ (results in bench/results/), then make bench-table"
+	@echo "make bench-table  regenerate README.md's benchmark table from bench/results/*.json"
 	@echo "make notebooks run notebooks/*.ipynb in SMOKE mode (SYNTHETIC sample, tiny model) and save their outputs"
 	@echo "make lint      ruff check and ruff format --check"
 	@echo "make format    ruff format and ruff check --fix"
@@ -129,6 +130,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/app_latency.py --concurrent 8
 	$(BIN)/python bench/early_stop.py
 	$(BIN)/python bench/shared_base.py --size tiny
+	@$(MAKE) --no-print-directory bench-table
+
+# The README's benchmark table is generated from the result files (tests/bench/test_table.py checks it).
+bench-table: $(STAMP)
+	$(BIN)/python bench/table.py --write README.md
 
 # With their default parameters (SMOKE = True, WORK = "runs/nb") each notebook builds what it
 # lacks (prepared sample, micro tiny base) under runs/nb/, not the demo's data/prepared, models/
