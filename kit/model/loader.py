@@ -136,7 +136,7 @@ def load_causal_lm(preset: str, *, dtype: str = "auto") -> keras_hub.models.Gemm
         )
     source = preset
     if kind in ("kaggle", "builtin", "hf"):
-        source = _check_network(preset, kind)
+        source = preset_source(preset, kind)
     if kind == "local":
         verify_tiny_base(preset)  # a committed or `kit tiny` base: its files match their checksums
     try:
@@ -147,9 +147,28 @@ def load_causal_lm(preset: str, *, dtype: str = "auto") -> keras_hub.models.Gemm
         raise UserError(explain_load_failure(preset, kind, e)) from None
 
 
-def _check_network(preset: str, kind: str) -> str:
-    """What to load `preset` from: a local copy when one exists (no network needed), else `preset`
-    itself once its host answers; fails fast (seconds, not a minute of retries) when neither."""
+def preset_source(preset: str, kind: str) -> str:
+    """What to load a remote `preset` from: a local copy when one exists, else `preset` once its host answers.
+
+    A local copy (an attached Kaggle model, kagglehub's cache, or for `hf://` the
+    Hugging Face cache when the Hub is unreachable) needs no network. When there
+    is neither a copy nor an answer, it fails in seconds rather than after a
+    minute of the download client's retries.
+
+    Args:
+        preset: A `kaggle://`, built-in or `hf://` preset.
+        kind: Its `preset_kind` (`"kaggle"`, `"builtin"` or `"hf"`).
+
+    Returns:
+        The local directory to load from, or `preset` itself.
+
+    Raises:
+        UserError: No local copy and no network connection to the host.
+
+    Example:
+        >>> preset_source("kaggle://google/gemma-2/keras/gemma2_2b_en/1", "kaggle")  # doctest: +SKIP
+        'kaggle://google/gemma-2/keras/gemma2_2b_en/1'
+    """
     if kind != "hf":
         local = local_preset(preset)
         if local is not None:

@@ -22,7 +22,7 @@ from kit.data.synth.sample import (
 from kit.data.tskv import read_tskv
 from kit.errors import UserError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "data" / "sample" / "geo-reviews-sample.tskv"
 # Counts of the real file (docs/design.md) that the rubric weights reproduce.
 REAL_TOP_RUBRICS = {"Гостиница": 42236, "Ресторан": 14613, "Кафе": 12363, "Супермаркет": 8891,
@@ -181,7 +181,7 @@ def test_every_template_renders_for_every_rubric():
             for sentiment in ("pos", "mix", "neg"):
                 assert aspect[sentiment], (rubric_str, sentiment)
                 for template in aspect[sentiment]:
-                    text = synth._render(rng, template, profile.fillers)
+                    text = synth.render_template(rng, template, profile.fillers)
                     assert "{" not in text and "}" not in text and "  " not in text
                     assert text[0].isupper() and text[-1] in ".!…»", (rubric_str, text)
 

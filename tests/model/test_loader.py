@@ -19,7 +19,7 @@ from kit.model import (
 )
 from kit.model.loader import explain_load_failure
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # Micro model (tests/tiny_models.MICRO): 2 layers, hidden 16, 4 q/kv heads of 4, FFW 32.
 # Per layer and rank r, LoRA adds A+B: q, k, v: 4*16*r + r*4 = 68r each; attention
@@ -157,7 +157,7 @@ def _vocab(lm) -> int:
 
 
 def test_attached_kaggle_model_loads_with_internet_off(tiny_preset, tmp_path, monkeypatch, no_network, capsys):
-    from kit.model.loader import _check_network, local_preset
+    from kit.model.loader import local_preset, preset_source
 
     inputs = tmp_path / "input"
     monkeypatch.setenv("KAGGLE_CACHE_MOUNT_FOLDER", str(inputs))
@@ -165,7 +165,7 @@ def test_attached_kaggle_model_loads_with_internet_off(tiny_preset, tmp_path, mo
     # Kaggle mounts an attached model as <input>/<model>/<framework>/<variation>/<version>
     attached = _copy_preset(tiny_preset, inputs / "gemma-2" / "keras" / "gemma2_2b_en" / "1")
     with pytest.raises(UserError, match="no network connection"):
-        _check_network("kaggle://google/gemma-2/keras/gemma2_2b_en/3", "kaggle")  # not the attached version
+        preset_source("kaggle://google/gemma-2/keras/gemma2_2b_en/3", "kaggle")  # not the attached version
     assert no_network  # the pre-check really saw no network
     for preset in (
         "gemma2_2b_en",

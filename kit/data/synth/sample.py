@@ -174,7 +174,18 @@ class _Slots(dict):
         return value
 
 
-def _render(rng: random.Random, template: str, fillers: dict) -> str:
+def render_template(rng: random.Random, template: str, fillers: dict) -> str:
+    """`template` with each `{slot}` drawn from `fillers`, its first letter capitalised.
+
+    Args:
+        rng: The generator the slots are drawn from (deterministic for its state).
+        template: A sentence with `{slot}` fields (`{x2}`: another value than `{x}`'s).
+        fillers: Slot name -> the values it draws from.
+
+    Example:
+        >>> render_template(random.Random(0), "{dish} и {dish2} вкусные.", {"dish": ("суп", "плов")})
+        'Плов и суп вкусные.'
+    """
     text = template.format_map(_Slots(rng, fillers)) if "{" in template else template
     return text[0].upper() + text[1:] if text[0].islower() else text
 
@@ -233,17 +244,17 @@ def _compose(profile: _Profile, rating: int, rng: random.Random, long: bool) -> 
         options = aspect[sentiment]
         k = 1 if per_aspect == 1 or rng.random() < 0.4 else rng.randint(2, per_aspect)
         for template in rng.sample(options, min(k, len(options))):
-            sentence = _render(rng, template, fillers)
+            sentence = render_template(rng, template, fillers)
             if prev is not None and rng.random() < 0.3:
                 sentence = rng.choice(common.CONNECTORS[prev, sentiment]) + _lower_first(sentence)
             body.append(sentence)
             prev = sentiment
     sentences: list[str] = []
     if long or rng.random() < 0.7:
-        sentences.append(_render(rng, rng.choice(profile.open[tone]), fillers))
+        sentences.append(render_template(rng, rng.choice(profile.open[tone]), fillers))
     sentences.extend(body)
     if long or rng.random() < (0.85 if tone == "neg" else 0.7):
-        sentences.append(_render(rng, rng.choice(profile.close[tone]), fillers))
+        sentences.append(render_template(rng, rng.choice(profile.close[tone]), fillers))
     if rng.random() < 0.25:
         sentences.append(rng.choice(common.RATING_LINES[rating]))
     return _join(sentences, rng, long)
