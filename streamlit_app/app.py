@@ -2,7 +2,13 @@
 
     streamlit run streamlit_app/app.py -- --runs runs --reports reports --data data/prepared
 
-A thin layer over `kit`: see `shared.py` for configuration and the pages in `pages/`.
+A thin layer over `kit`; the pages in `pages/` share:
+
+- `config.py`: the settings (runs, reports and data dirs, model cache size) from the command line or KIT_* env vars;
+- `resources.py`: the cached model pool, judges, reports and vocabulary, and generation;
+- `form.py`: the request and sampler widgets;
+- `markup.py`: reviews as safe HTML with marked words, score captions (pure, unit-tested);
+- `display.py`: showing those on a page.
 """
 
 from __future__ import annotations
@@ -11,21 +17,19 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
+# The repo root, so that the pages import `streamlit_app.<module>` (`streamlit run` puts only HERE on the path).
+if str(HERE.parent) not in sys.path:
+    sys.path.insert(0, str(HERE.parent))
 
 import streamlit as st  # noqa: E402
-from shared import config  # noqa: E402
 
 import kit  # noqa: E402,F401  (JAX backend before keras)
 from kit.errors import UserError  # noqa: E402
+from streamlit_app.config import settings  # noqa: E402
+from streamlit_app.markup import STYLE  # noqa: E402
 
 st.set_page_config(page_title="Geo reviews evaluator", page_icon=":material/rate_review:", layout="wide")
-st.markdown(
-    "<style>mark.kw{background:#ffe08a;padding:0 2px;border-radius:3px}"
-    "u.shared{text-decoration:underline 2px #3b82f6}</style>",
-    unsafe_allow_html=True,
-)
+st.markdown(STYLE, unsafe_allow_html=True)
 
 page = st.navigation(
     [
@@ -37,7 +41,7 @@ page = st.navigation(
     ]
 )
 try:
-    DIRS = config()
+    DIRS = settings()
 except UserError as e:
     st.error(str(e))
     st.stop()

@@ -5,23 +5,14 @@ from __future__ import annotations
 import random
 
 import streamlit as st
-from shared import (
-    config,
-    generate,
-    is_synthetic,
-    need_runs,
-    need_vocabulary,
-    parse_form,
-    request_fields,
-    scores_for,
-    show_scores,
-    show_text,
-    synthetic_banner,
-)
 
 from kit.errors import UserError
+from streamlit_app.config import settings
+from streamlit_app.display import show_scores, show_text, synthetic_banner
+from streamlit_app.form import parse_form, request_fields
+from streamlit_app.resources import generate, is_synthetic, need_runs, need_vocabulary, scores_for
 
-DIRS = config()
+DIRS = settings()
 st.title("Compare models")
 names = need_runs()
 vocab = need_vocabulary()

@@ -5,23 +5,14 @@ from __future__ import annotations
 import time
 
 import streamlit as st
-from shared import (
-    compile_status,
-    config,
-    is_synthetic,
-    need_runs,
-    need_vocabulary,
-    parse_form,
-    request_fields,
-    scores_for,
-    show_scores,
-    show_text,
-    stream,
-)
 
 from kit.errors import UserError
+from streamlit_app.config import settings
+from streamlit_app.display import show_scores, show_text
+from streamlit_app.form import parse_form, request_fields
+from streamlit_app.resources import compile_status, is_synthetic, need_runs, need_vocabulary, scores_for, stream
 
-DIRS = config()
+DIRS = settings()
 st.title("Generate a review")
 names = need_runs()
 vocab = need_vocabulary()

@@ -5,14 +5,16 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 import streamlit as st
-from shared import DEMO_HINT, config, report_metrics, synthetic_banner
 
 from kit.errors import UserError
 from kit.eval.report import list_reports
 from kit.eval.rows import headline_rows, interval_cell, win_rate_rows
 from kit.eval.scoring import BY_KEY, METRICS
+from streamlit_app.config import DEMO_HINT, settings
+from streamlit_app.display import synthetic_banner
+from streamlit_app.resources import report_metrics
 
-DIRS = config()
+DIRS = settings()
 st.title("Metrics")
 reports = list_reports(DIRS.reports)
 if not reports:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
-from shared import DEMO_HINT, config, fmt, report_metrics, report_samples, show_text, synthetic_banner
 
 from kit.errors import UserError
 from kit.eval import (
@@ -15,8 +14,12 @@ from kit.eval import (
     vote_key,
 )
 from kit.eval.scoring import BY_KEY, HUMAN
+from streamlit_app.config import DEMO_HINT, settings
+from streamlit_app.display import show_text, synthetic_banner
+from streamlit_app.markup import fmt
+from streamlit_app.resources import report_metrics, report_samples
 
-DIRS = config()
+DIRS = settings()
 st.title("Samples")
 reports = list_reports(DIRS.reports)
 if not reports:
