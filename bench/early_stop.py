@@ -51,7 +51,7 @@ def main() -> int:
     ours = [s[0] for s in gen.complete(prompts, sampler, max_new_tokens=limit)]
     kit_s, kit_steps = time.perf_counter() - t, list(gen.last_steps)
 
-    encoded = [(i, gen._encode(p)) for i, p in enumerate(prompts)]
+    encoded = [(i, gen.encode(p)) for i, p in enumerate(prompts)]
     batches = [encoded[s : s + options.batch_size] for s in range(0, len(encoded), options.batch_size)]
     packed = [gen._pack(chunk, limit) for chunk in batches]
     gen._run_keras(*packed[0], sampler, 0)  # compile
@@ -60,7 +60,7 @@ def main() -> int:
     t = time.perf_counter()
     for b, (chunk, (token_ids, mask)) in enumerate(zip(batches, packed, strict=True)):
         out = gen._run_keras(token_ids, mask, sampler, b)  # KerasHub's loop (what the kit ran before)
-        theirs += [gen._decode(prompts[i], out[j], len(ids), limit) for j, (i, ids) in enumerate(chunk)]
+        theirs += [gen.decode_row(prompts[i], out[j], len(ids), limit) for j, (i, ids) in enumerate(chunk)]
     keras_s, keras_steps = time.perf_counter() - t, list(gen.last_steps)
 
     result = {

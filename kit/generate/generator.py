@@ -38,7 +38,7 @@ import kit  # noqa: F401
 from kit.data.prompt import extract_response
 from kit.data.tskv import unescape
 from kit.errors import UserError
-from kit.generate.decode import STEPWISE, Decoder
+from kit.generate.decode import STEPWISE, Decoder, DecodeState
 from kit.generate.request import Request
 from kit.generate.sampler import CONTEXT_TOKENS, GenerateOptions, SamplerSpec
 
@@ -104,7 +104,8 @@ class Generator:
             raise UserError(f"batch_size must be ≥ 1. Received: batch_size={batch_size}")
         self.lm = lm
         self.encoder = Encoder(lm.preprocessor.tokenizer.proto)
-        self.stop_ids = self._stop_ids()
+        # A copy per generator: a benchmark or test may stop on other ids for one model.
+        self.stop_ids = self.encoder.stop_ids
         self.batch_size = batch_size
         self.batch_sizes = sorted({min(2**i, batch_size) for i in range(batch_size.bit_length() + 1)})
         self.length_buckets = tuple(sorted(length_buckets))
@@ -131,9 +132,6 @@ class Generator:
     def traces(self) -> int:
         """Decode programs compiled so far on this model (one per bucket, batch size and sampler)."""
         return self.decoder.traces
-
-    def _stop_ids(self) -> tuple[int, ...]:
-        return self.encoder.stop_ids
 
     def _check_open(self) -> None:
         if self.closed:
@@ -164,7 +162,7 @@ class Generator:
     ) -> list[list[Sample]]:
         """Like `generate`, for ready prompts (e.g. the `prompt` column of a prepared split)."""
         _check_counts(n, max_new_tokens)
-        encoded = [self._encode(p) for p in prompts]
+        encoded = [self.encode(p) for p in prompts]
         check_room(max((len(ids) for ids in encoded), default=0), max_new_tokens, self.length_buckets[-1])
         rows = [(i, ids) for i, ids in enumerate(encoded) for _ in range(n)]
         out: list[list[Sample]] = [[] for _ in prompts]
@@ -174,7 +172,7 @@ class Generator:
             for b, start in enumerate(range(0, len(rows), self.batch_size)):
                 chunk = rows[start : start + self.batch_size]
                 for (i, ids), generated in zip(chunk, self._run(chunk, sampler, b, max_new_tokens), strict=True):
-                    out[i].append(self._decode(prompts[i], generated, len(ids), max_new_tokens))
+                    out[i].append(self.decode_row(prompts[i], generated, len(ids), max_new_tokens))
         return out
 
     def stream(
@@ -217,8 +215,54 @@ class Generator:
         prompt = request if isinstance(request, str) else request.prompt()
         return Stream(self, prompt, sampler, n=n, max_new_tokens=max_new_tokens, chunk_tokens=chunk_tokens)
 
-    def _encode(self, prompt: str) -> list[int]:
+    def encode(self, prompt: str) -> list[int]:
+        """`<bos>` + the SentencePiece ids of `prompt`, exactly as in training.
+
+        Example:
+            >>> gen.encode("<start_of_turn>user")[0] == gen.encoder.bos_id  # doctest: +SKIP
+            True
+        """
         return [self.encoder.bos_id, *self.encoder.sp.encode(prompt)]
+
+    def prefill(self, prompt_ids: list[int], sampler: SamplerSpec, *, rows: int, max_new_tokens: int) -> DecodeState:
+        """Start a stream: `rows` copies of one encoded prompt, cache filled, no token written yet.
+
+        The batch is padded to its compiled shape like any other; it takes the
+        model's lock for the prefill only, so other streams and batches on the
+        model take turns with this one. `advance` writes the tokens.
+
+        Args:
+            prompt_ids: The prompt as `encode` gives it.
+            sampler: A stepwise sampler (see `kit.generate.decode.STEPWISE`).
+            rows: Reviews to write for the prompt (at most `batch_size`).
+            max_new_tokens: Length limit of one review.
+
+        Raises:
+            UserError: The model was unloaded (`SharedBase.close`).
+
+        Example:
+            >>> ds = gen.prefill(gen.encode(prompt), SamplerSpec(name="greedy"), rows=1, max_new_tokens=32)  # doctest: +SKIP
+        """
+        token_ids, padding_mask = self._pack([(0, prompt_ids)] * rows, max_new_tokens)
+        with self.lock:
+            self._check_open()
+            return self._start(token_ids, padding_mask, sampler, 0, max_new_tokens)
+
+    def advance(self, ds: DecodeState, sampler: SamplerSpec, steps: int) -> DecodeState:
+        """Write up to `steps` more tokens of a stream's batch (fewer once every row is done).
+
+        Takes the model's lock for these steps only, and runs with this
+        generator's adapter.
+
+        Raises:
+            UserError: The model was unloaded (`SharedBase.close`).
+
+        Example:
+            >>> gen.advance(ds, SamplerSpec(name="greedy"), steps=4).index  # doctest: +SKIP
+        """
+        with self.lock:
+            self._check_open()
+            return self.decoder.advance(self.decoder.state(self.adapter), sampler, ds, steps=steps)
 
     def _pack(self, chunk, max_new_tokens: int) -> tuple[np.ndarray, np.ndarray]:
         longest = max(len(ids) for _, ids in chunk)
@@ -282,7 +326,7 @@ class Generator:
     def is_compiled(self, request: Request | str, sampler: SamplerSpec, *, n: int = 1, max_new_tokens: int) -> bool:
         """Whether generating this (one request, `n` reviews) reuses a compiled program or compiles one first."""
         prompt = request if isinstance(request, str) else request.prompt()
-        length = self.bucket_length(len(self._encode(prompt)), max_new_tokens)
+        length = self.bucket_length(len(self.encode(prompt)), max_new_tokens)
         rows = min(n, self.batch_size)
         if sampler.name not in STEPWISE:  # KerasHub's program: compiled per sampler (and shape)
             return sampler.key() in self._programs
@@ -314,7 +358,19 @@ class Generator:
         self.lm.generate_function = function
         return function
 
-    def _decode(self, prompt: str, row: np.ndarray, n_prompt: int, max_new_tokens: int) -> Sample:
+    def decode_row(self, prompt: str, row: np.ndarray, n_prompt: int, max_new_tokens: int) -> Sample:
+        """The `Sample` in one row of tokens: new tokens up to a stop id or the limit, as review text.
+
+        Args:
+            prompt: The prompt the row starts with (stripped from the text).
+            row: Token ids, prompt first (`DecodeState.tokens()` or a batch's row).
+            n_prompt: Tokens of the prompt in `row` (its `encode` length).
+            max_new_tokens: Length limit of the review.
+
+        Example:
+            >>> gen.decode_row(prompt, ds.tokens()[0], len(gen.encode(prompt)), 32).text  # doctest: +SKIP
+            'Уютное кафе...'
+        """
         new = [int(t) for t in row[n_prompt : n_prompt + max_new_tokens]]
         stop = next((j for j, t in enumerate(new) if t in self.stop_ids), None)
         if stop is not None:
@@ -330,6 +386,9 @@ class Generator:
 
 class Stream:
     """The pieces of one review as it is written; `samples` once it has ended (see `Generator.stream`).
+
+    It drives the generator through its public steps only: `encode`, `prefill`,
+    `advance` (each takes the model's lock) and `decode_row`.
 
     Attributes:
         samples: The `n` finished `Sample`s (None until the iteration has ended).
@@ -354,19 +413,14 @@ class Stream:
             self.steps = sum(gen.last_steps)
             yield self.samples[0].text
             return
-        ids = gen._encode(self.prompt)
+        ids = gen.encode(self.prompt)
         check_room(len(ids), self.max_new_tokens, gen.length_buckets[-1])
-        token_ids, padding_mask = gen._pack([(0, ids)] * self.n, self.max_new_tokens)
-        with gen.lock:
-            gen._check_open()
-            ds = gen._start(token_ids, padding_mask, self.sampler, 0, self.max_new_tokens)
+        ds = gen.prefill(ids, self.sampler, rows=self.n, max_new_tokens=self.max_new_tokens)
         sent, steps = "", 1
         while not ds.done:
             t = time.perf_counter()
             before = ds.steps
-            with gen.lock:
-                gen._check_open()
-                gen.decoder.advance(gen.decoder.state(gen.adapter), self.sampler, ds, steps=steps)
+            gen.advance(ds, self.sampler, steps)
             if self.first_token_s is None:
                 self.first_token_s = time.perf_counter() - t0
                 steps = self.chunk_tokens or 4  # the first call compiled or prefilled: not a step's time
@@ -375,18 +429,18 @@ class Stream:
             else:
                 per_step = (time.perf_counter() - t) / max(ds.steps - before, 1)
                 steps = int(min(max(CHUNK_SECONDS / max(per_step, 1e-6), 1), 256))
-            first = gen._decode(self.prompt, ds.tokens()[0][: ds.index], len(ids), self.max_new_tokens)
+            first = gen.decode_row(self.prompt, ds.tokens()[0][: ds.index], len(ids), self.max_new_tokens)
             text = first.text if first.stopped else first.text.rstrip("\\")  # "\\" may start an escape
             if len(text) > len(sent) and text.startswith(sent):
                 yield text[len(sent) :]
                 sent = text
             if first.stopped or first.new_tokens >= self.max_new_tokens:
                 # The first review is done; finish the others (if any) in one call.
-                steps = token_ids.shape[1]
+                steps = ds.token_ids.shape[1]
                 if self.n == 1:
                     break
         tokens = ds.tokens()
-        self.samples = [gen._decode(self.prompt, tokens[r], len(ids), self.max_new_tokens) for r in range(self.n)]
+        self.samples = [gen.decode_row(self.prompt, tokens[r], len(ids), self.max_new_tokens) for r in range(self.n)]
         self.steps, self.seconds = ds.steps, time.perf_counter() - t0
         final = self.samples[0].text
         if len(final) > len(sent) and final.startswith(sent):

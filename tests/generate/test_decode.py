@@ -22,10 +22,10 @@ def gen(tiny_preset):
 
 def keras_hub_rows(gen, requests, sampler, n, max_new_tokens):
     """The same batch through KerasHub's own compiled generate (runs until every row has a stop id or the end)."""
-    chunk = [(i, gen._encode(r.prompt())) for i, r in enumerate(requests) for _ in range(n)]
+    chunk = [(i, gen.encode(r.prompt())) for i, r in enumerate(requests) for _ in range(n)]
     token_ids, padding_mask = gen._pack(chunk, max_new_tokens)
     rows = gen._run_keras(token_ids, padding_mask, sampler, 0)
-    return [gen._decode(requests[i].prompt(), rows[j], len(ids), max_new_tokens) for j, (i, ids) in enumerate(chunk)]
+    return [gen.decode_row(requests[i].prompt(), rows[j], len(ids), max_new_tokens) for j, (i, ids) in enumerate(chunk)]
 
 
 @pytest.mark.parametrize(
@@ -39,7 +39,7 @@ def test_same_seed_same_text_as_keras_hub_with_fewer_steps(gen, sampler):
     theirs = keras_hub_rows(gen, REQS, sampler, 2, 20)
     assert [s.text for s in ours] == [s.text for s in theirs]
     assert [s.new_tokens for s in ours] == [s.new_tokens for s in theirs]
-    lengths = [len(gen._encode(r.prompt())) for r in REQS]
+    lengths = [len(gen.encode(r.prompt())) for r in REQS]
     # Early stop: the random micro model never writes a stop id, so every row ends at its limit; the batch
     # stops when the longest prompt's row has its 20 tokens, not at the end of the 128-token bucket.
     assert steps == [max(lengths) - min(lengths) + 20]
@@ -52,7 +52,7 @@ def test_decoding_ends_when_every_row_has_written_a_stop_id(gen):
     assert not first.stopped and first.new_tokens == 30 and gen.last_steps == [30]
     saved = gen.stop_ids
     try:
-        ids = gen._encode(REQS[0].prompt())
+        ids = gen.encode(REQS[0].prompt())
         gen.stop_ids = ()
         row = gen._run([(0, ids)], greedy, 0, 30)[0]
         gen.stop_ids = (*saved, int(row[len(ids) + 2]))  # the third token greedy writes now ends the review

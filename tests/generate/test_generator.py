@@ -13,7 +13,7 @@ from kit.generate.request import Request
 from kit.model import load_model
 from kit.train import finetune
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -103,9 +103,9 @@ def test_decode_cuts_at_stop_strips_prompt_and_unescapes(gen):
     ids = [gen.encoder.bos_id, *sp.encode(prompt)]
     body = sp.encode("Вкусно.\\nПридём ещё.")
     row = np.array(ids + body + [gen.stop_ids[1]] + sp.encode("мусор"), dtype=np.int32)
-    s = gen._decode(prompt, row, len(ids), 100)
+    s = gen.decode_row(prompt, row, len(ids), 100)
     assert s.text == "Вкусно.\nПридём ещё." and s.stopped and s.new_tokens == len(body)
-    cut = gen._decode(prompt, row, len(ids), 2)
+    cut = gen.decode_row(prompt, row, len(ids), 2)
     assert not cut.stopped and cut.new_tokens == 2
 
 
