@@ -66,6 +66,11 @@ def test_top_level_modules_import_no_stage():
     assert _violations([ROOT / f for f in TOP_LEVEL], stages) == []
 
 
+def test_kit_never_imports_the_app():
+    # The app is a thin layer over kit: what the app needs from below lives in kit, never the other way.
+    assert _violations(sorted((ROOT / "kit").rglob("*.py")), ("streamlit_app", "streamlit")) == []
+
+
 def test_the_check_catches_a_function_level_import(tmp_path):
     # The static check must see imports inside functions, where the lazy ones live.
     bad = tmp_path / "bad.py"

@@ -12,7 +12,7 @@ from tiny_models import micro_overrides
 from kit.config import load_config
 from kit.eval import EvalOptions, evaluate_models
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "streamlit_app" / "app.py")
 PAGES = ROOT / "streamlit_app" / "pages"
 
@@ -232,7 +232,7 @@ def test_generate_streams_says_when_it_compiles_and_shares_one_base(env):
     fill(at, "cmp", rubrics=["Кафе"])
     at.button(key="FormSubmitter:cmp_form-Generate with each model").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    pool = sys.modules["shared"].model_pool(2)
+    pool = sys.modules["streamlit_app.resources"].model_pool(2)  # the app's own copy of the module
     assert len(pool.bases) == 1
     base = pool.base(pool.bases[0])
     assert len(base.nbytes()) == 3  # the base weights, micro-base (no adapter) and micro-lora
