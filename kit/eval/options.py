@@ -72,8 +72,8 @@ class EvalOptions:
             )
         if self.max_new_tokens >= CONTEXT_TOKENS:
             raise UserError(
-                f"--max-new-tokens must be from 1 to {CONTEXT_TOKENS - 1} (the context is {CONTEXT_TOKENS} tokens, "
-                f"prompt included). Received: {self.max_new_tokens}"
+                f"--max-new-tokens must be from 1 to {CONTEXT_TOKENS - 1} (the kit generates at most "
+                f"{CONTEXT_TOKENS} tokens, prompt included). Received: {self.max_new_tokens}"
             )
         if self.top_rubrics < 0:
             raise UserError(f"--top-rubrics must be ≥ 0. Received: top_rubrics={self.top_rubrics}")

@@ -476,8 +476,12 @@ def enable_compile_cache(path: str | None = None) -> str | None:
     return path
 
 
-def check_room(prompt_tokens: int, max_new_tokens: int, context: int = CONTEXT_TOKENS) -> None:
-    """Refuse a `max_new_tokens` that does not fit in `context` after the longest prompt (before generating).
+def check_room(prompt_tokens: int, max_new_tokens: int, limit: int = CONTEXT_TOKENS) -> None:
+    """Refuse a `max_new_tokens` that does not fit in `limit` after the longest prompt (before generating).
+
+    `limit` is the longest prompt + review the generator compiles (its largest
+    length bucket, at most `CONTEXT_TOKENS`): the kit's own cap, half of Gemma 2's
+    8,192-token context.
 
     Raises:
         UserError: naming the value and the allowed range.
@@ -486,18 +490,18 @@ def check_room(prompt_tokens: int, max_new_tokens: int, context: int = CONTEXT_T
         >>> check_room(96, 4001)
         Traceback (most recent call last):
         ...
-        kit.errors.UserError: --max-new-tokens 4001 does not fit: the longest prompt takes 96 of the 4096-token context, so the allowed range is 1 to 4000.
+        kit.errors.UserError: --max-new-tokens 4001 does not fit: the longest prompt takes 96 of the kit's 4096-token generation limit (prompt + review), so the allowed range is 1 to 4000.
     """
-    room = context - prompt_tokens
+    room = limit - prompt_tokens
     if prompt_tokens and max_new_tokens > room:
         if room < 1:
             raise UserError(
-                f"The prompt is {prompt_tokens} tokens, the whole {context}-token context; shorten the name, "
-                "address or keywords."
+                f"The prompt is {prompt_tokens} tokens, the kit's whole {limit}-token generation limit; shorten the "
+                "name, address or keywords."
             )
         raise UserError(
             f"--max-new-tokens {max_new_tokens} does not fit: the longest prompt takes {prompt_tokens} of the "
-            f"{context}-token context, so the allowed range is 1 to {room}."
+            f"kit's {limit}-token generation limit (prompt + review), so the allowed range is 1 to {room}."
         )
 
 
