@@ -5,7 +5,7 @@ rubric and address and after its star rating, so it arrives at fine-tuning
 already able to read a rating or a rubric earlier in the text. A tiny base
 pretrained on bare review texts cannot: the rating changes only the first few
 of ~100 review tokens, too sparse a signal for a ~1 M-parameter model in a few
-minutes (measured in docs/tiny-demo.md). So `kit tiny` pretrains on
+minutes (measured in docs/log.md, "The pages base"). So `kit tiny` pretrains on
 two kinds of page, built from the train split only and never in the chat
 template or with the instruction, so following a request stays LoRA's job:
 
@@ -27,7 +27,7 @@ template or with the instruction, so following a request stays LoRA's job:
   choose what to write from the topic words, which is what a request asks.
 
 The quotes and topic lines are there so the base learns to carry a word it
-was given into the text it writes (measured in docs/tiny-demo.md: without them a base
+was given into the text it writes (measured in docs/log.md: without them a base
 pretrained for ~5 minutes ignores the words it is given, and so does its
 LoRA; with them the fine-tuned model's loss drops by 0.03–0.07 nats per
 review token when its request's keywords are the true ones).
@@ -47,7 +47,7 @@ from kit.data.prompt import END_OF_TURN
 # random start while the base learns to end a review with `<eos>`, and LoRA
 # (embeddings frozen) only lifted it to P = 0.004 at a review's true end, below
 # top-k 5's cut in 71 % of the demo requests, so 86 of 150 reviews ran to the
-# token limit (docs/tiny-demo.md). Previews (cut reviews) and quotes get none.
+# token limit (docs/log.md, "The end-of-turn fix"). Previews and quotes get none.
 REVIEW_END = END_OF_TURN
 RATING_LINE = "Оценка {rating} из 5"
 MENTIONED = "В отзывах упоминают"
@@ -157,7 +157,7 @@ def review_cards(rows: Mapping[str, Sequence]) -> list[str]:
     tags. In an organisation page a review's words are also quoted in the
     header above it, so the base can copy a quoted sentence instead of
     choosing one by its topic words; a card has no quotes, so the only way to
-    the review's words is the topic line (docs/tiny-demo.md measures it).
+    the review's words is the topic line (docs/log.md, "The review cards base").
 
     Example:
         >>> rows = {"name_ru": ["Кафе Ромашка"], "address": [""], "rubrics": [["Кафе"]], "rating": [4],
