@@ -2,9 +2,11 @@
 
 A config file has one TOML table per dataclass below (`[run]`, `[model]`,
 `[lora]`, `[data]`, `[train]`, `[distribution]`); every key is optional and
-falls back to the default here. Unknown keys and wrong types are rejected with
-a `UserError` naming the key, so a typo never silently trains the wrong thing.
-The resolved config (`Config.to_dict()`) is saved in each run's `run.json`.
+falls back to the default here. Each key is declared once, with
+`kit.options.option` (help, choices, bounds): unknown keys, wrong types and
+values out of range are rejected with a `UserError` naming the key, so a typo
+never silently trains the wrong thing, and docs/config.md lists every key
+(written from the same declarations by `kit.config_reference`). The resolved config (`Config.to_dict()`) is saved in each run's `run.json`.
 
     [run]
     name = "tiny-lora"
@@ -17,13 +19,13 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
-import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from kit.errors import UserError
+from kit.options import Rule, check_options, option
 
 LORA_TARGETS = ("qv", "all")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -36,184 +38,251 @@ REMAT = ("auto", "off", "blocks")
 MODEL_CONTEXT = 8192
 
 
+def _name_ok(name: str) -> bool:
+    return bool(name) and "/" not in name
+
+
+def _increasing(lengths: tuple[int, ...]) -> bool:
+    return len(lengths) > 0 and all(x > 1 for x in lengths) and list(lengths) == sorted(set(lengths))
+
+
+# Each field says what it does, and what it allows, in its `option(...)`: the
+# checks (`kit.options.check_options`) and docs/config.md are derived from it.
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class RunConfig:
-    """Where the run is written.
+    """Where the run is written."""
 
-    Attributes:
-        name: Run name; the run dir is `<out_dir>/<name>`.
-        out_dir: Parent directory of run dirs.
-        seed: Seed for data order and LoRA initialisation.
-    """
-
-    name: str = "run"
-    out_dir: str = "runs"
-    seed: int = 0
+    name: str = option(
+        "run", "Run name; the run dir is `<out_dir>/<name>`.", rules=[Rule(_name_ok, "a non-empty name without '/'")]
+    )
+    out_dir: str = option("runs", "Parent directory of run dirs.")
+    seed: int = option(0, "Seed for data order and LoRA initialisation.")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ModelConfig:
-    """Which base model to load.
+    """Which base model to load."""
 
-    Attributes:
-        preset: Built-in preset (`gemma2_2b_en`), `kaggle://...`, `hf://...`
-            or a local preset directory such as `models/tiny-base`.
-        dtype: `auto` (bfloat16 on GPU/TPU, float32 on CPU) or an explicit dtype.
-        quantize: `none`, or `int8`: the frozen decoder-block kernels are
-            quantized to int8 (Keras' int8 mode, `kit.model.quantize`) before
-            the adapters are added, for 16 GB GPUs; the embedding stays float. Generation from the run uses
-            the same int8 base; `kit export --to hf/keras` merges the adapter
-            into the dequantised weights.
-        init: `pretrained` (load the preset's weights) or `random`: the
-            preset's architecture with random weights and no download, for
-            plans, benchmarks and full-size tests (`kit.model.architectures`).
-            Only ever what the config says; `run.json` records it.
-    """
-
-    preset: str = "models/tiny-base"
-    dtype: str = "auto"
-    quantize: str = "none"
-    init: str = "pretrained"
+    preset: str = option(
+        "models/tiny-base",
+        "Built-in preset (`gemma2_2b_en`), `kaggle://...`, `hf://...` or a local preset directory such as "
+        "`models/tiny-base`.",
+        rules=[Rule(bool, "a preset name or directory")],
+    )
+    dtype: str = option("auto", "`auto` (bfloat16 on GPU/TPU, float32 on CPU) or an explicit dtype.", choices=DTYPES)
+    quantize: str = option(
+        "none",
+        "`none`, or `int8`: the frozen decoder-block kernels are quantized to int8 (Keras' int8 mode, "
+        "`kit.model.quantize`) before the adapters are added, for 16 GB GPUs; the embedding stays float. "
+        "Generation from the run uses the same int8 base; `kit export --to hf/keras` merges the adapter into "
+        "the dequantised weights.",
+        choices=QUANTIZE,
+    )
+    init: str = option(
+        "pretrained",
+        "`pretrained` (load the preset's weights) or `random`: the preset's architecture with random weights "
+        "and no download, for plans, benchmarks and full-size tests (`kit.model.architectures`). Only ever "
+        "what the config says; `run.json` records it.",
+        choices=INITS,
+    )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class LoraConfig:
-    """Low-rank adapters; `enabled = false` (or rank 0) registers the base model as a run.
+    """Low-rank adapters; `enabled = false` (or rank 0) registers the base model as a run."""
 
-    Attributes:
-        enabled: Train LoRA adapters at all.
-        rank: Adapter rank.
-        alpha: Scale numerator: the update is `alpha / rank * B A`.
-        targets: `qv` (query and value projections, the official tutorial) or
-            `all` (q, k, v, attention output and the three feed-forward layers).
-        factored: Compute each adapted layer as `x·W + s·(x·A)·B` instead of
-            Keras' merged kernel `x·(W + s·A·B)`: no full-size kernel or kernel
-            gradient per step. Same results within float rounding, same adapter file.
-    """
-
-    enabled: bool = True
-    rank: int = 8
-    alpha: float = 16.0
-    targets: str = "qv"
-    factored: bool = True
+    enabled: bool = option(True, "Train LoRA adapters at all.")
+    rank: int = option(8, "Adapter rank (0 registers the base model as a run).", minimum=0)
+    alpha: float = option(16.0, "Scale numerator: the update is `alpha / rank * B A`.", greater_than=0)
+    targets: str = option(
+        "qv",
+        "`qv` (query and value projections, the official tutorial) or `all` (q, k, v, attention output and "
+        "the three feed-forward layers).",
+        choices=LORA_TARGETS,
+    )
+    factored: bool = option(
+        True,
+        "Compute each adapted layer as `x·W + s·(x·A)·B` instead of Keras' merged kernel `x·(W + s·A·B)`: no "
+        "full-size kernel or kernel gradient per step. Same results within float rounding, same adapter file.",
+    )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DataConfig:
-    """The prepared dataset and how it is cut into batches.
+    """The prepared dataset and how it is cut into batches."""
 
-    Attributes:
-        dir: Prepared dataset dir (`kit data prepare --out`).
-        buckets: Fixed sequence lengths; each example goes to the smallest that
-            fits and longer ones are truncated to the largest.
-        auto_buckets: When > 0, use this many lengths chosen at the quantiles
-            of the train split's lengths instead of `buckets` (whose largest
-            value stays the cap): less padding for a few more compilations.
-        max_train_rows: Use at most this many train rows (0 = all).
-        max_val_rows: Use at most this many validation rows (0 = all).
-        rating_power: The train rows are redrawn (once, from the run seed) so
-            rating r gets a share proportional to count(r) ** rating_power,
-            with the same number of rows: 1 keeps the natural
-            mix (78 % five-star on the real data), 0.5 is square-root
-            sampling, 0 balances the ratings (`kit.data.rating_mix`).
-    """
-
-    dir: str = "data/prepared"
-    buckets: tuple[int, ...] = (128, 256, 512)
-    auto_buckets: int = 0
-    max_train_rows: int = 0
-    max_val_rows: int = 0
-    rating_power: float = 1.0
+    dir: str = option("data/prepared", "Prepared dataset dir (`kit data prepare --out`).")
+    buckets: tuple[int, ...] = option(
+        (128, 256, 512),
+        "Fixed sequence lengths; each example goes to the smallest that fits and longer ones are truncated to "
+        "the largest.",
+        rules=[
+            Rule(_increasing, "a non-empty increasing list of lengths > 1"),
+            Rule(
+                lambda lengths: lengths[-1] <= MODEL_CONTEXT,
+                f"lengths within the model's {MODEL_CONTEXT}-token context (largest ≤ {MODEL_CONTEXT})",
+            ),
+        ],
+    )
+    auto_buckets: int = option(
+        0,
+        "When > 0, use this many lengths chosen at the quantiles of the train split's lengths instead of "
+        "`buckets` (whose largest value stays the cap): less padding for a few more compilations. 0 = off.",
+        minimum=0,
+        maximum=32,
+    )
+    max_train_rows: int = option(0, "Use at most this many train rows (0 = all).", minimum=0)
+    max_val_rows: int = option(0, "Use at most this many validation rows (0 = all).", minimum=0)
+    rating_power: float = option(
+        1.0,
+        "The train rows are redrawn (once, from the run seed) so rating r gets a share proportional to "
+        "count(r) ** rating_power, with the same number of rows: 1 keeps the natural mix (78 % five-star on "
+        "the real data), 0.5 is square-root sampling, 0 balances the ratings (`kit.data.rating_mix`).",
+        minimum=0,
+        maximum=1,
+    )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TrainConfig:
-    """Optimisation and bookkeeping.
+    """Optimisation and bookkeeping."""
 
-    Attributes:
-        batch_size: Examples per micro-batch (global, across devices).
-        grad_accum: Micro-batches per optimizer step.
-        learning_rate: Peak learning rate after warm-up.
-        warmup_steps: Linear warm-up, in optimizer steps.
-        decay: `cosine`, `linear` or `constant` after warm-up.
-        min_lr_ratio: Final learning rate as a share of the peak.
-        clip_norm: Global gradient-norm clip (0 = off).
-        weight_decay: AdamW decoupled weight decay (never on norms/biases).
-        steps: Optimizer steps; 0 means derive from `epochs`.
-        epochs: Passes over the train split when `steps` is 0.
-        eval_every: Validation every N optimizer steps (0 = only at the end).
-        checkpoint_every: Checkpoint every N optimizer steps (0 = never).
-        keep_last: Checkpoints kept on disk.
-        patience: Stop after this many evaluations without improvement (0 = off).
-        log_every: Progress-bar/history granularity in optimizer steps.
-        max_minutes: Time budget of one `finetune` call (a Kaggle/Colab
-            session), loading included; 0 = none. Before a step would run
-            past it, the run writes a checkpoint and stops with status
-            `stopped_on_budget`; `--resume` continues it. Every call trains
-            at least one step. Not part of what a resume must keep equal.
-        loss_chunk: Compute the loss over chunks of this many positions, so the
-            full float32 `(batch, length, vocab)` logits never exist at once
-            (0 = off). Used only for vocabularies of 32,768 tokens or more
-            (Gemma's 256,000), where the logits dominate memory.
-        remat: Rematerialise the decoder blocks in the backward pass (about
-            one more forward pass of compute for far fewer stored
-            activations): `blocks`, `off`, or `auto` (on for models with more
-            than 1e9 parameters, such as Gemma 2 2B, whose micro-batch holds
-            at least 4,096 tokens, batch_size x the largest bucket; off for
-            the tiny model and for Gemma 2 2B at 2 x 512, where it saves nothing).
-        unlikelihood: Weight of a token-level unlikelihood term in the
-            training loss, against tokens the review has already written
-            (`kit.train.unlikelihood`; 0 = off). Needs the full logits, so
-            only for vocabularies the loss is not chunked for (the tiny model).
-        unlikelihood_context: Which earlier tokens the unlikelihood term
-            pushes down: 0, every one the review has written; k > 0, only
-            those that came after the same k tokens as now, which would
-            repeat an earlier (k+1)-gram (docs/tiny-demo.md, "What limits
-            repetition").
-        unlikelihood_sentences: Weight of a sentence-start unlikelihood
-            term: where a sentence begins, the first tokens of the review's
-            earlier sentences are pushed down, the choice a repeated sentence
-            starts with (0 = off; full logits, as above). It leaves
-            `<end_of_turn>` and `<eos>` to the NLL, so it never teaches the
-            model to stop instead of starting a new sentence.
-    """
-
-    batch_size: int = 8
-    grad_accum: int = 1
-    learning_rate: float = 2e-4
-    warmup_steps: int = 10
-    decay: str = "cosine"
-    min_lr_ratio: float = 0.1
-    clip_norm: float = 1.0
-    weight_decay: float = 0.01
-    steps: int = 0
-    epochs: float = 1.0
-    eval_every: int = 50
-    checkpoint_every: int = 50
-    keep_last: int = 3
-    patience: int = 0
-    log_every: int = 1
-    max_minutes: float = 0.0
-    loss_chunk: int = 256
-    remat: str = "auto"
-    unlikelihood: float = 0.0
-    unlikelihood_context: int = 0
-    unlikelihood_sentences: float = 0.0
+    batch_size: int = option(8, "Examples per micro-batch (global, across devices).", minimum=1)
+    grad_accum: int = option(1, "Micro-batches per optimizer step.", minimum=1)
+    learning_rate: float = option(2e-4, "Peak learning rate after warm-up.", greater_than=0)
+    warmup_steps: int = option(10, "Linear warm-up, in optimizer steps.", minimum=0)
+    decay: str = option("cosine", "Learning-rate schedule after warm-up.", choices=DECAYS)
+    min_lr_ratio: float = option(0.1, "Final learning rate as a share of the peak.", minimum=0, maximum=1)
+    clip_norm: float = option(1.0, "Global gradient-norm clip (0 = off).", minimum=0)
+    weight_decay: float = option(0.01, "AdamW decoupled weight decay (never on norms/biases).", minimum=0)
+    steps: int = option(0, "Optimizer steps; 0 means derive from `epochs`.", minimum=0)
+    epochs: float = option(1.0, "Passes over the train split when `steps` is 0.")
+    eval_every: int = option(50, "Validation every N optimizer steps (0 = only at the end).", minimum=0)
+    checkpoint_every: int = option(50, "Checkpoint every N optimizer steps (0 = never).", minimum=0)
+    keep_last: int = option(3, "Checkpoints kept on disk.", minimum=1)
+    patience: int = option(0, "Stop after this many evaluations without improvement (0 = off).", minimum=0)
+    log_every: int = option(1, "Progress-bar/history granularity in optimizer steps.", minimum=1)
+    max_minutes: float = option(
+        0.0,
+        "Time budget of one `finetune` call (a Kaggle/Colab session), loading included; 0 = none. Before a "
+        "step would run past it, the run writes a checkpoint and stops with status `stopped_on_budget`; "
+        "`--resume` continues it. Every call trains at least one step. Not part of what a resume must keep "
+        "equal.",
+        minimum=0,
+    )
+    loss_chunk: int = option(
+        256,
+        "Compute the loss over chunks of this many positions, so the full float32 `(batch, length, vocab)` "
+        "logits never exist at once (0 = off). Used only for vocabularies of 32,768 tokens or more (Gemma's "
+        "256,000), where the logits dominate memory.",
+        minimum=0,
+    )
+    remat: str = option(
+        "auto",
+        "Rematerialise the decoder blocks in the backward pass (about one more forward pass of compute for far "
+        "fewer stored activations): `blocks`, `off`, or `auto` (on for models with more than 1e9 parameters, "
+        "such as Gemma 2 2B, whose micro-batch holds at least 4,096 tokens, batch_size x the largest bucket; "
+        "off for the tiny model and for Gemma 2 2B at 2 x 512, where it saves nothing).",
+        choices=REMAT,
+    )
+    unlikelihood: float = option(
+        0.0,
+        "Weight of a token-level unlikelihood term in the training loss, against tokens the review has "
+        "already written (`kit.train.unlikelihood`; 0 = off). Needs the full logits, so only for vocabularies "
+        "the loss is not chunked for (the tiny model).",
+        minimum=0,
+    )
+    unlikelihood_context: int = option(
+        0,
+        "Which earlier tokens the unlikelihood term pushes down: 0, every one the review has written; k > 0, "
+        "only those that came after the same k tokens as now, which would repeat an earlier (k+1)-gram "
+        '(docs/tiny-demo.md, "What limits repetition").',
+        minimum=0,
+        maximum=16,
+    )
+    unlikelihood_sentences: float = option(
+        0.0,
+        "Weight of a sentence-start unlikelihood term: where a sentence begins, the first tokens of the "
+        "review's earlier sentences are pushed down, the choice a repeated sentence starts with (0 = off; "
+        "full logits, as above). It leaves `<end_of_turn>` and `<eos>` to the NLL, so it never teaches the "
+        "model to stop instead of starting a new sentence.",
+        minimum=0,
+    )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DistributionConfig:
-    """How the model and batches are spread over devices.
+    """How the model and batches are spread over devices."""
+
+    mode: str = option(
+        "auto",
+        "`auto` (single on one device, data parallel on several GPUs, a ModelParallel mesh sized to a TPU "
+        "slice: `kit.model.distribution.choose_layout`), `single`, `data` (DataParallel) or `model` "
+        "(ModelParallel over `mesh`).",
+        choices=DISTRIBUTIONS,
+    )
+    mesh: str = option("", "For mode `model`: axis sizes like `batch:1,model:8`.")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class KeyRule:
+    """A rule between config keys, checked after each key's own `option` metadata.
+
+    Values that are each in range can still contradict one another (typically
+    after a `--set`); a `KeyRule` refuses that, naming one key.
 
     Attributes:
-        mode: `auto` (single on one device, data parallel on several GPUs,
-            a ModelParallel mesh sized to a TPU slice: `kit.model.distribution.choose_layout`),
-            `single`, `data` (DataParallel) or `model` (ModelParallel over `mesh`).
-        mesh: For `model`: axis sizes like `batch:1,model:8`.
+        key: The key the refusal names (`train.eval_every`).
+        holds: True when a config keeps the rule.
+        text: What `key` must be; `{c}` is the config, so the refusal can quote the other key.
+        doc: The rule as docs/config.md lists it.
+
+    Example:
+        >>> KEY_RULES[0].doc
+        '> 0 when train.steps is 0'
     """
 
-    mode: str = "auto"
-    mesh: str = ""
+    key: str
+    holds: Callable[[Config], bool]
+    text: str
+    doc: str
+
+    def check(self, cfg: Config) -> None:
+        """Raise a `UserError` naming `key`, its value and what it must be, when `cfg` breaks the rule."""
+        if not self.holds(cfg):
+            section, name = self.key.split(".")
+            value = getattr(getattr(cfg, section), name)
+            raise UserError(f"Config key {self.key} must be {self.text.format(c=cfg)}, received {value!r}.")
+
+
+KEY_RULES = (
+    KeyRule(
+        key="train.epochs",
+        holds=lambda c: c.train.steps > 0 or c.train.epochs > 0,
+        text="> 0 when train.steps is 0",
+        doc="> 0 when train.steps is 0",
+    ),
+    KeyRule(
+        key="train.eval_every",
+        holds=lambda c: c.train.patience == 0 or c.train.eval_every > 0,
+        text="≥ 1 when train.patience is {c.train.patience} (early stopping needs evaluations)",
+        doc="≥ 1 when train.patience > 0 (early stopping needs evaluations)",
+    ),
+    # The context only narrows the unlikelihood term's candidates: with the term
+    # off it would be accepted and silently do nothing.
+    KeyRule(
+        key="train.unlikelihood",
+        holds=lambda c: c.train.unlikelihood_context == 0 or c.train.unlikelihood > 0,
+        text="> 0 when train.unlikelihood_context is {c.train.unlikelihood_context} (the context narrows that term)",
+        doc="> 0 when train.unlikelihood_context > 0 (the context narrows that term)",
+    ),
+    KeyRule(
+        key="distribution.mesh",
+        holds=lambda c: c.distribution.mode != "model" or bool(c.distribution.mesh),
+        text="set for mode 'model', e.g. 'batch:1,model:8'",
+        doc="set when distribution.mode is 'model', e.g. 'batch:1,model:8'",
+    ),
+)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -234,7 +303,10 @@ class Config:
     distribution: DistributionConfig = dataclasses.field(default_factory=DistributionConfig)
 
     def __post_init__(self) -> None:
-        _validate(self)
+        for field in dataclasses.fields(self):
+            check_options(getattr(self, field.name), section=field.name)
+        for rule in KEY_RULES:
+            rule.check(self)
 
     @property
     def lora_active(self) -> bool:
@@ -316,40 +388,21 @@ def _build_section(section: str, cls: type, values: Mapping[str, Any]) -> Any:
             raise UserError(
                 f"Unknown config key {section}.{key}. Known keys in [{section}]: {', '.join(sorted(known))}."
             )
-        kwargs[key] = _coerce(f"{section}.{key}", hints[key], value)
-    return cls(**kwargs)
+        kwargs[key] = _convert(hints[key], value)
+    return cls(**kwargs)  # checked with the whole config, in `Config.__post_init__`
 
 
-def _coerce(key: str, hint: Any, value: Any) -> Any:
-    """Check `value` against a field's type; ints are accepted for floats."""
-    origin = typing.get_origin(hint)
-    if origin is tuple:  # tuple[int, ...]
+def _convert(hint: Any, value: Any) -> Any:
+    """TOML's values as the field's type: a list as a tuple, an int as a float; anything else as it is.
+
+    A value of the wrong type is left for `check_options` to refuse, naming the key.
+    """
+    if typing.get_origin(hint) is tuple and isinstance(value, list | tuple):
         (item, _) = typing.get_args(hint)
-        if not isinstance(value, list | tuple):
-            raise UserError(f"Config key {key} must be a list of {item.__name__}, received {value!r}.")
-        return tuple(_coerce(key, item, v) for v in value)
-    if origin in (typing.Union, types.UnionType):
-        for option in typing.get_args(hint):
-            try:
-                return _coerce(key, option, value)
-            except UserError:
-                continue
-        raise UserError(f"Config key {key} has the wrong type: received {value!r}.")
-    if hint is type(None):
-        if value is None:
-            return None
-    elif hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return tuple(_convert(item, v) for v in value)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    elif (
-        hint is int
-        and isinstance(value, int)
-        and not isinstance(value, bool)
-        or hint in (str, bool)
-        and isinstance(value, hint)
-    ):
-        return value
-    name = getattr(hint, "__name__", str(hint))
-    raise UserError(f"Config key {key} must be {name}, received {value!r} ({type(value).__name__}).")
+    return value
 
 
 def _apply_override(raw: dict[str, Any], item: str) -> None:
@@ -367,95 +420,3 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
     if not isinstance(table, dict):
         raise UserError(f"--set {key}: config section {section!r} is not a table.")
     table[name] = value
-
-
-def _check(ok: bool, key: str, value: Any, expected: str) -> None:
-    if not ok:
-        raise UserError(f"Config key {key} must be {expected}, received {value!r}.")
-
-
-def _consistent(cfg: Config) -> None:
-    """Values that are each in range but contradict one another (typically after a `--set`)."""
-    t = cfg.train
-    if t.patience > 0:
-        _check(
-            t.eval_every > 0,
-            "train.eval_every",
-            t.eval_every,
-            f"≥ 1 when train.patience is {t.patience} (early stopping needs evaluations)",
-        )
-    if t.unlikelihood_context > 0:
-        # The context only narrows the unlikelihood term's candidates: with the
-        # term off it would be accepted and silently do nothing.
-        _check(
-            t.unlikelihood > 0,
-            "train.unlikelihood",
-            t.unlikelihood,
-            f"> 0 when train.unlikelihood_context is {t.unlikelihood_context} (the context narrows that term)",
-        )
-
-
-def _validate(cfg: Config) -> None:
-    """Range and choice checks that types alone cannot express."""
-    _check(bool(cfg.run.name) and "/" not in cfg.run.name, "run.name", cfg.run.name, "a non-empty name without '/'")
-    _check(cfg.model.dtype in DTYPES, "model.dtype", cfg.model.dtype, f"one of {', '.join(DTYPES)}")
-    _check(bool(cfg.model.preset), "model.preset", cfg.model.preset, "a preset name or directory")
-    _check(cfg.model.quantize in QUANTIZE, "model.quantize", cfg.model.quantize, f"one of {', '.join(QUANTIZE)}")
-    _check(cfg.model.init in INITS, "model.init", cfg.model.init, "'pretrained' or 'random'")
-    _check(cfg.lora.rank >= 0, "lora.rank", cfg.lora.rank, "≥ 0")
-    _check(cfg.lora.alpha > 0, "lora.alpha", cfg.lora.alpha, "> 0")
-    _check(cfg.lora.targets in LORA_TARGETS, "lora.targets", cfg.lora.targets, "'qv' or 'all'")
-    b = cfg.data.buckets
-    _check(
-        len(b) > 0 and all(x > 1 for x in b) and list(b) == sorted(set(b)),
-        "data.buckets",
-        list(b),
-        "a non-empty increasing list of lengths > 1",
-    )
-    _check(
-        b[-1] <= MODEL_CONTEXT,
-        "data.buckets",
-        list(b),
-        f"lengths within the model's {MODEL_CONTEXT}-token context (largest ≤ {MODEL_CONTEXT})",
-    )
-    _check(0 <= cfg.data.auto_buckets <= 32, "data.auto_buckets", cfg.data.auto_buckets, "0 (off) to 32")
-    _check(cfg.data.max_train_rows >= 0, "data.max_train_rows", cfg.data.max_train_rows, "≥ 0")
-    _check(cfg.data.max_val_rows >= 0, "data.max_val_rows", cfg.data.max_val_rows, "≥ 0")
-    _check(
-        0 <= cfg.data.rating_power <= 1,
-        "data.rating_power",
-        cfg.data.rating_power,
-        "between 0 (balanced ratings) and 1 (the natural mix)",
-    )
-    t = cfg.train
-    for name in ("batch_size", "grad_accum", "log_every", "keep_last"):
-        _check(getattr(t, name) >= 1, f"train.{name}", getattr(t, name), "≥ 1")
-    for name in ("warmup_steps", "steps", "eval_every", "checkpoint_every", "patience"):
-        _check(getattr(t, name) >= 0, f"train.{name}", getattr(t, name), "≥ 0")
-    _check(t.learning_rate > 0, "train.learning_rate", t.learning_rate, "> 0")
-    _check(t.decay in DECAYS, "train.decay", t.decay, f"one of {', '.join(DECAYS)}")
-    _check(0 <= t.min_lr_ratio <= 1, "train.min_lr_ratio", t.min_lr_ratio, "between 0 and 1")
-    _check(t.clip_norm >= 0, "train.clip_norm", t.clip_norm, "≥ 0")
-    _check(t.weight_decay >= 0, "train.weight_decay", t.weight_decay, "≥ 0")
-    _check(t.max_minutes >= 0, "train.max_minutes", t.max_minutes, "≥ 0 (0 = no time budget)")
-    _check(t.loss_chunk >= 0, "train.loss_chunk", t.loss_chunk, "≥ 0 (positions per loss chunk; 0 = off)")
-    _check(t.unlikelihood >= 0, "train.unlikelihood", t.unlikelihood, "≥ 0 (weight of the unlikelihood loss; 0 = off)")
-    _check(
-        t.unlikelihood_sentences >= 0,
-        "train.unlikelihood_sentences",
-        t.unlikelihood_sentences,
-        "≥ 0 (weight of the sentence-start unlikelihood loss; 0 = off)",
-    )
-    _check(
-        0 <= t.unlikelihood_context <= 16,
-        "train.unlikelihood_context",
-        t.unlikelihood_context,
-        "between 0 and 16 (tokens of context; 0 = every earlier token)",
-    )
-    _check(t.remat in REMAT, "train.remat", t.remat, f"one of {', '.join(REMAT)}")
-    _check(t.steps > 0 or t.epochs > 0, "train.epochs", t.epochs, "> 0 when train.steps is 0")
-    _consistent(cfg)
-    d = cfg.distribution
-    _check(d.mode in DISTRIBUTIONS, "distribution.mode", d.mode, f"one of {', '.join(DISTRIBUTIONS)}")
-    if d.mode == "model":
-        _check(bool(d.mesh), "distribution.mesh", d.mesh, "set for mode 'model', e.g. 'batch:1,model:8'")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 
 from kit.errors import UserError
-from kit.options import check_minimums, option
+from kit.options import check_options, option
 
 SAMPLERS = ("greedy", "top_k", "top_p", "beam", "contrastive", "random")
 # The longest prompt + review the kit generates, in tokens (the largest length it compiles,
@@ -116,4 +116,4 @@ class GenerateOptions:
     batch_size: int = option(8, "rows per compiled batch", minimum=1)
 
     def __post_init__(self):
-        check_minimums(self)
+        check_options(self)

@@ -66,7 +66,7 @@ def test_known_architectures_without_a_download(tiny_preset):
 def test_model_init_is_checked():
     assert load_config(None).model.init == "pretrained"
     assert load_config(None, ["model.init=random"]).model.init == "random"
-    with pytest.raises(UserError, match="model.init must be 'pretrained' or 'random'"):
+    with pytest.raises(UserError, match="model.init must be one of pretrained, random"):
         load_config(None, ["model.init=zeros"])
 
 
