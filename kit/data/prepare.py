@@ -29,14 +29,13 @@ from kit.data.prompt import build_prompt, build_target
 from kit.data.split import SPLITS, assign_split, check_shares, org_id, unit_hash
 from kit.data.tskv import ReadReport, Record, read_records
 from kit.errors import UserError
-from kit.options import option
+from kit.options import check_options, option
 
 STATS_FILE = "stats.json"
 RUBRICS_FILE = "rubrics.json"
 DATASET_DICT = "dataset_dict.json"  # written by `datasets.DatasetDict.save_to_disk`
 # A prepared dataset dir; one from before the kit's marker is known by its dataset_dict.json and stats.json.
 PREPARED = OutputKind("prepared dataset", "kit data prepare", legacy=(DATASET_DICT, STATS_FILE))
-COLUMNS = ("org_id", "address", "name_ru", "rating", "rubrics", "text", "keywords", "prompt", "target")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -65,22 +64,17 @@ class PrepareOptions:
     max_rows: int | None = option(None, "read at most N input rows (default: all)", minimum=1)
     balance: str = option("none", "rating: downsample train so ratings are balanced", choices=("none", "rating"))
     seed: int = option(0, "seed for splitting and field dropping", minimum=0)
-    val_share: float = option(0.05, "share of organisations in validation")
-    test_share: float = option(0.05, "share of organisations in test")
+    val_share: float = option(0.05, "share of organisations in validation", minimum=0, maximum=0.5)
+    test_share: float = option(0.05, "share of organisations in test", minimum=0, maximum=0.5)
     min_chars: int = 20
     max_chars: int = 2500
     drop_keywords: float = 0.15
     drop_name: float = 0.3
     drop_address: float = 0.5
 
-    def validate(self) -> None:
-        if self.on_error not in ("fail", "skip"):
-            raise UserError(f"--on-error must be 'fail' or 'skip'. Received: {self.on_error!r}")
-        if self.balance not in ("none", "rating"):
-            raise UserError(f"--balance must be 'none' or 'rating'. Received: {self.balance!r}")
-        if self.max_rows is not None and self.max_rows <= 0:
-            raise UserError(f"--max-rows must be a positive integer. Received: {self.max_rows}")
-        check_shares(self.val_share, self.test_share)
+    def __post_init__(self):
+        check_options(self, flags=True)
+        check_shares(self.val_share, self.test_share)  # their sum, too, must leave room for train
         if not 0 < self.min_chars < self.max_chars:
             raise UserError(
                 f"Length limits must satisfy 0 < min_chars < max_chars. "
@@ -120,7 +114,6 @@ def prepare(
     """
     laps = _Laps()
     options = options or PrepareOptions()
-    options.validate()
     check_output_dir(out, PREPARED, overwrite=overwrite)
     report = ReadReport(str(input))
     cleaner = Cleaner(CleanOptions(min_chars=options.min_chars, max_chars=options.max_chars))

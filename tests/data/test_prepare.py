@@ -165,10 +165,14 @@ def test_failed_prepare_keeps_the_previous_output(raw, tmp_path):
 
 
 def test_option_and_path_errors(tmp_path):
-    with pytest.raises(UserError, match="--val-share"):
-        PrepareOptions(val_share=0.9).validate()
-    with pytest.raises(UserError, match="--balance"):
-        PrepareOptions(balance="rubric").validate()
+    with pytest.raises(UserError, match="--val-share must be between 0 and 0.5, received 0.9"):
+        PrepareOptions(val_share=0.9)
+    with pytest.raises(UserError, match=r"--val-share \+ --test-share must be below 1"):
+        PrepareOptions(val_share=0.5, test_share=0.5)
+    with pytest.raises(UserError, match="--balance must be one of none, rating, received 'rubric'"):
+        PrepareOptions(balance="rubric")
+    with pytest.raises(UserError, match="--max-rows must be ≥ 1, received 0"):
+        PrepareOptions(max_rows=0)
     with pytest.raises(UserError, match="kit data prepare"):
         load_prepared(tmp_path / "missing")
 
