@@ -6,7 +6,8 @@ falls back to the default here. Each key is declared once, with
 `kit.options.option` (help, choices, bounds): unknown keys, wrong types and
 values out of range are rejected with a `UserError` naming the key, so a typo
 never silently trains the wrong thing, and docs/config.md lists every key
-(written from the same declarations by `kit.config_reference`). The resolved config (`Config.to_dict()`) is saved in each run's `run.json`.
+(written from the same declarations by `kit.config_reference`). The resolved
+config (`Config.to_dict()`) is saved in each run's `run.json`.
 
     [run]
     name = "tiny-lora"
