@@ -31,7 +31,13 @@ from kit.metrics.overlap import (
     sentence_bleu,
     sentence_chrf,
 )
-from kit.metrics.perplexity import perplexity, sequence_perplexities, token_log_probs, token_nll
+from kit.metrics.perplexity import (
+    perplexity,
+    perplexity_from_loss,
+    sequence_perplexities,
+    token_log_probs,
+    token_nll,
+)
 from kit.metrics.rating_classifier import RatingClassifier
 from kit.metrics.rubric_classifier import RubricClassifier
 
@@ -52,6 +58,7 @@ __all__ = [
     "mean_keyword_coverage",
     "metric_names",
     "perplexity",
+    "perplexity_from_loss",
     "repeated_ngram_share",
     "rouge_l",
     "self_bleu",

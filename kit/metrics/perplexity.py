@@ -10,7 +10,24 @@ references given the request".
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+# exp(50) ~ 5e21: a perplexity past it says only "diverged", and the cap keeps it a finite float.
+MAX_LOSS = 50.0
+
+
+def perplexity_from_loss(loss: float) -> float:
+    """The perplexity of a mean per-token loss (nats): `exp(loss)`, the loss capped at `MAX_LOSS`.
+
+    The one definition the training loop's history, a run's final metrics and a base run's record share.
+
+    Example:
+        >>> round(perplexity_from_loss(1.0), 4), perplexity_from_loss(1e9) == math.exp(MAX_LOSS)
+        (2.7183, True)
+    """
+    return math.exp(min(loss, MAX_LOSS))
 
 
 def _as_arrays(log_probs, mask) -> tuple[np.ndarray, np.ndarray]:
