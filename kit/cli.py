@@ -3,7 +3,9 @@
 Exit codes (docs/design.md): 0 success; 2 bad input or usage, with one line on
 stderr naming the value and the fix; 1 unexpected failure. Each subcommand is
 a thin wrapper: the work lives in the `kit` library so the app and notebooks
-call the very same functions.
+call the very same functions. Commands are registered by stage, one
+`_add_<stage>` function each (data, tiny, train, generate, export, evaluate),
+next to the `_cmd_*` functions they call.
 """
 
 from __future__ import annotations
@@ -107,7 +109,7 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_data_download)
 
 
-# --------------------------------------------------------------------------- model
+# --------------------------------------------------------------------------- tiny (a base model to fine-tune)
 
 
 def _cmd_tiny(args: argparse.Namespace) -> int:
@@ -137,9 +139,28 @@ def _cmd_tiny(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cmd_finetune(args: argparse.Namespace) -> int:
-    import shlex
+def _add_tiny(sub: argparse._SubParsersAction) -> None:
+    from kit.model.tiny import TinySpec
 
+    p = sub.add_parser("tiny", help="train the tiny Gemma 2 base (tokenizer + pretraining) for offline use")
+    p.add_argument("--data", default="data/prepared", help="prepared dataset dir (default data/prepared)")
+    p.add_argument("--out", default="models/tiny-base", help="preset dir to write (default models/tiny-base)")
+    p.add_argument(
+        "--extra-data",
+        default=None,
+        help="another prepared dataset to pretrain on too (every split, less any review of --data), "
+        "e.g. a larger synthetic sample; the fine-tune still reads only --data",
+    )
+    p.add_argument("--overwrite", action="store_true", help=DIR_OVERWRITE_HELP.format(what="tiny base"))
+    add_options(p, TinySpec)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_tiny)
+
+
+# --------------------------------------------------------------------------- train: finetune, plan, launch
+
+
+def _cmd_finetune(args: argparse.Namespace) -> int:
     from kit.config import load_config
     from kit.model.multihost import is_writer
     from kit.train import finetune
@@ -192,23 +213,16 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _add_model(sub: argparse._SubParsersAction) -> None:
-    from kit.model.tiny import TinySpec
+def _cmd_launch(args: argparse.Namespace) -> int:
+    from kit.launch import launch
 
-    p = sub.add_parser("tiny", help="train the tiny Gemma 2 base (tokenizer + pretraining) for offline use")
-    p.add_argument("--data", default="data/prepared", help="prepared dataset dir (default data/prepared)")
-    p.add_argument("--out", default="models/tiny-base", help="preset dir to write (default models/tiny-base)")
-    p.add_argument(
-        "--extra-data",
-        default=None,
-        help="another prepared dataset to pretrain on too (every split, less any review of --data), "
-        "e.g. a larger synthetic sample; the fine-tune still reads only --data",
-    )
-    p.add_argument("--overwrite", action="store_true", help=DIR_OVERWRITE_HELP.format(what="tiny base"))
-    add_options(p, TinySpec)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_tiny)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if command[:1] == ["launch"]:
+        raise UserError("kit launch cannot launch `kit launch`; give the command to run, e.g. -- finetune ...")
+    return launch(command, processes=args.processes, devices_per_process=args.devices_per_process or 1)
 
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("finetune", help="LoRA fine-tune a Gemma preset into runs/<name> (or register a base model)")
     p.add_argument("--config", required=True, help="TOML config, e.g. configs/tiny.toml")
     p.add_argument(
@@ -249,6 +263,7 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mfu", type=float, default=0.35, help="model FLOPs utilisation for the time estimate")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.set_defaults(func=_cmd_plan)
+
     p = sub.add_parser(
         "launch",
         help="run a kit command as N local processes of one multi-process JAX job (testing multi-host runs)",
@@ -279,16 +294,7 @@ def _add_launch_options(p: argparse.ArgumentParser, *, default_processes: int) -
     )
 
 
-def _cmd_launch(args: argparse.Namespace) -> int:
-    from kit.launch import launch
-
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if command[:1] == ["launch"]:
-        raise UserError("kit launch cannot launch `kit launch`; give the command to run, e.g. -- finetune ...")
-    return launch(command, processes=args.processes, devices_per_process=args.devices_per_process or 1)
-
-
-# --------------------------------------------------------------------------- generate / export
+# --------------------------------------------------------------------------- generate
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -381,34 +387,6 @@ def _print_stream(stream) -> int:
     return EXIT_OK
 
 
-def _cmd_export(args: argparse.Namespace) -> int:
-    from kit.model.export import export_run, push
-
-    evaluation = None
-    if args.report:  # the report's headline goes into the model card
-        from kit.eval.report import headline_table, read_metrics
-
-        result = read_metrics(args.report)
-        n = (result.get("requests") or {}).get("n", "?")
-        label = " on the SYNTHETIC sample" if result.get("synthetic") else ""
-        evaluation = f"`kit evaluate`, {n} requests{label}, 95 % bootstrap intervals:\n\n{headline_table(result)}"
-    info = export_run(
-        args.run,
-        args.to,
-        args.out,
-        dtype=args.dtype,
-        base_model=args.base_model,
-        evaluation=evaluation,
-        overwrite=args.overwrite,
-    )
-    what = "a PEFT LoRA adapter" if info["format"] == "peft" else f"a {info['format']} checkpoint"
-    print(f"Exported {args.run} as {what} to {args.out} ({info['parameters']:,} parameters in the model)")
-    if args.push:
-        url = push(args.out, args.push, fmt=args.to)
-        print(f"Pushed {args.out} to {url}")
-    return EXIT_OK
-
-
 def _add_generate(sub: argparse._SubParsersAction) -> None:
     from kit.generate import GenerateOptions, SamplerSpec
 
@@ -443,6 +421,39 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=_cmd_generate)
 
+
+# --------------------------------------------------------------------------- export
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from kit.model.export import export_run, push
+
+    evaluation = None
+    if args.report:  # the report's headline goes into the model card
+        from kit.eval.report import headline_table, read_metrics
+
+        result = read_metrics(args.report)
+        n = (result.get("requests") or {}).get("n", "?")
+        label = " on the SYNTHETIC sample" if result.get("synthetic") else ""
+        evaluation = f"`kit evaluate`, {n} requests{label}, 95 % bootstrap intervals:\n\n{headline_table(result)}"
+    info = export_run(
+        args.run,
+        args.to,
+        args.out,
+        dtype=args.dtype,
+        base_model=args.base_model,
+        evaluation=evaluation,
+        overwrite=args.overwrite,
+    )
+    what = "a PEFT LoRA adapter" if info["format"] == "peft" else f"a {info['format']} checkpoint"
+    print(f"Exported {args.run} as {what} to {args.out} ({info['parameters']:,} parameters in the model)")
+    if args.push:
+        url = push(args.out, args.push, fmt=args.to)
+        print(f"Pushed {args.out} to {url}")
+    return EXIT_OK
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export", help="export a run as a merged KerasHub preset, a Hugging Face Gemma 2 checkpoint or a PEFT adapter"
     )
@@ -529,9 +540,15 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 # --------------------------------------------------------------------------- main
 
-# Each entry adds one top-level subcommand. Later stages register here.
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_data, _add_model, _add_generate]
-COMMANDS.append(_add_evaluate)
+# One function per stage adds that stage's subcommands, in the order `kit --help` lists them.
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_data,
+    _add_tiny,
+    _add_train,
+    _add_generate,
+    _add_export,
+    _add_evaluate,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
