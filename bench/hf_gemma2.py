@@ -38,10 +38,16 @@ def hf_config_from(cfg: dict, *, dtype: str = "float32") -> dict:
         >>> c["intermediate_size"], c["query_pre_attn_scalar"], c["layer_types"][:2]
         (9216, 256, ['sliding_attention', 'full_attention'])
     """
-    return _kit_hf_checkpoint().hf_config_from(cfg, torch_dtype=dtype)
+    return kit_hf_checkpoint().hf_config_from(cfg, torch_dtype=dtype)
 
 
-def _kit_hf_checkpoint():
+def kit_hf_checkpoint():
+    """`kit/model/hf_checkpoint.py` loaded from its file alone, without `kit.model` (and so without Keras/JAX).
+
+    Example:
+        >>> kit_hf_checkpoint().__name__
+        '_kit_model_hf_checkpoint_alone'
+    """
     import importlib.util
     import sys
 

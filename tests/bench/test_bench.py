@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 
 import flops  # noqa: E402
@@ -51,7 +51,7 @@ def test_bench_config_is_the_kits_export_mapping():
     """One mapping: the HF side's config comes from kit/model/hf_checkpoint.py, not a copy in bench/."""
     from kit.model import hf_checkpoint
 
-    assert hf_gemma2._kit_hf_checkpoint().__file__ == hf_checkpoint.__file__
+    assert hf_gemma2.kit_hf_checkpoint().__file__ == hf_checkpoint.__file__
     assert hf_gemma2.hf_config_from(flops.GEMMA2_2B, dtype="bfloat16") == hf_checkpoint.hf_config_from(
         flops.GEMMA2_2B, torch_dtype="bfloat16"
     )
