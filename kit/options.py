@@ -180,10 +180,11 @@ def _refusal(field: dataclasses.Field, hint: Any, value: Any) -> str | None:
     if meta.get("choices") and value not in meta["choices"]:
         return _one_of(meta)
     low, above, high = meta.get("minimum"), meta.get("greater_than"), meta.get("maximum")
+    # Each bound asks "not inside" rather than "outside": NaN compares False to everything, so it is refused.
     if (
-        (low is not None and value < low)
-        or (above is not None and value <= above)
-        or (high is not None and value > high)
+        (low is not None and not value >= low)
+        or (above is not None and not value > above)
+        or (high is not None and not value <= high)
     ):
         return _range(meta)
     for rule in meta.get("rules", ()):

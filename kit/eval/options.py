@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from kit.errors import UserError
 from kit.eval.requests import REQUEST_MODES
 from kit.generate.sampler import CONTEXT_TOKENS, GenerateOptions, SamplerSpec
-from kit.options import option
+from kit.options import check_options, option
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -61,22 +60,7 @@ class EvalOptions:
     progress: bool = option(True, "show progress bars")
 
     def __post_init__(self):
-        if self.limit is not None and self.limit < 1:
-            raise UserError(f"--limit must be a positive integer. Received: limit={self.limit}")
-        if self.requests not in REQUEST_MODES:
-            raise UserError(f"--requests must be one of {', '.join(REQUEST_MODES)}. Received: {self.requests!r}")
-        if self.batch_size < 1 or self.n_resamples < 1 or self.max_new_tokens < 1:
-            raise UserError(
-                "--batch-size, --bootstrap and --max-new-tokens must be positive integers. "
-                f"Received: {self.batch_size}, {self.n_resamples}, {self.max_new_tokens}"
-            )
-        if self.max_new_tokens >= CONTEXT_TOKENS:
-            raise UserError(
-                f"--max-new-tokens must be from 1 to {CONTEXT_TOKENS - 1} (the kit generates at most "
-                f"{CONTEXT_TOKENS} tokens, prompt included). Received: {self.max_new_tokens}"
-            )
-        if self.top_rubrics < 0:
-            raise UserError(f"--top-rubrics must be ≥ 0. Received: top_rubrics={self.top_rubrics}")
+        check_options(self, flags=True)  # the sampler checked itself when it was made
 
     def sampler_spec(self) -> SamplerSpec:
         """The `SamplerSpec` every model gets: `sampler` with this evaluation's seed."""

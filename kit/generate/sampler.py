@@ -42,28 +42,21 @@ class SamplerSpec:
     name: str = option(
         "top_k", "token choice; greedy, beam and contrastive ignore the seed", flag="sampler", choices=SAMPLERS
     )
-    temperature: float = option(1.0, "softmax temperature (> 0)")
+    temperature: float = option(1.0, "softmax temperature (> 0)", greater_than=0)
     k: int = option(5, "k of top_k and contrastive; cap of top_p (0 = none)", flag="top-k", minimum=0)
-    p: float = option(0.9, "p of top_p, in (0, 1]", flag="top-p")
+    p: float = option(0.9, "p of top_p, in (0, 1]", flag="top-p", greater_than=0, maximum=1)
     num_beams: int = option(4, "beams of beam search", minimum=1)
-    alpha: float = option(0.6, "degeneration penalty of contrastive, in [0, 1]")
+    alpha: float = option(0.6, "degeneration penalty of contrastive, in [0, 1]", minimum=0, maximum=1)
     seed: int = option(0, "sampling seed: same seed, same text", minimum=0)
 
     def __post_init__(self):
-        if self.name not in SAMPLERS:
-            raise UserError(f"sampler must be one of {', '.join(SAMPLERS)}. Received: sampler={self.name!r}")
-        if not self.temperature > 0:
-            raise UserError(f"temperature must be > 0. Received: temperature={self.temperature}")
-        if self.k < 0 or (self.name in ("top_k", "contrastive") and self.k < 1):
-            raise UserError(f"k must be a positive integer for {self.name}. Received: k={self.k}")
-        if not 0 < self.p <= 1:
-            raise UserError(f"p must be in (0, 1]. Received: p={self.p}")
-        if self.num_beams < 1:
-            raise UserError(f"num_beams must be ≥ 1. Received: num_beams={self.num_beams}")
-        if not 0 <= self.alpha <= 1:
-            raise UserError(f"alpha must be in [0, 1]. Received: alpha={self.alpha}")
-        if self.seed < 0:
-            raise UserError(f"seed must be ≥ 0. Received: seed={self.seed}")
+        check_options(self, flags=True)
+        # A rule between two fields: k = 0 ("no cap") is fine for top_p, but top_k and contrastive pick among k.
+        if self.name in ("top_k", "contrastive") and self.k < 1:
+            raise UserError(
+                f"--top-k must be ≥ 1 for the {self.name} sampler, received {self.k}. "
+                "Give --top-k 1 or more, or pick another --sampler."
+            )
 
     @property
     def stochastic(self) -> bool:

@@ -44,7 +44,7 @@ from kit.atomic import MARKER, OutputKind
 from kit.data.batching import Encoder
 from kit.data.prompt import END_OF_TURN, START_OF_TURN
 from kit.errors import UserError
-from kit.options import option
+from kit.options import check_options, option
 
 TINY_INFO = "tiny_base.json"
 # `kit tiny`'s preset dir; one from before the kit's marker is known by its tiny_base.json and config.json.
@@ -100,6 +100,9 @@ class TinySpec:
         choices=("reviews", "pages", "pages+cards"),
     )
     listing_share: float = 0.5
+
+    def __post_init__(self):
+        check_options(self, flags=True)  # the fields `kit tiny` takes as flags; the architecture is set in code
 
 
 def train_tokenizer(texts: Sequence[str], *, vocab_size: int = 4096) -> bytes:

@@ -96,8 +96,6 @@ def pretraining_texts(split, spec: TinySpec = TinySpec()) -> list[str]:
     if spec.documents == "reviews":
         # Each review ends with the marker the fine-tuned model ends with (see kit.data.pages.REVIEW_END).
         return [t + REVIEW_END for t in split["text"]]
-    if spec.documents not in ("pages", "pages+cards"):
-        raise UserError(f"TinySpec.documents must be 'reviews', 'pages' or 'pages+cards'. Received: {spec.documents!r}")
     columns = ("org_id", "name_ru", "address", "rubrics", "rating", "text", "keywords")
     present = split.column_names if hasattr(split, "column_names") else list(split)
     rows = {c: list(split[c]) for c in columns if c in present}
