@@ -89,7 +89,27 @@ def test_library_options_refuse_the_same_values():
         GenerateOptions(max_new_tokens=10**9)
     with pytest.raises(UserError, match="n must be ≥ 1, received 0"):
         GenerateOptions(n=0)
-    with pytest.raises(UserError, match="--max-new-tokens must be from 1 to 4095"):
+    with pytest.raises(UserError, match="--max-new-tokens must be between 1 and 4095, received 5000"):
         EvalOptions(max_new_tokens=5000)
-    with pytest.raises(UserError, match="--limit must be a positive integer"):
+    with pytest.raises(UserError, match="--limit must be ≥ 1, received 0"):
         EvalOptions(limit=0)
+
+
+def test_sampler_and_tiny_options_are_checked_by_their_metadata():
+    from kit.generate import SamplerSpec
+    from kit.model.tiny import TinySpec
+
+    with pytest.raises(UserError, match=r"^--top-p must be > 0 and ≤ 1, received 1\.5\.$"):
+        SamplerSpec(name="top_p", p=1.5)
+    with pytest.raises(UserError, match="--temperature must be > 0, received nan"):  # NaN is no temperature
+        SamplerSpec(temperature=float("nan"))
+    with pytest.raises(UserError, match="--alpha must be between 0 and 1, received -0.1"):
+        SamplerSpec(alpha=-0.1)
+    # The rule between two fields stays explicit: k = 0 is "no cap" for top_p, but top_k needs a k.
+    assert SamplerSpec(name="top_p", k=0).k == 0
+    with pytest.raises(UserError, match="--top-k must be ≥ 1 for the top_k sampler, received 0"):
+        SamplerSpec(name="top_k", k=0)
+    with pytest.raises(UserError, match=r"--documents must be one of reviews, pages, pages\+cards, received 'prompts'"):
+        TinySpec(documents="prompts")
+    with pytest.raises(UserError, match="--batch-size must be ≥ 1, received 0"):
+        TinySpec(batch_size=0)
