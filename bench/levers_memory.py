@@ -51,23 +51,6 @@ ROWS = (
     ("remat blocks alone", False, 0, True, False),
     ("int8 base alone", False, 0, False, True),
 )
-# A few-thousand-parameter Gemma 2 for the test (same code path, compiles in seconds).
-TINY = {
-    "vocabulary_size": 512,
-    "num_layers": 2,
-    "num_query_heads": 4,
-    "num_key_value_heads": 2,
-    "hidden_dim": 32,
-    "intermediate_dim": 64,
-    "head_dim": 8,
-    "query_head_dim_normalize": True,
-    "use_post_ffw_norm": True,
-    "use_post_attention_norm": True,
-    "final_logit_soft_cap": 30.0,
-    "attention_logit_soft_cap": 50.0,
-    "sliding_window_size": 16,
-    "use_sliding_window_attention": True,
-}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -205,7 +188,9 @@ def main(argv=None) -> int:
         return 2
     from flops import GEMMA2_2B
 
-    arch = dict(GEMMA2_2B) if a.size == "2b" else TINY
+    from kit.testing import MICRO_BACKBONE  # --size tiny: a few-thousand-parameter Gemma 2 (the test)
+
+    arch = dict(GEMMA2_2B) if a.size == "2b" else dict(MICRO_BACKBONE)
     chosen = [int(i) for i in a.rows.split(",") if i.strip()] or list(range(len(ROWS)))
     out = a.out or str(ROOT / "bench/results" / ("levers_memory.json" if a.size == "2b" else "levers_memory_tiny.json"))
     rows = []

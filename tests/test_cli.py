@@ -54,6 +54,7 @@ def test_keras_backend_defaults_to_jax(monkeypatch):
     assert proc.stdout.strip() == "jax", proc.stderr
 
 
+@pytest.mark.slow  # imports TensorFlow in a subprocess
 def test_kit_keeps_tensorflow_out_unless_asked():
     code = "import sys, kit, keras_hub; print(sys.modules.get('tensorflow') is None)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -79,6 +79,15 @@ def test_kit_never_imports_the_app():
     assert _violations(sorted((ROOT / "kit").rglob("*.py")), ("streamlit_app", "streamlit")) == []
 
 
+def test_only_smoke_mode_imports_the_test_doubles():
+    # kit/testing.py may import any stage (it trains micro runs), so no stage and not the app may import it;
+    # the notebooks' smoke mode is made of test doubles and is the one exception.
+    allowed = {ROOT / "kit" / "testing.py", ROOT / "kit" / "notebook" / "smoke.py"}
+    files = sorted((ROOT / "kit").rglob("*.py")) + sorted((ROOT / "streamlit_app").rglob("*.py"))
+    assert _violations([p for p in files if p not in allowed], ("kit.testing",)) == []
+    assert _violations([ROOT / "kit" / "notebook" / "smoke.py"], ("kit.testing",))  # the check sees it
+
+
 def test_the_check_catches_a_function_level_import(tmp_path):
     # The static check must see imports inside functions, where the lazy ones live.
     bad = tmp_path / "bad.py"

@@ -17,22 +17,7 @@ import os
 from pathlib import Path
 
 from kit.model.tiny import TinySpec
-
-# A micro Gemma 2 base: one bucket (one compilation), a handful of steps. ~10-20 s on 2 CPU cores.
-SMOKE_TINY = TinySpec(
-    vocab_size=1024,
-    num_layers=2,
-    hidden_dim=64,
-    intermediate_dim=128,
-    num_query_heads=2,
-    num_key_value_heads=1,
-    head_dim=32,
-    sliding_window_size=32,
-    buckets=(128,),
-    batch_size=16,
-    max_steps=5,
-    warmup_steps=1,
-)
+from kit.testing import SMOKE_TINY  # the micro tiny base, defined with the other test doubles
 
 
 def smoke_overrides(*, steps: int = 4, max_train_rows: int = 256, max_val_rows: int = 32) -> list[str]:

@@ -7,10 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from tiny_models import micro_overrides
 
-from kit.config import load_config
 from kit.eval import EvalOptions, evaluate_models
+from kit.testing import train_micro_run
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "streamlit_app" / "app.py")
@@ -20,8 +19,6 @@ PAGES = ROOT / "streamlit_app" / "pages"
 @pytest.fixture(scope="module")
 def app_dirs(tmp_path_factory, tiny_preset, tiny_prepared):
     """runs/{micro-base,micro-lora}, reports/micro and a copy of the tiny data (the judge cache is written there)."""
-    from kit.train import finetune
-
     root = tmp_path_factory.mktemp("app")
     data = root / "prepared"
     shutil.copytree(tiny_prepared, data)
@@ -33,12 +30,10 @@ def app_dirs(tmp_path_factory, tiny_preset, tiny_prepared):
     counts = Counter(r for rubrics in load_prepared(data)["train"]["rubrics"] for r in rubrics)
     (data / "rubrics.json").write_text(json.dumps(dict(counts.most_common()), ensure_ascii=False), encoding="utf-8")
     (data / "stats.json").write_text(json.dumps({"synthetic": True}), encoding="utf-8")
-    for name, extra in (("micro-base", {"lora.enabled": "false"}), ("micro-lora", {})):
-        finetune(
-            load_config(ROOT / "configs" / "tiny.toml", micro_overrides(root, tiny_preset, data, name=name, **extra)),
-            progress=False,
-        )
-    runs = [str(root / "runs" / "micro-base"), str(root / "runs" / "micro-lora")]
+    runs = [
+        str(train_micro_run(root, tiny_preset, data, name, **extra))
+        for name, extra in (("micro-base", {"lora.enabled": "false"}), ("micro-lora", {}))
+    ]
     evaluate_models(
         runs,
         data,
@@ -86,6 +81,7 @@ def fill(at, prefix: str, *, rubrics, keywords="", rating=5):
     at.number_input(key=f"{prefix}_max_new_tokens").set_value(12)
 
 
+@pytest.mark.slow
 def test_generate_form_gives_reviews_with_scores(env):
     at = app()
     assert at.selectbox(key="gen_model").options == ["micro-base", "micro-lora"]
@@ -99,6 +95,7 @@ def test_generate_form_gives_reviews_with_scores(env):
     assert "predicted rating" in out and "keyword coverage" in out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "rubrics,keywords,match",
     [
@@ -116,6 +113,7 @@ def test_generate_bad_input_is_one_error_line(env, rubrics, keywords, match):
     assert "Traceback" not in at.error[0].value
 
 
+@pytest.mark.slow
 def test_compare_random_request_and_side_by_side(env):
     at = app("compare")
     assert at.multiselect(key="cmp_models").value == ["micro-base", "micro-lora"]
@@ -129,6 +127,7 @@ def test_compare_random_request_and_side_by_side(env):
     assert out.count('<div class="review">') == 3
 
 
+@pytest.mark.slow
 def test_metrics_page_table_slices_win_rates(env):
     at = app("metrics")
     assert at.selectbox(key="met_report").value == "micro"
@@ -152,6 +151,7 @@ def test_metrics_page_table_slices_win_rates(env):
         assert [f"{w[k]:.2f}" for k in ("A wins", "B wins", "ties", "win rate of A")] == numbers, (pair, label)
 
 
+@pytest.mark.slow
 def test_samples_filter_vote_and_csv(env):
     at = app("samples")
     assert not at.error
@@ -169,6 +169,7 @@ def test_samples_filter_vote_and_csv(env):
     assert at.radio(key=f"vote_{first['id']}_micro-base_micro-lora").value == "B"
 
 
+@pytest.mark.slow
 def test_broken_report_shows_error_not_traceback(env, tmp_path, monkeypatch):
     reports = tmp_path / "reports"
     shutil.copytree(env["reports"] / "micro", reports / "broken")
@@ -191,6 +192,7 @@ def test_no_runs_or_reports_says_what_to_run(tmp_path, monkeypatch):
         assert not at.error and "make demo" in at.info[0].value, page
 
 
+@pytest.mark.slow
 def test_only_runs_inside_the_runs_dir(env):
     from kit.errors import UserError
     from kit.runs import resolve_run
@@ -212,6 +214,7 @@ def _labels(node) -> list[str]:
     return out
 
 
+@pytest.mark.slow
 def test_generate_streams_says_when_it_compiles_and_shares_one_base(env):
     import sys
 
@@ -238,6 +241,7 @@ def test_generate_streams_says_when_it_compiles_and_shares_one_base(env):
     assert len(base.nbytes()) == 3  # the base weights, micro-base (no adapter) and micro-lora
 
 
+@pytest.mark.slow
 def test_reports_are_read_again_only_when_they_change(env, tmp_path, monkeypatch):
     import kit.eval.report as report
 
@@ -259,6 +263,7 @@ def test_reports_are_read_again_only_when_they_change(env, tmp_path, monkeypatch
     assert len(calls) == 2 and any("4242 requests" in c.value for c in at.caption)
 
 
+@pytest.mark.slow
 def test_each_vote_widget_is_a_fragment(env, monkeypatch):
     """AppTest reruns the whole script on a widget change, so check that each vote widget runs inside
     an `st.fragment` (which the browser reruns alone on a vote) and that a vote still saves."""
@@ -288,6 +293,7 @@ def test_each_vote_widget_is_a_fragment(env, monkeypatch):
     assert votes[f"{first['id']}|micro-base|micro-lora"]["choice"] == "tie"
 
 
+@pytest.mark.slow
 def test_bad_model_cache_size_is_one_error_line(env, monkeypatch):
     monkeypatch.setenv("KIT_MAX_MODELS", "0")
     from streamlit.testing.v1 import AppTest

@@ -11,13 +11,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_app import app_dirs  # noqa: F401  (the micro runs + report fixture)
+from tests.app.test_app import app_dirs  # noqa: F401  (the micro runs + report fixture)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 from app_load import CHROMIUM, CHROMIUM_ARGS, app_server, generate_in_sessions, healthy  # noqa: E402
 
 ARTIFACTS = ROOT / "test-artifacts"
+pytestmark = pytest.mark.slow  # a real browser and `streamlit run`, on two micro runs (app_dirs trains them)
 
 
 def _missing() -> str | None:

@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import datasets
 import numpy as np
 import pytest
-from tiny_models import micro_overrides
 
 from kit.cli import main
-from kit.config import load_config
 from kit.errors import UserError
 from kit.eval import EvalOptions, evaluate_models, reference_nll, report, select_requests
 from kit.eval.scoring import HUMAN
 from kit.generate import SamplerSpec
+from kit.testing import train_micro_run
 
-ROOT = Path(__file__).resolve().parent.parent
 # Small but complete: every model, the human column, slices and the comparator export.
 FAST = EvalOptions(limit=10, seed=3, max_new_tokens=12, batch_size=8, n_resamples=200, top_rubrics=2, progress=False)
 
@@ -26,19 +23,18 @@ FAST = EvalOptions(limit=10, seed=3, max_new_tokens=12, batch_size=8, n_resample
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, tiny_preset, tiny_prepared):
     """A copy of the tiny data (the judge cache is written into it), a base run and a LoRA run."""
-    from kit.train import finetune
-
     root = tmp_path_factory.mktemp("evaluate")
     data = root / "prepared"
     shutil.copytree(tiny_prepared, data)
-    for name, extra in (("micro-base", {"lora.enabled": "false"}), ("micro-lora", {})):
-        cfg = load_config(ROOT / "configs" / "tiny.toml", micro_overrides(root, tiny_preset, data, name=name, **extra))
-        finetune(cfg, progress=False)
-    runs = [str(root / "runs" / "micro-base"), str(root / "runs" / "micro-lora")]
+    runs = [
+        str(train_micro_run(root, tiny_preset, data, name, **extra))
+        for name, extra in (("micro-base", {"lora.enabled": "false"}), ("micro-lora", {}))
+    ]
     result = evaluate_models(runs, data, out=root / "reports" / "a", options=FAST)
     return {"root": root, "data": data, "runs": runs, "result": result, "report": root / "reports" / "a"}
 
 
+@pytest.mark.slow
 def test_report_files_and_schema(setup):
     out = setup["report"]
     assert sorted(p.name for p in out.iterdir()) == [
@@ -83,6 +79,7 @@ def test_report_files_and_schema(setup):
     assert {"judges_s", "scoring_s", "total_s"} <= set(t) and t["models"]["micro-lora"]["generate_s"] > 0
 
 
+@pytest.mark.slow
 def test_slices_win_rates_and_differences(setup):
     m = setup["result"]["metrics"]
     ratings = setup["result"]["requests"]["ratings"]
@@ -99,6 +96,7 @@ def test_slices_win_rates_and_differences(setup):
     assert "keyword_coverage" in m["difference_vs_micro-base"]["micro-lora"]
 
 
+@pytest.mark.slow
 def test_samples_and_comparator_export(setup):
     out = setup["report"]
     rows = [json.loads(line) for line in (out / "samples.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -130,6 +128,7 @@ def test_samples_and_comparator_export(setup):
     assert "| metric | micro-base | micro-lora | human |" in md and "rating acc." in md
 
 
+@pytest.mark.slow
 def test_same_seed_same_samples(setup):
     again = setup["root"] / "reports" / "again"
     evaluate_models(setup["runs"], setup["data"], out=again, options=FAST)
@@ -138,6 +137,7 @@ def test_same_seed_same_samples(setup):
     assert json.loads((again / "metrics.json").read_text())["metrics"] == first
 
 
+@pytest.mark.slow
 def test_reference_nll_is_the_training_loss(setup):
     """Per-request NLL summed over requests equals the masked training loss on the same examples."""
     from kit.data.batching import Encoder
@@ -157,6 +157,7 @@ def test_reference_nll_is_the_training_loss(setup):
     np.testing.assert_allclose(nll.sum() / tokens.sum(), loss, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_failed_run_leaves_no_partial_report(setup, monkeypatch):
     out = setup["root"] / "reports" / "broken"
 
@@ -185,6 +186,7 @@ def test_select_requests_balanced_and_random():
     assert len(natural) == 50 and natural != rows
 
 
+@pytest.mark.slow
 def test_cli_missing_run_exits_2(setup, capsys):
     code = main(
         [
@@ -204,6 +206,7 @@ def test_cli_missing_run_exits_2(setup, capsys):
     assert not (setup["root"] / "reports" / "x").exists()
 
 
+@pytest.mark.slow
 def test_cli_empty_or_unknown_split_exits_2(setup, tmp_path, capsys):
     dd = datasets.load_from_disk(str(setup["data"]))
     empty = datasets.DatasetDict({**dd, "test": dd["test"].select([])})

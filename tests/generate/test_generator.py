@@ -1,29 +1,12 @@
 """Generation on a micro Gemma 2 fine-tuned in-process: seeds, stops, batching, compile counts."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-from tiny_models import micro_overrides
 
-from kit.config import load_config
 from kit.errors import UserError
 from kit.generate import Generator, SamplerSpec, pick_length
 from kit.generate.request import Request
 from kit.model import load_model
-from kit.train import finetune
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def micro_run(tmp_path_factory, tiny_preset, tiny_prepared) -> Path:
-    """A micro LoRA run (8 steps, non-zero adapters) - shared by the tests of this module."""
-    tmp = tmp_path_factory.mktemp("gen")
-    finetune(
-        load_config(ROOT / "configs" / "tiny.toml", micro_overrides(tmp, tiny_preset, tiny_prepared)), progress=False
-    )
-    return tmp / "runs" / "micro"
 
 
 @pytest.fixture(scope="module")
@@ -44,11 +27,13 @@ def texts(results):
     return [s.text for samples in results for s in samples]
 
 
+@pytest.mark.slow
 def test_stop_ids_are_eos_and_end_of_turn(gen):
     sp = gen.encoder.sp
     assert gen.stop_ids == (sp.eos_id(), sp.piece_to_id("<end_of_turn>")) == (1, sp.piece_to_id("<end_of_turn>"))
 
 
+@pytest.mark.slow
 def test_same_seed_same_text_and_other_seeds_differ(gen):
     for name in ("top_k", "top_p", "random"):
         a = gen.generate(REQS, SamplerSpec(name=name, seed=7, temperature=1.5), n=2, max_new_tokens=24)
@@ -60,6 +45,7 @@ def test_same_seed_same_text_and_other_seeds_differ(gen):
         assert any(s[0].text != s[1].text for s in a), "the n samples of a request should differ"
 
 
+@pytest.mark.slow
 def test_greedy_batch_equals_one_by_one(gen):
     batched = gen.generate(REQS, SamplerSpec(name="greedy"), max_new_tokens=32)
     single = [gen.generate([r], SamplerSpec(name="greedy"), max_new_tokens=32)[0] for r in REQS]
@@ -67,6 +53,7 @@ def test_greedy_batch_equals_one_by_one(gen):
     assert all(t for t in texts(batched))
 
 
+@pytest.mark.slow
 def test_no_recompilation_across_request_lengths(micro_run):
     gen = Generator(load_model(str(micro_run)), batch_size=4, length_buckets=(256, 512))
     sampler = SamplerSpec(name="top_p", seed=1)
@@ -86,6 +73,7 @@ def test_no_recompilation_across_request_lengths(micro_run):
     assert gen.traces == 4
 
 
+@pytest.mark.slow
 def test_stops_on_the_stop_ids(micro_run):
     gen = Generator(load_model(str(micro_run)), batch_size=1, length_buckets=(256,))
     ids = [gen.encoder.bos_id, *gen.encoder.sp.encode(REQS[0].prompt())]
@@ -97,6 +85,7 @@ def test_stops_on_the_stop_ids(micro_run):
     assert stopped.stopped and stopped.new_tokens == 0 and stopped.text == ""
 
 
+@pytest.mark.slow
 def test_decode_cuts_at_stop_strips_prompt_and_unescapes(gen):
     sp = gen.encoder.sp
     prompt = REQS[0].prompt()
@@ -109,6 +98,7 @@ def test_decode_cuts_at_stop_strips_prompt_and_unescapes(gen):
     assert not cut.stopped and cut.new_tokens == 2
 
 
+@pytest.mark.slow
 def test_max_new_tokens_and_no_markers_in_text(gen):
     out = gen.generate(REQS, SamplerSpec(name="top_k", k=50, temperature=2.0, seed=3), max_new_tokens=5)
     for samples in out:
@@ -116,6 +106,7 @@ def test_max_new_tokens_and_no_markers_in_text(gen):
         assert "<end_of_turn>" not in samples[0].text and "<start_of_turn>" not in samples[0].text
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["beam", "contrastive"])
 def test_beam_and_contrastive_run(gen, name):
     a = gen.generate(REQS[:2], SamplerSpec(name=name, k=4, num_beams=2), max_new_tokens=12)
@@ -123,6 +114,7 @@ def test_beam_and_contrastive_run(gen, name):
     assert texts(a) == texts(b) and all(isinstance(t, str) for t in texts(a))
 
 
+@pytest.mark.slow
 def test_bad_options_are_user_errors(gen):
     with pytest.raises(UserError, match="sampler must be one of"):
         SamplerSpec(name="nucleus")
@@ -149,9 +141,8 @@ def cli(monkeypatch, micro_run, tmp_path, capsys):
     """Run `kit ...` in-process with a rubric vocabulary dir; returns (exit code, stdout, stderr)."""
     import json
 
-    from prepared_data import RUBRICS
-
     from kit.cli import main
+    from kit.testing import RUBRICS
 
     monkeypatch.setenv("KIT_JAX_CACHE", "off")
     data = tmp_path / "data"
@@ -169,6 +160,7 @@ def cli(monkeypatch, micro_run, tmp_path, capsys):
     return run
 
 
+@pytest.mark.slow
 def test_cli_single_request_text_and_json(cli):
     code, out, err = cli("--rubrics", "кафе", "--rating", "5", "--keywords", "кофе, десерт", "--max-new-tokens", "16")
     assert code == 0 and out.strip() and not err
@@ -182,6 +174,7 @@ def test_cli_single_request_text_and_json(cli):
     assert doc["sampler"]["seed"] == 3 and set(doc["seconds"]) == {"load", "generate"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "argv,match",
     [
@@ -202,6 +195,7 @@ def test_cli_bad_input_exits_2_with_one_line(cli, argv, match):
     assert err.count("\n") == 1 and match in err, err
 
 
+@pytest.mark.slow
 def test_cli_missing_model_and_vocabulary(cli, tmp_path, capsys):
     from kit.cli import main
 
@@ -227,6 +221,7 @@ def test_cli_missing_model_and_vocabulary(cli, tmp_path, capsys):
     assert code == 2 and "kit data prepare" in err
 
 
+@pytest.mark.slow
 def test_cli_batch_mode(cli, tmp_path):
     import json
 
@@ -256,6 +251,7 @@ def test_cli_batch_mode(cli, tmp_path):
     assert code == 2 and "already exists; pass --overwrite" in err and dst.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_cli_stream_prints_what_the_batch_path_prints(cli):
     argv = ["--rubrics", "Кафе", "--rating", "5", "--keywords", "кофе", "--max-new-tokens", "16"]
     for extra in (["--sampler", "greedy"], ["--seed", "4", "--n", "2"]):

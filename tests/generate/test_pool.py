@@ -66,6 +66,7 @@ def _live_bytes() -> int:
 SAMPLERS = [SamplerSpec(name="greedy"), SamplerSpec(name="top_k", seed=5, temperature=1.5)]
 
 
+@pytest.mark.slow  # compiles 3 models x 3 samplers (~2 min)
 def test_runs_on_one_base_share_its_weights_and_give_their_own_text(runs):
     pool = ModelPool(max_bases=1, batch_size=4, length_buckets=BUCKETS)
     gens = {name: pool.generator(path) for name, path in runs.items()}

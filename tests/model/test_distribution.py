@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # subprocesses on 8 virtual devices; trains single-device, data- and model-parallel
+
 
 def test_data_and_model_parallel_match_single_device(tiny_preset, tiny_prepared):
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
@@ -33,14 +35,14 @@ def test_data_and_model_parallel_match_single_device(tiny_preset, tiny_prepared)
 
 def test_mesh_that_cannot_split_the_heads_is_one_clear_line(tmp_path, tiny_preset, tiny_prepared):
     """The micro model has 4 key/value heads: a model axis of 8 cannot split them."""
-    from tiny_models import micro_overrides
+    from kit.testing import micro_overrides
 
     overrides = micro_overrides(tmp_path, tiny_preset, tiny_prepared, name="mesh8") + [
         "distribution.mode=model",
         "distribution.mesh=batch:1,model:8",
     ]
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
-    config = Path(__file__).resolve().parents[1] / "configs" / "tiny.toml"
+    config = Path(__file__).resolve().parents[2] / "configs" / "tiny.toml"
     proc = subprocess.run(
         [
             sys.executable,

@@ -16,17 +16,14 @@ from pathlib import Path
 import keras_hub
 import numpy as np
 import pytest
-from tiny_models import adapter_arrays, micro_overrides
 
 from kit.cli import main
-from kit.config import load_config
 from kit.errors import UserError
 from kit.model import load_causal_lm, load_run
 from kit.model.export import export_run, push
 from kit.model.hf_checkpoint import GEMMA_DEFAULTS, GEMMA_SIZES, hf_config, hf_config_from
-from kit.train import finetune
+from kit.testing import adapter_arrays, train_micro_run
 
-ROOT = Path(__file__).resolve().parent.parent
 TOKENS = np.array([[2, *range(5, 395, 10)]], dtype=np.int32)  # 40 ids < the micro vocabulary
 
 
@@ -44,15 +41,6 @@ def _go_offline(monkeypatch) -> None:
 
 
 @pytest.fixture(scope="module")
-def micro_run(tmp_path_factory, tiny_preset, tiny_prepared) -> Path:
-    tmp = tmp_path_factory.mktemp("export")
-    finetune(
-        load_config(ROOT / "configs" / "tiny.toml", micro_overrides(tmp, tiny_preset, tiny_prepared)), progress=False
-    )
-    return tmp / "runs" / "micro"
-
-
-@pytest.fixture(scope="module")
 def run_logits(micro_run, tiny_preset) -> np.ndarray:
     lm = load_run(micro_run)
     assert all(np.abs(a).max() > 0 for a in adapter_arrays(lm))  # A and B trained: the merge matters
@@ -61,6 +49,7 @@ def run_logits(micro_run, tiny_preset) -> np.ndarray:
     return ref
 
 
+@pytest.mark.slow
 def test_keras_export_is_merged_and_identical(micro_run, run_logits, tmp_path):
     info = export_run(micro_run, "keras", tmp_path / "keras")
     merged = keras_hub.models.GemmaCausalLM.from_preset(str(tmp_path / "keras"))
@@ -70,6 +59,7 @@ def test_keras_export_is_merged_and_identical(micro_run, run_logits, tmp_path):
     assert json.loads((tmp_path / "keras" / "kit_export.json").read_text())["run"] == str(micro_run)
 
 
+@pytest.mark.slow
 def test_hf_export_config(micro_run, tmp_path):
     export_run(micro_run, "hf", tmp_path / "hf")
     files = {p.name for p in (tmp_path / "hf").iterdir()}
@@ -126,6 +116,7 @@ def test_hf_config_refuses_gemma_1_and_missing_sizes():
         hf_config_from({k: v for k, v in gemma2.items() if k != "head_dim"})
 
 
+@pytest.mark.slow
 def test_hf_export_matches_transformers_and_loads_back(micro_run, run_logits, tmp_path):
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
@@ -149,6 +140,7 @@ def test_hf_export_matches_transformers_and_loads_back(micro_run, run_logits, tm
     assert tok(text)["input_ids"] == [2, *np.asarray(lm.preprocessor.tokenizer(text)).tolist()]
 
 
+@pytest.mark.slow
 def test_export_cli_and_offline_push(micro_run, tmp_path, monkeypatch, capsys):
     _go_offline(monkeypatch)
     out = tmp_path / "k"
@@ -175,16 +167,13 @@ def test_export_cli_and_offline_push(micro_run, tmp_path, monkeypatch, capsys):
 def base_hf(micro_run, tiny_preset, tiny_prepared, tmp_path_factory) -> Path:
     """The kit's HF export of the micro run's base (registered as a run with no adapter)."""
     tmp = micro_run.parent.parent
-    cfg = load_config(
-        ROOT / "configs" / "tiny.toml",
-        micro_overrides(tmp, tiny_preset, tiny_prepared, name="micro-base", **{"lora.enabled": "false"}),
-    )
-    finetune(cfg, progress=False)
+    base = train_micro_run(tmp, tiny_preset, tiny_prepared, "micro-base", **{"lora.enabled": "false"})
     out = tmp_path_factory.mktemp("base") / "hf"
-    export_run(tmp / "runs" / "micro-base", "hf", out)
+    export_run(base, "hf", out)
     return out
 
 
+@pytest.mark.slow
 def test_peft_adapter_round_trip_matches_the_merged_export(micro_run, run_logits, base_hf, tmp_path):
     """PeftModel(kit's HF base export + kit's adapter export) == kit's merged HF export, max abs diff < 1e-5."""
     torch = pytest.importorskip("torch")
@@ -216,12 +205,14 @@ def test_peft_adapter_round_trip_matches_the_merged_export(micro_run, run_logits
     assert np.abs(with_adapter - run_logits).max() < 1e-4  # the kit's own logits, as for the merged export
 
 
+@pytest.mark.slow
 def test_peft_export_refuses_a_base_run_and_names_the_fix(base_hf, micro_run, tmp_path):
     with pytest.raises(UserError, match="no adapter.*--to hf"):
         export_run(micro_run.parent / "micro-base", "peft", tmp_path / "p")
     assert not (tmp_path / "p").exists()
 
 
+@pytest.mark.slow
 def test_hf_export_chat_template_card_and_stops(micro_run, tmp_path):
     transformers = pytest.importorskip("transformers")
     from kit.data.prompt import build_prompt
@@ -269,6 +260,7 @@ def test_card_names_the_hub_base_and_the_real_dataset():
     assert "PeftModel.from_pretrained" in body and "LoRA rank 8" in body and "## Evaluation" not in body
 
 
+@pytest.mark.slow
 def test_peft_push_offline_is_one_line(micro_run, tmp_path, monkeypatch, capsys):
     _go_offline(monkeypatch)
     out = tmp_path / "p"
@@ -278,6 +270,7 @@ def test_peft_push_offline_is_one_line(micro_run, tmp_path, monkeypatch, capsys)
     assert err.count("\n") == 1 and "no network connection to huggingface.co" in err
 
 
+@pytest.mark.slow
 def test_hf_repo_in_the_hub_cache_loads_offline(micro_run, run_logits, tmp_path, monkeypatch):
     """hf://me/micro with no network: the loader finds the Hub cache's snapshot (here: the kit's HF export)."""
     import huggingface_hub.constants

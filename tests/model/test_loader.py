@@ -21,7 +21,7 @@ from kit.model.loader import explain_load_failure
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# Micro model (tests/tiny_models.MICRO): 2 layers, hidden 16, 4 q/kv heads of 4, FFW 32.
+# Micro model (kit.testing.MICRO): 2 layers, hidden 16, 4 q/kv heads of 4, FFW 32.
 # Per layer and rank r, LoRA adds A+B: q, k, v: 4*16*r + r*4 = 68r each; attention
 # output: 4*4*r + r*16 = 32r; ffw_gating, ffw_gating_2, ffw_linear (16x16): 32r each.
 # Without embeddings: per layer q/k/v 3*256 + output 256 + FFW 3*16*16 (GemmaDecoderBlock

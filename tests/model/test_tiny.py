@@ -1,5 +1,6 @@
 """The tiny base: tokenizer with Gemma's special ids, Gemma 2 architecture, preset round trip, CLI."""
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -9,13 +10,13 @@ from pathlib import Path
 import keras_hub
 import numpy as np
 import pytest
-from prepared_data import make_prepared
 
 from kit.data.prepare import load_stats
 from kit.data.prompt import END_OF_TURN, START_OF_TURN
 from kit.errors import UserError
 from kit.model.loader import load_causal_lm
 from kit.model.tiny import TINY_INFO, TinySpec, build_tiny_lm, file_checksums, train_tokenizer, verify_tiny_base
+from kit.testing import MICRO, make_prepared
 from kit.train.pretrain import make_tiny_base
 
 
@@ -33,27 +34,17 @@ def test_tokenizer_special_ids_and_turn_markers():
 
 def test_tiny_architecture_is_gemma2():
     proto = train_tokenizer(["Хорошее место."] * 20, vocab_size=300)
-    lm = build_tiny_lm(proto, TinySpec(num_layers=2, hidden_dim=16, intermediate_dim=32, head_dim=8))
+    lm = build_tiny_lm(proto, MICRO)
     b = lm.backbone
     assert b.use_post_ffw_norm and b.use_post_attention_norm and b.query_head_dim_normalize
     assert b.use_sliding_window_attention and b.final_logit_soft_cap == 30.0 and b.attention_logit_soft_cap == 50.0
     assert b.vocabulary_size % 64 == 0 and b.vocabulary_size >= lm.preprocessor.tokenizer.vocabulary_size()
 
 
+@pytest.mark.slow  # pretrains a tiny base
 def test_make_tiny_base_round_trip(tmp_path, tiny_prepared):
     data = _with_stats(tmp_path / "prepared", tiny_prepared)
-    spec = TinySpec(
-        num_layers=2,
-        hidden_dim=32,
-        intermediate_dim=64,
-        head_dim=8,
-        vocab_size=400,
-        buckets=(64, 128),
-        batch_size=8,
-        max_steps=12,
-        learning_rate=1e-2,
-        warmup_steps=2,
-    )
+    spec = dataclasses.replace(MICRO, buckets=(64, 128), max_steps=12, learning_rate=1e-2, warmup_steps=2)
     info = make_tiny_base(data, tmp_path / "tiny-base", spec, progress=False, command="kit tiny --seed 0")
     p = info["pretraining"]
     assert p["steps"] == 12 and p["final_val_loss"] < p["initial_val_loss"]
@@ -69,6 +60,7 @@ def test_make_tiny_base_round_trip(tmp_path, tiny_prepared):
     assert isinstance(out, str) and out.startswith("Отличное")
 
 
+@pytest.mark.slow  # pretrains two tiny bases
 def test_make_tiny_base_pretrains_on_extra_data_less_the_data_reviews(tmp_path, tiny_prepared):
     """--extra-data: its rows join pretraining, except any review text of --data (so no test review leaks)."""
     import datasets
@@ -95,8 +87,7 @@ def test_make_tiny_base_pretrains_on_extra_data_less_the_data_reviews(tmp_path, 
     # The fixture's phrase bank is small, so a fresh review may also repeat a main one: it is left out too.
     repeats = sum(t in held for name in fresh for t in fresh[name]["text"])
     assert dropped == 5 + repeats and len(rows["text"]) == 32 - repeats and not set(rows["text"]) & held
-    spec = TinySpec(num_layers=2, hidden_dim=16, intermediate_dim=32, head_dim=8, vocab_size=400,
-                    buckets=(64, 128), batch_size=8, max_steps=2, warmup_steps=1, documents="pages+cards")  # fmt: skip
+    spec = dataclasses.replace(MICRO, buckets=(64, 128), max_steps=2, warmup_steps=1, documents="pages+cards")
     base = make_tiny_base(data, tmp_path / "base", spec, progress=False)
     more = make_tiny_base(data, tmp_path / "more", spec, progress=False, extra_data=extra)
     assert base["extra_data"] is None
@@ -234,7 +225,7 @@ def test_finetune_refuses_a_tiny_base_pretrained_on_other_data(tmp_path, tiny_pr
     assert not (tmp_path / "runs").exists()  # refused before a run dir is made
 
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "models" / "tiny-base"
 THRESHOLD_TOP5 = 0.8
 
@@ -266,6 +257,7 @@ def test_committed_tiny_base_is_the_one_its_recipe_makes(demo_prepared):
     assert verify_tiny_base(COMMITTED, data_fingerprint=fingerprint) == info
 
 
+@pytest.mark.slow  # a 20,000-row corpus, ~30 s
 def test_committed_tiny_base_extra_corpus_is_what_make_pretrain_data_writes(tmp_path):
     """The extra pretraining corpus recorded in models/tiny-base is the one `make pretrain-data` rebuilds."""
     from kit.cli import main

@@ -141,12 +141,13 @@ def test_sweep_points_and_toml_round_trip(tmp_path):
     assert from_dict(tomllib.loads(sweep.config_toml(cfg))) == cfg
 
 
+@pytest.mark.slow  # trains two sweep points
 def test_run_sweep_on_the_micro_model(tmp_path, tiny_prepared, tiny_preset):
     import sys as _sys
     from pathlib import Path
 
     _sys.path.insert(0, str(Path(__file__).parent))
-    from tiny_models import micro_overrides
+    from kit.testing import micro_overrides
 
     from kit.notebook import sweep
 
@@ -227,7 +228,7 @@ def test_missing_requirements_reads_pyproject(tmp_path):
     assert missing_requirements(tmp_path) == ["no-such-dist-xyz"]
     from pathlib import Path
 
-    assert missing_requirements(Path(__file__).resolve().parents[1]) == []  # this environment has the kit
+    assert missing_requirements(Path(__file__).resolve().parents[2]) == []  # this environment has the kit
 
 
 def test_default_runs_dir_keeps_runs_past_the_session(monkeypatch, tmp_path):
@@ -251,6 +252,6 @@ def test_kit_notebook_env_imports_with_the_standard_library_only():
         "import sys; import kit.notebook.env; from kit.notebook import detect_environment; "
         "print(sorted(m for m in ('numpy', 'pandas', 'keras', 'jax', 'keras_hub') if m in sys.modules))"
     )
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"  # a fresh Colab can import it before anything is installed

@@ -19,7 +19,9 @@ pytest.importorskip("ipykernel")
 from kit.config import load_config  # noqa: E402
 from kit.notebook.runner import INJECTED_TAG, execute_notebook, inject_parameters  # noqa: E402
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+pytestmark = pytest.mark.slow  # runs whole notebooks in a kernel, pretraining and fine-tuning in smoke mode
+
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
 
 @pytest.fixture(scope="module")
@@ -225,8 +227,8 @@ def test_setup_cell_uses_a_copy_of_the_repo_attached_as_a_kaggle_dataset(tmp_pat
 
 
 def test_saved_notebooks_carry_no_path_of_the_machine_that_ran_them():
-    root = str(Path(__file__).resolve().parents[1])
-    for nb in sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb")):
+    root = str(Path(__file__).resolve().parents[2])
+    for nb in sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb")):
         assert root not in nb.read_text(encoding="utf-8"), nb.name
 
 

@@ -17,18 +17,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tiny_models import micro_lm, micro_overrides
 
 from kit.config import load_config
 from kit.errors import UserError
 from kit.model import enable_lora, load_run
 from kit.model.lora import save_adapter
 from kit.model.quantize import merged_kernel, quantize_base
+from kit.testing import micro_lm, micro_overrides
 from kit.train.lean import resolve_loss_chunk, resolve_remat
 from kit.train.loop import Engine
 from kit.train.optim import make_optimizer
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _randomise_adapters(lm, scale=0.05):

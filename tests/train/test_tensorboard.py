@@ -34,6 +34,7 @@ print(json.dumps([events[0].file_version, events[1].step, events[1].summary.valu
 """
 
 
+@pytest.mark.slow  # imports TensorFlow in a subprocess
 def test_tensorflow_reads_the_scalars(tmp_path):
     w = ScalarWriter(tmp_path)
     w.add_scalars(7, {"val/val_loss": 2.25})

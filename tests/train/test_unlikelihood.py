@@ -10,7 +10,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tiny_models import micro_lm, micro_overrides
 
 from kit.config import load_config
 from kit.data.batching import Encoder
@@ -18,13 +17,14 @@ from kit.errors import UserError
 from kit.metrics.perplexity import token_nll
 from kit.model import enable_lora
 from kit.runs import RunPaths
+from kit.testing import micro_lm, micro_overrides
 from kit.train import finetune
 from kit.train.lean import step_levers
 from kit.train.loop import Engine
 from kit.train.optim import make_optimizer
 from kit.train.unlikelihood import Unlikelihood, continuing, sentence_unlikelihood, token_unlikelihood
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _reference(logits, targets, weights, context=0):
@@ -237,6 +237,7 @@ def test_a_context_without_the_term_is_refused_not_ignored():
     assert load_config(ROOT / "configs" / "tiny.toml", ["train.unlikelihood=0"]).train.unlikelihood_context == 0
 
 
+@pytest.mark.slow  # fine-tunes the micro model
 def test_a_run_with_unlikelihood_records_it_and_keeps_an_nll_history(tmp_path, tiny_preset, tiny_prepared):
     cfg = load_config(
         ROOT / "configs" / "tiny.toml",
