@@ -22,7 +22,7 @@ from kit.data.batching import Example, make_batch
 from kit.launch import child_env, describe_exit, exit_code, free_port, launch
 from kit.model.multihost import batch_rows, to_numpy
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "tiny.toml"
 TIMEOUT_S = 600  # one job on a busy 2-core machine takes 1-3 minutes; a hang fails instead of blocking CI
 # One bucket (one compile per function) and 4 steps: model parallelism over gloo is slow on a busy CPU.
@@ -93,7 +93,7 @@ def test_launch_usage_errors_are_one_line(capsys):
 
 
 def _overrides(tmp: Path, preset, data, name: str, **extra) -> list[str]:
-    from tiny_models import micro_overrides
+    from kit.testing import micro_overrides
 
     args = micro_overrides(tmp, preset, data, name=name, **{**STEPS, **extra})
     return sum((["--set", o] for o in args), [])

@@ -11,15 +11,17 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from tiny_models import adapter_arrays, micro_overrides
 
 from kit.config import load_config
 from kit.errors import UserError
 from kit.model import enable_lora, load_causal_lm, load_run, save_adapter
 from kit.runs import RunInfo, RunPaths, list_runs
+from kit.testing import adapter_arrays, micro_overrides
 from kit.train import finetune
 
-ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # fine-tunes the micro model, in-process and in killed and resumed subprocesses
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _x():
