@@ -1,15 +1,13 @@
-"""kit.notebook.env (host detection, extras, secrets), kit.notebook.eda, kit.eval.tables and kit.notebook.sweep on the tiny fixtures."""
+"""kit.notebook.env: host detection, the install command and extras, secrets, setup, the runs dir."""
 
 from __future__ import annotations
 
-import json
 import sys
-import tomllib
 import types
 
 import pytest
 
-from kit.config import from_dict, load_config
+from kit.config import load_config
 from kit.notebook.env import (
     Environment,
     default_config,
@@ -17,8 +15,6 @@ from kit.notebook.env import (
     install_command,
     load_secrets,
 )
-
-NOTHING = lambda path: False  # noqa: E731
 
 
 def _clean_environ(monkeypatch):
@@ -97,102 +93,6 @@ def test_load_secrets_colab_and_dotenv(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     names = load_secrets(Environment(platform="colab", accelerator="gpu", extra="cuda", hosted=True))
     assert set(names) == {"HF_TOKEN", "HUGGING_FACE_ACCESS_TOKEN", "KAGGLE_USERNAME"}
-
-
-def test_eda_tables(tiny_prepared):
-    from kit.data.prepare import load_prepared
-    from kit.notebook import eda
-
-    dd = load_prepared(tiny_prepared)
-    stats = {
-        "synthetic": True,
-        "input": "x.tskv",
-        "ratings": {"train": {"5": 3, "1": 1}, "all": {"5": 6, "1": 2}},
-        "rubrics_top": [{"rubric": "Кафе", "reviews": 5}, {"rubric": "Музей", "reviews": 3}],
-        "counts": {"lines": 10, "skipped_lines": 0, "dropped": {"rating_0": 1, "duplicate_text": 1}, "final": 8},
-    }
-    assert eda.data_label(stats).startswith("SYNTHETIC")
-    assert eda.rating_table(stats)["share_%"].tolist() == [25.0, 75.0]
-    lengths = eda.review_lengths(dd, "train")
-    assert len(lengths) == dd["train"].num_rows
-    by = eda.length_by_rating(lengths)
-    assert by["reviews"].sum() == dd["train"].num_rows
-    assert eda.top_rubrics(stats, 1).index.tolist() == ["Кафе"]
-    chains = eda.top_chains(dd, 3)
-    assert len(chains) == 3 and (chains["reviews"] >= chains["organisations"]).all()
-    q = eda.quality_counts(stats, dd)["count"]
-    assert q["dropped: duplicate text"] == 1 and q["reviews kept"] == 8
-    assert q["kept, no name"] == sum(1 for s in dd for n in dd[s]["name_ru"] if not n)
-    ex = eda.keyword_examples(dd, "train", n=3)
-    assert 1 <= len(ex) <= 3 and all(ex["keywords"])
-    assert eda.prompt_example(dd, "test", 0).startswith("<start_of_turn>user")
-
-
-def test_sweep_points_and_toml_round_trip(tmp_path):
-    from kit.notebook import sweep
-
-    assert len(sweep.one_at_a_time(sweep.DEFAULT_AXES)) == 6
-    assert len(sweep.one_at_a_time(sweep.SMOKE_AXES)) == 4
-    assert len(sweep.grid(sweep.DEFAULT_AXES)) == 18
-    cfg = load_config("configs/gemma2_2b_tpu.toml", ["lora.rank=16", 'run.name="x y"'])
-    path = sweep.write_config(cfg, tmp_path / "c" / "best.toml", header="line one\nline two")
-    assert path.read_text().startswith("# line one\n# line two\n")
-    assert load_config(path) == cfg
-    assert from_dict(tomllib.loads(sweep.config_toml(cfg))) == cfg
-
-
-@pytest.mark.slow  # trains two sweep points
-def test_run_sweep_on_the_micro_model(tmp_path, tiny_prepared, tiny_preset):
-    import sys as _sys
-    from pathlib import Path
-
-    _sys.path.insert(0, str(Path(__file__).parent))
-    from kit.testing import micro_overrides
-
-    from kit.notebook import sweep
-
-    overrides = [
-        o
-        for o in micro_overrides(tmp_path, tiny_preset, tiny_prepared)
-        if not o.startswith(("run.", "lora.rank", "train.steps"))
-    ] + ["train.steps=2", "train.eval_every=0", "train.checkpoint_every=0"]
-    points = sweep.one_at_a_time({"lora.rank": [2, 4]})
-    results = sweep.run_sweep("configs/tiny.toml", points, overrides=overrides, out_dir=tmp_path / "sweep")
-    assert results["lora.rank"].tolist() == [2, 4]
-    assert results["val_loss"].notna().all()
-    run = json.loads((tmp_path / "sweep" / "sweep-01-rank4" / "run.json").read_text())
-    assert run["config"]["lora"]["rank"] == 4 and run["config"]["train"]["steps"] == 2
-    best = sweep.best_point(results)
-    assert set(best) == {"lora.rank"}
-    cfg = sweep.best_config("configs/gemma2_2b_gpu.toml", best, [f"data.dir={tiny_prepared}"])
-    assert cfg.lora.rank == best["lora.rank"] and cfg.model.preset == "gemma2_2b_en"
-    with pytest.raises(Exception, match="rating_accuracy"):
-        sweep.best_point(results, "rating_accuracy")
-
-
-def test_metrics_and_samples_tables():
-    from kit.eval import tables
-
-    result = {
-        "columns_order": ["base", "lora", "human"],
-        "metrics": {
-            "columns": {
-                n: {"chrf": {"value": v, "low": v - 1, "high": v + 1}}
-                for n, v in (("base", 10.0), ("lora", 20.0), ("human", 100.0))
-            }
-        },
-        "samples": [
-            {
-                "request": {"rubrics": ["Кафе"], "rating": 5, "keywords": []},
-                "reference": "a\nb",
-                "outputs": {"base": "x", "lora": "y" * 500},
-            }
-        ],
-    }
-    t = tables.metrics_table(result)
-    assert t.columns.tolist() == ["base", "lora", "human"] and t.index.tolist() == ["chrf"]
-    s = tables.samples_table(result, chars=50)
-    assert s.loc[0, "human"] == "a ⏎ b" and len(s.loc[0, "lora"]) == 50
 
 
 def test_setup_installs_only_what_is_missing_and_shows_the_hardware(monkeypatch, tmp_path, capsys):
