@@ -9,7 +9,10 @@
       checkpoints/step_000050/{state.npz,meta.json}
 
 A run without an adapter is a registered base model, so evaluation and the
-app treat base and fine-tuned models alike.
+app treat base and fine-tuned models alike. The lifecycle `kit finetune`
+follows: `prepare_run_dir` (new, resume or finished, before anything loads),
+`start_run_dir` (once the base model has loaded), `check_shared` (every
+process sees it) and `check_same_config` (a resume continues the same run).
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shutil
 from pathlib import Path
 
-from kit.atomic import OutputKind, write_json
+from kit.atomic import OutputKind, check_output_dir, mark_output, write_json
 from kit.errors import UserError
 
 RUN_JSON = "run.json"
@@ -30,6 +34,10 @@ CHECKPOINTS = "checkpoints"
 _CKPT = re.compile(r"^step_(\d{6,})$")
 # A run dir; one from before the kit's marker is known by its run.json.
 RUN = OutputKind("run", "kit finetune", legacy=(RUN_JSON,))
+# Statuses of a run with nothing left to train.
+FINISHED = ("completed", "early_stopped")
+# Keys a resumed run may change: they decide when this session stops, not what it computes.
+RESUME_MAY_CHANGE = ("train.max_minutes",)
 
 
 class RunPaths:
@@ -301,3 +309,132 @@ def list_runs(out_dir: str | Path = "runs") -> list[dict]:
             }
         )
     return out
+
+
+def prepare_run_dir(paths: RunPaths, *, resume: bool | str, overwrite: bool) -> tuple[str, bool]:
+    """Check the run dir before anything loads: `(what to do, whether an earlier run will be replaced)`.
+
+    What to do is `new`, `resume` or `finished` (nothing left to train).
+    `resume="auto"` (the notebooks) resumes when a checkpoint exists, starts a
+    new run when there is no run dir, and leaves a finished run as it is;
+    starting over always takes `overwrite`, and even then only a run of the
+    kit's own is replaced (the kit's one output rule, `kit.atomic`).
+
+    Raises:
+        UserError: `resume=True` without a checkpoint, or a run dir that may not be replaced.
+
+    Example:
+        >>> import tempfile
+        >>> prepare_run_dir(run_dir(tempfile.mkdtemp(), "new-run"), resume="auto", overwrite=False)
+        ('new', False)
+    """
+
+    def check() -> bool:
+        return check_output_dir(
+            paths.root,
+            RUN,
+            overwrite=overwrite,
+            option="run name (--set run.name=<new name>)",
+            also="--resume to continue it, ",
+        )
+
+    if overwrite and resume is not True:
+        return "new", check()
+    if resume == "auto":
+        if paths.latest_checkpoint() is not None:
+            return "resume", False
+        if paths.run_json.is_file():
+            status = RunInfo.read(paths.root).status
+            if status == "base" or (status in FINISHED and paths.adapter.is_file()):
+                return "finished", False
+        return "new", check()
+    if resume:
+        if paths.latest_checkpoint() is None:
+            raise UserError(f"--resume: no checkpoint in {paths.checkpoints}. Start without --resume.")
+        return "resume", False
+    return "new", check()
+
+
+def start_run_dir(paths: RunPaths, *, replace: bool) -> None:
+    """Make the (marked) run dir, replacing the earlier run when `replace`.
+
+    Called once the base model has loaded, so a typo in the preset never costs an earlier run.
+
+    Example:
+        >>> import tempfile
+        >>> paths = run_dir(tempfile.mkdtemp(), "fresh")
+        >>> start_run_dir(paths, replace=False)
+        >>> sorted(p.name for p in paths.root.iterdir())
+        ['.kit-output.json']
+    """
+    if replace:
+        shutil.rmtree(paths.root)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    mark_output(paths.root, RUN)
+
+
+def check_shared(paths: RunPaths, process_index: int) -> None:
+    """Refuse a run dir that process `process_index` cannot see although process 0 made it.
+
+    Every process reads the checkpoints process 0 writes, so the run dir must be one they all see.
+
+    Raises:
+        UserError: the run dir is not there.
+
+    Example:
+        >>> check_shared(run_dir("no/such/runs", "r"), 1)
+        Traceback (most recent call last):
+        ...
+        kit.errors.UserError: Process 1 cannot see the run dir no/such/runs/r that process 0 made: put run.out_dir (--runs-dir) on storage every host mounts (NFS, a gcsfuse bucket).
+    """
+    if not paths.root.is_dir():
+        raise UserError(
+            f"Process {process_index} cannot see the run dir {paths.root} that process 0 made: "
+            "put run.out_dir (--runs-dir) on storage every host mounts (NFS, a gcsfuse bucket)."
+        )
+
+
+def config_changes(saved: dict, now: dict, defaults: dict) -> list[str]:
+    """The `section.key`s where config `now` differs from the `saved` one, outside `RESUME_MAY_CHANGE`.
+
+    A key the saved config lacks (added to the kit after the run started) counts as its value in `defaults`.
+
+    Example:
+        >>> saved = {"train": {"steps": 8, "max_minutes": 0}}  # from before `patience` existed
+        >>> now = {"train": {"steps": 9, "max_minutes": 5, "patience": 0}}
+        >>> config_changes(saved, now, defaults={"train": {"steps": 0, "max_minutes": 0, "patience": 0}})
+        ['train.steps']
+    """
+    return [
+        f"{section}.{key}"
+        for section in now
+        for key in now[section]
+        if saved.get(section, {}).get(key, defaults[section][key]) != now[section][key]
+        and f"{section}.{key}" not in RESUME_MAY_CHANGE
+    ]
+
+
+def check_same_config(paths: RunPaths, config: dict, defaults: dict) -> None:
+    """Refuse to resume the run at `paths` with a `config` (`Config.to_dict()`) other than the one it started with.
+
+    A resumed run must use its saved config, or it would not continue "exactly". `defaults`
+    (`Config().to_dict()`) stands in for the keys a run of an older kit did not save.
+
+    Raises:
+        UserError: the configs differ; the message names the keys.
+
+    Example:
+        >>> import tempfile
+        >>> paths = run_dir(tempfile.mkdtemp(), "r")
+        >>> _ = RunInfo(name="r", preset="p", dtype="float32", config={"train": {"steps": 8}}).write(paths.root)
+        >>> check_same_config(paths, {"train": {"steps": 9}}, {"train": {"steps": 8}})
+        Traceback (most recent call last):
+        ...
+        kit.errors.UserError: --resume: config differs from the run's saved config at train.steps. Resume with the original config, or start a new run (--set run.name=...).
+    """
+    diff = config_changes(RunInfo.read(paths.root).config, config, defaults)
+    if diff:
+        raise UserError(
+            f"--resume: config differs from the run's saved config at {', '.join(diff)}. "
+            "Resume with the original config, or start a new run (--set run.name=...)."
+        )

@@ -1,4 +1,4 @@
-"""`run.json` as a typed record, and CLI flags derived from the option dataclasses."""
+"""`run.json` as a typed record, the run dir's lifecycle, and CLI flags derived from the option dataclasses."""
 
 from __future__ import annotations
 
@@ -7,12 +7,27 @@ import json
 
 import pytest
 
+from kit.atomic import output_kind
 from kit.cli import build_parser
 from kit.errors import UserError
 from kit.eval import EvalOptions
 from kit.generate import GenerateOptions, SamplerSpec
 from kit.options import options_from
-from kit.runs import RUN_JSON, DataInfo, LoraInfo, RunInfo, default_data_dir, list_runs
+from kit.runs import (
+    RUN,
+    RUN_JSON,
+    DataInfo,
+    LoraInfo,
+    RunInfo,
+    check_same_config,
+    check_shared,
+    config_changes,
+    default_data_dir,
+    list_runs,
+    prepare_run_dir,
+    run_dir,
+    start_run_dir,
+)
 
 
 def _lora_run() -> RunInfo:
@@ -64,6 +79,108 @@ def test_run_info_ignores_keys_of_a_newer_kit_and_refuses_bad_files(tmp_path):
         RunInfo.read(tmp_path)
     with pytest.raises(UserError, match="Run not found"):
         RunInfo.read(tmp_path / "missing")
+
+
+# --------------------------------------------------------------------------- the run dir's lifecycle
+
+
+def _run(root, name="r", *, status="running", adapter=False, checkpoint=0, config=None):
+    """A run dir as `kit finetune` leaves it: marked, its run.json, optionally an adapter and a checkpoint."""
+    paths = run_dir(root, name)
+    start_run_dir(paths, replace=False)
+    RunInfo(name=name, preset="p", dtype="float32", status=status, config=config or {}).write(paths.root)
+    if adapter:
+        paths.adapter.write_bytes(b"lora")
+    if checkpoint:
+        ckpt = paths.checkpoint(checkpoint)
+        ckpt.mkdir(parents=True)
+        (ckpt / "meta.json").write_text("{}", encoding="utf-8")
+        (ckpt / "state.npz").write_bytes(b"")
+    return paths
+
+
+def test_a_missing_run_dir_is_a_new_run_and_resume_needs_a_checkpoint(tmp_path):
+    paths = run_dir(tmp_path, "r")
+    assert prepare_run_dir(paths, resume=False, overwrite=False) == ("new", False)
+    assert prepare_run_dir(paths, resume="auto", overwrite=False) == ("new", False)
+    assert prepare_run_dir(paths, resume="auto", overwrite=True) == ("new", False)
+    with pytest.raises(UserError, match="--resume: no checkpoint in .*Start without --resume"):
+        prepare_run_dir(paths, resume=True, overwrite=False)
+    assert not paths.root.exists()  # checking makes nothing
+
+
+def test_a_run_with_a_checkpoint_resumes_and_starting_it_over_takes_overwrite(tmp_path):
+    paths = _run(tmp_path, checkpoint=3)
+    assert prepare_run_dir(paths, resume=True, overwrite=False) == ("resume", False)
+    assert prepare_run_dir(paths, resume="auto", overwrite=False) == ("resume", False)
+    assert prepare_run_dir(paths, resume=True, overwrite=True) == ("resume", False)  # --resume wins: nothing replaced
+    with pytest.raises(
+        UserError, match="already holds a run .*pass --overwrite to replace it, --resume to continue it"
+    ):
+        prepare_run_dir(paths, resume=False, overwrite=False)
+    assert prepare_run_dir(paths, resume=False, overwrite=True) == ("new", True)
+    assert prepare_run_dir(paths, resume="auto", overwrite=True) == ("new", True)
+
+
+def test_auto_resume_leaves_a_finished_run_or_a_base_as_it_is(tmp_path):
+    for status in ("completed", "early_stopped"):
+        paths = _run(tmp_path, status, status=status, adapter=True)
+        assert prepare_run_dir(paths, resume="auto", overwrite=False) == ("finished", False)
+    assert prepare_run_dir(_run(tmp_path, "base", status="base"), resume="auto", overwrite=False) == ("finished", False)
+    # Neither finished with an adapter nor resumable: starting it over is the user's call.
+    for name, status, adapter in (("lost", "completed", False), ("budget", "stopped_on_budget", True)):
+        paths = _run(tmp_path, name, status=status, adapter=adapter)
+        with pytest.raises(UserError, match="pass --overwrite"):
+            prepare_run_dir(paths, resume="auto", overwrite=False)
+
+
+def test_only_a_run_of_the_kit_is_ever_replaced(tmp_path):
+    paths = run_dir(tmp_path, "thesis")
+    paths.root.mkdir()
+    (paths.root / "chapter1.tex").write_text("mine", encoding="utf-8")
+    with pytest.raises(UserError, match="did not write; choose another run name .*--overwrite never replaces it"):
+        prepare_run_dir(paths, resume=False, overwrite=True)
+    with pytest.raises(UserError, match="did not write"):
+        prepare_run_dir(paths, resume="auto", overwrite=False)
+
+
+def test_start_run_dir_marks_it_and_replaces_only_when_told(tmp_path):
+    paths = run_dir(tmp_path / "runs", "r")
+    start_run_dir(paths, replace=False)
+    assert output_kind(paths.root) == RUN and [p.name for p in paths.root.iterdir()] == [".kit-output.json"]
+    old = _run(tmp_path / "runs", "r", checkpoint=2)
+    start_run_dir(old, replace=True)
+    assert [p.name for p in old.root.iterdir()] == [".kit-output.json"]  # the earlier run is gone
+    _run(tmp_path / "runs", "r")
+    start_run_dir(old, replace=False)
+    assert old.run_json.is_file()  # kept
+
+
+def test_check_shared_names_the_process_that_cannot_see_the_run_dir(tmp_path):
+    paths = run_dir(tmp_path, "r")
+    with pytest.raises(UserError, match=r"^Process 3 cannot see the run dir .* on storage every host mounts"):
+        check_shared(paths, 3)
+    start_run_dir(paths, replace=False)
+    check_shared(paths, 3)
+
+
+def test_a_resume_must_keep_the_config_except_what_only_decides_when_to_stop(tmp_path):
+    defaults = {"train": {"steps": 0, "max_minutes": 0.0, "patience": 0}, "data": {"dir": "data/prepared"}}
+    saved = {"train": {"steps": 8, "max_minutes": 0.0, "patience": 0}, "data": {"dir": "d"}}
+    paths = _run(tmp_path, config=saved)
+    check_same_config(paths, saved, defaults)
+    check_same_config(paths, {**saved, "train": {**saved["train"], "max_minutes": 30.0}}, defaults)
+    now = {"train": {"steps": 9, "max_minutes": 0.0, "patience": 0}, "data": {"dir": "other"}}
+    with pytest.raises(UserError, match="differs from the run's saved config at train.steps, data.dir. Resume with"):
+        check_same_config(paths, now, defaults)
+
+
+def test_a_key_added_after_the_run_started_counts_as_its_default():
+    defaults = {"train": {"steps": 0, "unlikelihood": 0.0}}
+    saved = {"train": {"steps": 8}}  # written by a kit without train.unlikelihood
+    assert config_changes(saved, {"train": {"steps": 8, "unlikelihood": 0.0}}, defaults) == []
+    assert config_changes(saved, {"train": {"steps": 8, "unlikelihood": 0.5}}, defaults) == ["train.unlikelihood"]
+    assert config_changes({}, {"train": {"steps": 0, "unlikelihood": 0.0}}, defaults) == []
 
 
 def _subparser(name):

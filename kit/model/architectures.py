@@ -113,16 +113,15 @@ def backbone_config(preset: str) -> dict:
     )
 
 
-def kv_heads(cfg) -> int | None:
-    """The key/value heads of a config's model when the kit knows its architecture (bounds a model axis).
+def kv_heads(preset: str) -> int | None:
+    """The key/value heads of `preset` when the kit knows its architecture, else None (bounds a model axis).
 
     Example:
-        >>> from kit.config import load_config
-        >>> kv_heads(load_config("configs/gemma2_2b_tpu.toml"))
-        4
+        >>> kv_heads("gemma2_2b_en"), kv_heads("no/such/preset")
+        (4, None)
     """
     try:
-        return int(backbone_config(cfg.model.preset)["num_key_value_heads"])
+        return int(backbone_config(preset)["num_key_value_heads"])
     except (UserError, KeyError):
         return None
 

@@ -9,7 +9,8 @@ Example:
 """
 
 from kit.train.checkpoint import LoopState, load_checkpoint, save_checkpoint
-from kit.train.finetune import finetune, load_splits
+from kit.train.finetune import finetune
+from kit.train.job_data import load_splits
 from kit.train.loop import Engine, LoopOptions, TrainingDiverged
 from kit.train.optim import WarmupDecay, make_optimizer
 

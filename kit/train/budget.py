@@ -10,6 +10,11 @@ the `stopped` record of `run.json`.
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
+
+import kit  # noqa: F401
+from kit.model import multihost
 
 DEFAULT_RESUME = "finetune(cfg, resume=True) with the same config, or `kit finetune --config CONFIG --resume`"
 
@@ -71,6 +76,69 @@ def stopped_record(
         "checkpoint": checkpoint,
         "resume": resume or DEFAULT_RESUME,
     }
+
+
+def log_line(line: str) -> None:
+    """Print `line` from process 0 without breaking a running progress bar.
+
+    Example:
+        >>> log_line("Time budget 60 min: ...")
+        Time budget 60 min: ...
+    """
+    from tqdm.auto import tqdm
+
+    if multihost.is_writer():
+        tqdm.write(line)
+
+
+def estimate_logger(
+    train,
+    *,
+    total_steps: int,
+    micro_batches_per_epoch: int,
+    evaluates: bool,
+    deadline: float,
+    timings: dict,
+    log: Callable[[str], None] = log_line,
+) -> Callable:
+    """The loop's `on_estimate`: log whether the budget covers the configured steps, and keep the figures.
+
+    Args:
+        train: The run's `TrainConfig` (`max_minutes`, `eval_every`, `grad_accum`).
+        total_steps: Optimizer steps the run is configured for.
+        micro_batches_per_epoch: Micro-batches in one pass over the train split.
+        evaluates: Whether the run evaluates at all (it has validation examples).
+        deadline: The `time.perf_counter()` value the run must end by.
+        timings: The run's `timings` record: the estimate is kept there as `budget_estimate`.
+        log: Where the line goes (`log_line`).
+
+    Example:
+        >>> from kit.config import TrainConfig
+        >>> timings = {}
+        >>> on_estimate = estimate_logger(TrainConfig(max_minutes=60), total_steps=10, micro_batches_per_epoch=10,
+        ...     evaluates=False, deadline=time.perf_counter() + 3600, timings=timings, log=lambda line: None)
+        >>> on_estimate(type("State", (), {"step": 5})(), 1.0, 0.0)
+        >>> timings["budget_estimate"]["fits"]
+        True
+    """
+
+    def on_estimate(state, seconds_per_step: float, seconds_per_eval: float) -> None:
+        every = train.eval_every
+        evals_left = ((total_steps // every) - (state.step // every)) if every else 1
+        fits, line = budget_estimate(
+            step=state.step,
+            total_steps=total_steps,
+            seconds_per_step=seconds_per_step,
+            seconds_per_eval=seconds_per_eval if evaluates else 0.0,
+            evals_left=evals_left,
+            seconds_left=deadline - time.perf_counter(),
+            max_minutes=train.max_minutes,
+            steps_per_epoch=micro_batches_per_epoch / train.grad_accum,
+        )
+        timings["budget_estimate"] = {"seconds_per_step": round(seconds_per_step, 4), "fits": fits, "log": line}
+        log(line)
+
+    return on_estimate
 
 
 def _minutes(seconds: float) -> str:

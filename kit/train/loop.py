@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 
@@ -27,7 +26,7 @@ import numpy as np
 import kit  # noqa: F401
 from kit.data.batching import Encoder, Example, make_batch, plan_batches, select
 from kit.errors import UserError
-from kit.metrics.perplexity import token_nll
+from kit.metrics.perplexity import perplexity_from_loss, token_nll
 from kit.model import multihost
 from kit.model.distribution import feed_rows, place_batch
 from kit.train.checkpoint import LoopState
@@ -76,6 +75,19 @@ class LoopOptions:
     desc: str = "train"
     deadline: float | None = None
     estimate_after: int = 5
+
+    @classmethod
+    def from_train(cls, train, **given) -> LoopOptions:
+        """The options a `TrainConfig` sets (batch, accumulation, evaluation, checkpoints, logging), plus `given`.
+
+        Example:
+            >>> from kit.config import TrainConfig
+            >>> o = LoopOptions.from_train(TrainConfig(grad_accum=4), total_steps=8, seed=3)
+            >>> o.grad_accum, o.total_steps, o.seed
+            (4, 8, 3)
+        """
+        keys = ("batch_size", "grad_accum", "eval_every", "checkpoint_every", "patience", "log_every")
+        return cls(**{key: getattr(train, key) for key in keys}, **given)
 
 
 def _put(value, old, variable):
@@ -344,7 +356,6 @@ class Engine:
         """
         state = state or LoopState()
         o = options
-        delay = float(os.environ.get("KIT_STEP_DELAY", "0") or 0)  # tests: make a run slow enough to kill
         bar = None
         if o.progress and multihost.is_writer():  # one bar per job, not one per host
             from tqdm.auto import tqdm
@@ -389,8 +400,6 @@ class Engine:
             state.step += 1
             state.tokens += int(float(weight_sum))
             state.elapsed_s = time.perf_counter() - started
-            if delay:
-                time.sleep(delay)
             step_times.append(time.perf_counter() - t_step)
             row = None
             if state.step % o.log_every == 0 or state.step == o.total_steps:
@@ -456,7 +465,7 @@ class Engine:
         own_row = row is None
         row = row if row is not None else {"step": state.step, "tokens": state.tokens}
         row["val_loss"] = val_loss
-        row["val_ppl"] = math.exp(min(val_loss, 50.0))
+        row["val_ppl"] = perplexity_from_loss(val_loss)
         if own_row:
             state.history.append(row)
             if on_log:

@@ -93,3 +93,22 @@ def make_optimizer(
     opt.exclude_from_weight_decay(var_names=["scale", "bias", "gamma", "beta"])
     opt.kit_schedule = schedule  # for logging the learning rate without touching optimizer state
     return opt
+
+
+def run_optimizer(train, steps: int) -> keras.optimizers.AdamW:
+    """The optimizer a run of `steps` optimizer steps trains with, from its `TrainConfig` (`kit plan` builds the same).
+
+    Example:
+        >>> from kit.config import TrainConfig
+        >>> run_optimizer(TrainConfig(), 100).kit_schedule.total_steps
+        100
+    """
+    return make_optimizer(
+        learning_rate=train.learning_rate,
+        warmup_steps=train.warmup_steps,
+        total_steps=steps,
+        decay=train.decay,
+        min_ratio=train.min_lr_ratio,
+        weight_decay=train.weight_decay,
+        clip_norm=train.clip_norm,
+    )

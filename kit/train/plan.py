@@ -94,16 +94,14 @@ def _data(cfg: Config) -> dict:
 
     from kit.data.batching import Encoder, plan_batches
     from kit.model.architectures import random_tokenizer_source
-    from kit.runs import RunInfo
-    from kit.train.finetune import _train_examples, load_splits
+    from kit.train.job_data import load_splits, train_examples
 
-    train_ds, _ = load_splits(cfg)
+    train_ds, _ = load_splits(cfg.data)
     local = Path(cfg.model.preset, "tokenizer.json").is_file()
     source = Path(cfg.model.preset) if local else random_tokenizer_source(cfg.model.preset)
     tokenizer = keras_hub.models.GemmaTokenizer.from_preset(str(source))
     encoder = Encoder(tokenizer.proto)
-    info = RunInfo(name=cfg.run.name, preset=cfg.model.preset, dtype=cfg.model.dtype)
-    ex = _train_examples(cfg, encoder, train_ds, info)
+    ex = train_examples(encoder, train_ds, cfg.data, cfg.train, seed=cfg.run.seed)
     tokens = sum(min(len(e.ids) - 1, ex.buckets[-1]) for e in ex.train)
     counts = {}
     for length, _idx in plan_batches(ex.train, ex.buckets, cfg.train.batch_size, seed=cfg.run.seed).batches:
@@ -150,7 +148,9 @@ def _compile(cfg: Config, tgt: Target, buckets: list[int]) -> dict:
 
 
 def _estimate(cfg: Config, tgt: Target, buckets: list[int], arch: dict) -> dict:
-    mode, axes = choose_layout(cfg.distribution.mode, cfg.distribution.mesh, tgt.devices, tgt.platform, kv_heads(cfg))
+    mode, axes = choose_layout(
+        cfg.distribution.mode, cfg.distribution.mesh, tgt.devices, tgt.platform, kv_heads(cfg.model.preset)
+    )
     width = tgt.devices if mode == "data" else (axes["batch"] if axes else 1)
     if mode == "model":
         raise UserError(f"kit plan estimates GPUs with single or data layouts only; {tgt.name} was given a mesh.")

@@ -107,15 +107,17 @@ def compile_steps(raw_config: dict, platform: str, devices: int, topology: str, 
     from kit.model.distribution import choose_layout, make_distribution
     from kit.model.lora import enable_lora, parameter_counts
     from kit.model.quantize import quantize_base
-    from kit.train.finetune import run_optimizer
     from kit.train.lean import step_levers
     from kit.train.loop import Engine
+    from kit.train.optim import run_optimizer
 
     cfg = from_dict(raw_config)
     if not cfg.lora_active:
         raise UserError("lora.enabled is false: a base-model run trains nothing, so there is no train step to plan.")
     found = target_devices(platform, devices, topology)
-    mode, axes = choose_layout(cfg.distribution.mode, cfg.distribution.mesh, len(found), platform, kv_heads(cfg))
+    mode, axes = choose_layout(
+        cfg.distribution.mode, cfg.distribution.mesh, len(found), platform, kv_heads(cfg.model.preset)
+    )
     dist, layout = make_distribution(mode, axes, found, batch_size=cfg.train.batch_size)
     dtype = cfg.model.dtype if cfg.model.dtype != "auto" else ("float32" if platform == "cpu" else "bfloat16")
     single = jax.sharding.SingleDeviceSharding(found[0])

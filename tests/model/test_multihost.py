@@ -100,8 +100,14 @@ def _overrides(tmp: Path, preset, data, name: str, **extra) -> list[str]:
 
 
 def _env(**extra) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "KIT_STEP"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "KIT_TEST_"))}
     return {**env, "PYTHONPATH": str(ROOT), **extra}
+
+
+def _slow_env(delay_s: float, **extra) -> dict[str, str]:
+    """`_env` whose processes (launched ones too) wait `delay_s` before each batch (`tests/slow_batches`)."""
+    path = os.pathsep.join((str(ROOT / "tests" / "slow_batches"), str(ROOT)))
+    return _env(PYTHONPATH=path, KIT_TEST_BATCH_DELAY=str(delay_s), **extra)
 
 
 def _kit(args, *, env, cwd, timeout=TIMEOUT_S) -> subprocess.CompletedProcess:
@@ -238,10 +244,10 @@ def killed(tmp_path_factory, tiny_preset, tiny_prepared):
     name = "data"
     args = ["finetune", "--config", str(CONFIG), "--quiet", *_overrides(tmp, tiny_preset, tiny_prepared, name)]
     args += ["--set", "distribution.mode=data"]
-    # KIT_STEP_DELAY slows each step (a sleep: the numbers do not change) so the kill lands mid-run.
+    # A sleep before each batch (the numbers do not change) makes the kill land mid-run.
     launcher = subprocess.Popen(
         [sys.executable, "-m", "kit", "launch", "--processes", "2", "--devices-per-process", "4", "--", *args],
-        env=_env(KIT_STEP_DELAY="3"),
+        env=_slow_env(3),
         cwd=tmp,
         stderr=subprocess.PIPE,
         text=True,
@@ -293,9 +299,7 @@ def test_without_a_launcher_a_lost_process_stops_the_other_within_the_heartbeat(
     args += ["--set", "distribution.mode=data", "--set", "train.steps=40"]
     procs = []
     for i in range(2):
-        env = child_env(
-            _env(KIT_STEP_DELAY="1", KIT_HEARTBEAT_S=str(heartbeat)), index=i, processes=2, devices=2, port=port
-        )
+        env = child_env(_slow_env(1, KIT_HEARTBEAT_S=str(heartbeat)), index=i, processes=2, devices=2, port=port)
         procs.append(
             subprocess.Popen(
                 [sys.executable, "-m", "kit", *args],

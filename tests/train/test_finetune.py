@@ -22,6 +22,8 @@ from kit.train import finetune
 pytestmark = pytest.mark.slow  # fine-tunes the micro model, in-process and in killed and resumed subprocesses
 
 ROOT = Path(__file__).resolve().parents[2]
+# On PYTHONPATH with KIT_TEST_BATCH_DELAY set, it makes a subprocess's training loop slow enough to kill.
+SLOW_BATCHES = ROOT / "tests" / "slow_batches"
 
 
 def _x():
@@ -147,7 +149,8 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, tiny_preset, t
     )
     args = sum((["--set", o] for o in micro_overrides(tmp_path, tiny_preset, tiny_prepared, name="killed")), [])
     # Slow the killed run down so the kill lands between its first checkpoint and the end.
-    killed = _cli(args, tmp_path, {"KIT_STEP_DELAY": "1.0"})
+    path = os.pathsep.join(p for p in (str(SLOW_BATCHES), os.environ.get("PYTHONPATH", "")) if p)
+    killed = _cli(args, tmp_path, {"PYTHONPATH": path, "KIT_TEST_BATCH_DELAY": "0.5"})
     paths = RunPaths(tmp_path / "runs" / "killed")
     deadline = time.time() + 120
     while not paths.list_checkpoints() and time.time() < deadline and killed.poll() is None:
@@ -210,9 +213,7 @@ def test_auto_buckets_are_chosen_from_the_data_and_recorded(tmp_path, tiny_prese
 def test_rating_power_redraws_the_train_examples_and_records_the_shares(
     tmp_path, tiny_preset, tiny_prepared, monkeypatch
 ):
-    import importlib
-
-    train_mod = importlib.import_module("kit.train.finetune")
+    import kit.train.job_data as train_mod
     from kit.data.batching import Encoder
     from kit.data.prepare import load_prepared
     from kit.data.rating_mix import mix_by_rating, rating_shares
@@ -375,7 +376,15 @@ def test_auto_resume_continues_or_leaves_a_finished_run_and_starting_over_needs_
 
 def test_time_budget_ends_the_call_before_it_runs_out(tmp_path, tiny_preset, tiny_prepared, monkeypatch, capsys):
     """A run far longer than its budget: the estimate says so after 5 steps, and the call returns in time."""
-    monkeypatch.setenv("KIT_STEP_DELAY", "0.4")  # each step takes at least 0.4 s
+    import kit.train.loop
+
+    make_batch = kit.train.loop.make_batch
+
+    def slow_make_batch(*args, **kwargs):
+        time.sleep(0.4)  # each step (one batch: no accumulation) takes at least 0.4 s
+        return make_batch(*args, **kwargs)
+
+    monkeypatch.setattr(kit.train.loop, "make_batch", slow_make_batch)
     budget_s = 45.0
     # one bucket, no accumulation, no evaluation until the end: one compilation, so the estimate
     # is not dominated by it (on a real run, compiling is seconds of a budget of hours)

@@ -51,7 +51,7 @@ def test_both_2b_configs_follow_the_devices():
     for name in ("gemma2_2b_gpu.toml", "gemma2_2b_tpu.toml"):
         cfg = load_config(f"configs/{name}")
         assert cfg.distribution.mode == "auto"
-        assert kv_heads(cfg) == 4
+        assert kv_heads(cfg.model.preset) == 4
 
 
 def test_known_architectures_without_a_download(tiny_preset):
