@@ -39,6 +39,10 @@ MICRO = TinySpec(
     buckets=(32, 64),
     batch_size=8,
 )
+# MICRO's parameters less the embeddings (vocabulary * 16; the vocabulary comes from the tokenizer), pinned
+# for the tests: per layer q/k/v 3*256 + output 256 + FFW 3*16*16 (GemmaDecoderBlock halves intermediate_dim:
+# 32 -> 16) + 4 norms*16 = 1,856; 2 layers + final norm 16 = 3,728.
+MICRO_NON_EMBEDDING = 3_728
 
 # Smoke mode's tiny base (`kit.notebook.smoke.ensure_tiny_base`): pretrained for
 # a handful of steps in one bucket (one compilation), ~10-20 s on 2 CPU cores.

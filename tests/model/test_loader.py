@@ -1,66 +1,26 @@
-"""Model loading (local preset, offline/unauthorised errors), credentials, LoRA parameter counts."""
+"""Model loading (local preset, offline/unauthorised errors, Kaggle attachments and cache) and credentials."""
 
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from kit.errors import UserError
-from kit.model import (
-    LORA_TARGET_LAYERS,
-    enable_lora,
-    load_causal_lm,
-    load_credentials,
-    parameter_counts,
-    preset_kind,
-)
+from kit.model import load_causal_lm, load_credentials, parameter_counts, preset_kind
 from kit.model.loader import explain_load_failure
+from kit.testing import MICRO_NON_EMBEDDING
 
 ROOT = Path(__file__).resolve().parents[2]
-
-# Micro model (kit.testing.MICRO): 2 layers, hidden 16, 4 q/kv heads of 4, FFW 32.
-# Per layer and rank r, LoRA adds A+B: q, k, v: 4*16*r + r*4 = 68r each; attention
-# output: 4*4*r + r*16 = 32r; ffw_gating, ffw_gating_2, ffw_linear (16x16): 32r each.
-# Without embeddings: per layer q/k/v 3*256 + output 256 + FFW 3*16*16 (GemmaDecoderBlock
-# halves intermediate_dim: 32 -> 16) + 4 norms*16 = 1,856; 2 layers + final norm 16 = 3,728. Embeddings: vocabulary * 16 (vocabulary from the tokenizer).
-MICRO_NON_EMBEDDING = 3_728
-
-
-def micro_total(lm) -> int:
-    return MICRO_NON_EMBEDDING + lm.backbone.vocabulary_size * 16
 
 
 def test_local_preset_loads(tiny_preset):
     lm = load_causal_lm(str(tiny_preset))
     assert lm.backbone.num_layers == 2
     assert lm.backbone.dtype_policy.name == "float32"  # auto = float32 on CPU
-    total = micro_total(lm)
+    total = MICRO_NON_EMBEDDING + lm.backbone.vocabulary_size * 16  # the micro model, embeddings included
     assert parameter_counts(lm) == {"trainable": total, "total": total, "trainable_share": 1.0}
-
-
-@pytest.mark.parametrize(("targets", "per_rank"), [("qv", 2 * (68 + 68)), ("all", 2 * (3 * 68 + 32 + 3 * 32))])
-def test_lora_trainable_parameter_counts(tiny_preset, targets, per_rank):
-    lm = load_causal_lm(str(tiny_preset))
-    layers = enable_lora(lm, rank=4, alpha=8.0, targets=targets)
-    counts = parameter_counts(lm)
-    assert counts["trainable"] == 4 * per_rank  # qv: 1088, all: 2656
-    assert counts["total"] == micro_total(lm) + 4 * per_rank
-    assert len(layers) == 2 * len(LORA_TARGET_LAYERS[targets])
-    assert all(v.path.split("/")[-1].startswith("lora_kernel") for v in lm.trainable_weights)
-    # alpha is applied: scale alpha / rank = 2
-    query = [lyr for lyr in lm.backbone._flatten_layers() if getattr(lyr, "lora_enabled", False)][0]
-    assert query.lora_alpha / query.lora_rank == 2.0
-
-
-def test_lora_starts_as_identity(tiny_preset):
-    lm = load_causal_lm(str(tiny_preset))
-    x = {"token_ids": np.array([[2, 5, 6, 7]], "int32"), "padding_mask": np.ones((1, 4), "int32")}
-    before = np.asarray(lm(x))
-    enable_lora(lm, rank=2, alpha=4.0, targets="all")
-    np.testing.assert_allclose(np.asarray(lm(x)), before, atol=1e-6)  # B = 0 at start
 
 
 def test_preset_kind(tiny_preset):
