@@ -1,6 +1,6 @@
 """The app under load: N browser sessions press Generate at the same time on the same model.
 
-Shared by the slow browser test (tests/test_app_browser.py) and the app bench
+Shared by the slow browser test (tests/app/test_browser.py) and the app bench
 (bench/app_latency.py --concurrent N): `streamlit run` on 127.0.0.1, Debian's
 Chromium through Playwright (`KIT_CHROMIUM` overrides the path).
 

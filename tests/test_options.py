@@ -75,7 +75,7 @@ def test_max_new_tokens_beyond_the_context_after_the_prompt_is_refused_before_ge
         gen.generate([request], max_new_tokens=room + 1)
     assert str(err.value) == (
         f"--max-new-tokens {room + 1} does not fit: the longest prompt takes {prompt_tokens} of the "
-        f"4096-token context, so the allowed range is 1 to {room}."
+        f"kit's 4096-token generation limit (prompt + review), so the allowed range is 1 to {room}."
     )
     with pytest.raises(AssertionError, match="only after generating"):  # the largest that fits goes through
         gen.generate([request], max_new_tokens=room)

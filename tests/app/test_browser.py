@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from tests.app.test_app import app_dirs  # noqa: F401  (the micro runs + report fixture)
 
 ROOT = Path(__file__).resolve().parents[2]

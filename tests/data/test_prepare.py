@@ -190,7 +190,7 @@ def test_cli_prepare_success_and_usage_errors(raw, tmp_path, capsys):
     assert stats["synthetic"] is False
 
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data/sample/geo-reviews-sample.tskv"
+SAMPLE = Path(__file__).resolve().parents[2] / "data/sample/geo-reviews-sample.tskv"
 
 
 def test_committed_sample_prepares_byte_identically_twice(tmp_path, capsys):

@@ -17,7 +17,7 @@ from kit.data.prepare import load_prepared, prepare
 from kit.errors import UserError
 from kit.metrics import RatingClassifier, RubricClassifier, load_metric
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "geo-reviews-sample.tskv"
+SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "geo-reviews-sample.tskv"
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Run a few LoRA training steps single-device, DataParallel and ModelParallel (2x4); print losses.
 
-Run in a subprocess with XLA_FLAGS=--xla_force_host_platform_device_count=8 (see test_sharding.py):
-    python tests/sharding_check.py PRESET_DIR PREPARED_DIR
+Run in a subprocess with XLA_FLAGS=--xla_force_host_platform_device_count=8 (see model/test_distribution.py):
+    python tests/model/sharding_check.py PRESET_DIR PREPARED_DIR
 """
 
 import json
