@@ -22,7 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kit.config import Config
+from kit.config import Config, DataConfig, LoraConfig, TrainConfig
 from kit.errors import UserError
 from kit.model.architectures import backbone_config, kv_heads
 from kit.model.distribution import choose_layout
@@ -86,36 +86,36 @@ def active_levers(cfg: Config, parameters: int, vocabulary_size: int, length: in
     return frozenset(key for key, yes in on.items() if yes)
 
 
-def _data(cfg: Config) -> dict:
+def _data(data: DataConfig, train: TrainConfig, preset: str, seed: int) -> dict:
     """Rows, buckets, optimizer steps and tokens per epoch from the prepared data (tokenised as the run would)."""
-    if not Path(cfg.data.dir, "stats.json").is_file() and not Path(cfg.data.dir, "dataset_dict.json").is_file():
-        return {"available": False, "note": f"no prepared data at {cfg.data.dir}: steps and time per epoch unknown"}
+    if not Path(data.dir, "stats.json").is_file() and not Path(data.dir, "dataset_dict.json").is_file():
+        return {"available": False, "note": f"no prepared data at {data.dir}: steps and time per epoch unknown"}
     import keras_hub
 
     from kit.data.batching import Encoder, plan_batches
     from kit.model.architectures import random_tokenizer_source
     from kit.train.job_data import load_splits, train_examples
 
-    train_ds, _ = load_splits(cfg.data)
-    local = Path(cfg.model.preset, "tokenizer.json").is_file()
-    source = Path(cfg.model.preset) if local else random_tokenizer_source(cfg.model.preset)
+    train_ds, _ = load_splits(data)
+    local = Path(preset, "tokenizer.json").is_file()
+    source = Path(preset) if local else random_tokenizer_source(preset)
     tokenizer = keras_hub.models.GemmaTokenizer.from_preset(str(source))
     encoder = Encoder(tokenizer.proto)
-    ex = train_examples(encoder, train_ds, cfg.data, cfg.train, seed=cfg.run.seed)
+    ex = train_examples(encoder, train_ds, data, train, seed=seed)
     tokens = sum(min(len(e.ids) - 1, ex.buckets[-1]) for e in ex.train)
     counts = {}
-    for length, _idx in plan_batches(ex.train, ex.buckets, cfg.train.batch_size, seed=cfg.run.seed).batches:
+    for length, _idx in plan_batches(ex.train, ex.buckets, train.batch_size, seed=seed).batches:
         counts[length] = counts.get(length, 0) + 1
-    note = "" if local else f"token counts from the {source.name} tokenizer, not {cfg.model.preset}'s (not downloaded)"
+    note = "" if local else f"token counts from the {source.name} tokenizer, not {preset}'s (not downloaded)"
     return {
         "available": True,
         "train_rows": len(ex.train),
         "buckets": list(ex.buckets),
         "micro_batches_per_epoch": sum(counts.values()),
         "micro_batches_per_bucket": {str(k): v for k, v in sorted(counts.items())},
-        "optimizer_steps_per_epoch": max(1, -(-sum(counts.values()) // cfg.train.grad_accum)),
+        "optimizer_steps_per_epoch": max(1, -(-sum(counts.values()) // train.grad_accum)),
         "tokens_per_epoch": tokens,
-        "padded_positions_per_epoch": sum(n * length * cfg.train.batch_size for length, n in counts.items()),
+        "padded_positions_per_epoch": sum(n * length * train.batch_size for length, n in counts.items()),
         "note": note,
     }
 
@@ -194,7 +194,7 @@ def make_plan(cfg: Config, device: str = "auto", *, all_buckets: bool = False, m
     arch = backbone_config(cfg.model.preset)
     if not cfg.lora_active:
         raise UserError("lora.enabled is false: a base-model run trains nothing, so there is no train step to plan.")
-    data = _data(cfg)
+    data = _data(cfg.data, cfg.train, cfg.model.preset, cfg.run.seed)
     buckets = data["buckets"] if data["available"] else list(cfg.data.buckets)
     planned = buckets if all_buckets else buckets[-1:]
     plan = {
@@ -243,22 +243,19 @@ def make_plan(cfg: Config, device: str = "auto", *, all_buckets: bool = False, m
     if not plan["verdict"]["fits"]:
         active = active_levers(cfg, plan["parameters"]["total"], int(arch["vocabulary_size"]), max(planned))
         plan["verdict"]["try"] = levers_hint(active)
-    plan["time"] = _time(cfg, tgt, arch, data, mfu)
+    plan["time"] = _time(cfg.train, cfg.lora, tgt, arch, data, mfu)
     return plan
 
 
-def _time(cfg: Config, tgt: Target, arch: dict, data: dict, mfu: float) -> dict:
-    targets = LORA_TARGET_LAYERS[cfg.lora.targets]
+def _time(train: TrainConfig, lora: LoraConfig, tgt: Target, arch: dict, data: dict, mfu: float) -> dict:
+    targets = LORA_TARGET_LAYERS[lora.targets]
     out = {"mfu": mfu, "peak_flops_per_device": tgt.peak_flops}
     if not data["available"] or not tgt.peak_flops:
         out["epoch_s"] = None
         out["note"] = "needs the prepared data" if not data["available"] else f"no peak FLOP/s known for {tgt.name}"
         return out
     flops = sum(
-        n
-        * cfg.train.batch_size
-        * int(length)
-        * train_flops_per_token(arch, int(length), cfg.lora.rank, targets, "keras")
+        n * train.batch_size * int(length) * train_flops_per_token(arch, int(length), lora.rank, targets, "keras")
         for length, n in data["micro_batches_per_bucket"].items()
     )
     out["epoch_flops"] = flops
