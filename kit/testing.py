@@ -19,7 +19,7 @@ import random
 from pathlib import Path
 
 from kit.data.prompt import build_prompt, build_target
-from kit.model.tiny import TinySpec
+from kit.model.tiny import TINY_FAMILY, TinySpec
 
 # The fine-tune config that `micro_overrides` shrinks to a seconds-long run.
 TINY_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.toml"
@@ -185,8 +185,8 @@ def make_prepared(path: str | Path, *, train: int = 48, validation: int = 16, te
 # --------------------------------------------------------------------------- micro models and runs
 
 
-def micro_lm(prepared: str | Path, spec: TinySpec = MICRO):
-    """A random-weight micro `GemmaCausalLM` with a tokenizer trained on `prepared`'s texts.
+def micro_lm(prepared: str | Path, spec: TinySpec = MICRO, *, family: str = TINY_FAMILY):
+    """A random-weight micro causal LM of `family` with a tokenizer trained on `prepared`'s texts.
 
     Example:
         >>> import tempfile
@@ -201,17 +201,17 @@ def micro_lm(prepared: str | Path, spec: TinySpec = MICRO):
 
     dd = datasets.load_from_disk(str(prepared))
     proto = train_tokenizer(list(dd["train"]["text"]) + list(dd["train"]["prompt"]), vocab_size=spec.vocab_size)
-    return build_tiny_lm(proto, spec)
+    return build_tiny_lm(proto, spec, family=family)
 
 
-def save_micro_preset(path: str | Path, prepared: str | Path) -> Path:
+def save_micro_preset(path: str | Path, prepared: str | Path, *, family: str = TINY_FAMILY) -> Path:
     """`micro_lm(prepared)` saved as a KerasHub preset dir at `path` (what `--set model.preset=` takes).
 
     Example:
         >>> save_micro_preset("models/micro", "data/prepared")  # doctest: +SKIP
         PosixPath('models/micro')
     """
-    micro_lm(prepared).save_to_preset(str(path))
+    micro_lm(prepared, family=family).save_to_preset(str(path))
     return Path(path)
 
 

@@ -34,6 +34,7 @@ import time
 import numpy as np
 
 import kit  # noqa: F401  (KERAS_BACKEND before keras)
+from kit.families import family_of
 
 # Samplers whose tokens are one `get_next_token` per step: these run in the
 # kit's loop (and stream). Beam and contrastive search re-rank or look back,
@@ -76,7 +77,7 @@ class Decoder:
     """The compiled prefill and decode-loop programs of one causal LM, shared by every adapter on it.
 
     Args:
-        lm: A `keras_hub.models.GemmaCausalLM`.
+        lm: A KerasHub Gemma causal LM (any family in `kit.families`).
 
     Example:
         >>> dec = Decoder(lm)  # doctest: +SKIP
@@ -88,6 +89,7 @@ class Decoder:
         import jax
 
         self.lm = lm
+        self.family = family_of(lm)  # its KV-cache layout differs by family
         self.traces = 0  # decode programs traced (compiled): one per bucket, batch size and sampler
         self.compiled: set[tuple] = set()  # (length, batch size, sampler key) already compiled
         self.compile_seconds: list[float] = []  # wall time of each first call (compile + run)
@@ -117,14 +119,12 @@ class Decoder:
     # ------------------------------------------------------------------ programs
 
     def _prefill_fn(self, state, token_ids, padding_mask):
-        import jax.numpy as jnp
         import keras
 
         backbone = self.lm.backbone
         batch, length = token_ids.shape
         with keras.StatelessScope(state_mapping=self._mapping(state)):
-            shape = (batch, backbone.num_layers, 2, length, backbone.num_key_value_heads, backbone.head_dim)
-            cache = jnp.zeros(shape, dtype=self.lm.compute_dtype)
+            cache = self.family.empty_cache(backbone, batch, length, self.lm.compute_dtype)
             _, _, cache = self.lm.call_with_cache(token_ids, cache, 0)
         return cache
 

@@ -1,7 +1,8 @@
-"""The architectures of the Gemma 2 presets the kit supports, and random-weight models built from them.
+"""The architectures of the Gemma presets the kit supports, and random-weight models built from them.
 
-The table holds each preset's `GemmaBackbone` config (as KerasHub's
-`config.json` for the preset has it) and its published parameter count, so
+The tables (one per family, `kit.families`) hold each preset's backbone
+config (as KerasHub's `config.json` for the preset has it) and its published
+parameter count, so
 the kit can build the very model a run would load without downloading 5 GB:
 `kit plan` compiles its train step, the full-size tests train it, and the
 benchmarks time it. Nothing here imports Keras at module level, so
@@ -23,90 +24,45 @@ import json
 from pathlib import Path
 
 from kit.errors import UserError
-
-# Shared by every Gemma 2 size (keras_hub `gemma2_*` presets).
-_GEMMA2_COMMON = {
-    "vocabulary_size": 256000,
-    "head_dim": 256,
-    "layer_norm_epsilon": 1e-6,
-    "dropout": 0,
-    "query_head_dim_normalize": True,
-    "use_post_ffw_norm": True,
-    "use_post_attention_norm": True,
-    "final_logit_soft_cap": 30.0,
-    "attention_logit_soft_cap": 50.0,
-    "sliding_window_size": 4096,
-    "use_sliding_window_attention": True,
-}
-
-# Gemma 2 2B (keras_hub gemma2_2b_en / transformers google/gemma-2-2b).
-# `intermediate_dim` is KerasHub's: the total of the two gated projections,
-# twice transformers' `intermediate_size`.
-GEMMA2_2B = {
-    **_GEMMA2_COMMON,
-    "num_layers": 26,
-    "num_query_heads": 8,
-    "num_key_value_heads": 4,
-    "hidden_dim": 2304,
-    "intermediate_dim": 18432,
-}
-
-# Gemma 2 9B (gemma2_9b_en). Its queries are scaled by head_dim (256) like 2B's.
-GEMMA2_9B = {
-    **_GEMMA2_COMMON,
-    "num_layers": 42,
-    "num_query_heads": 16,
-    "num_key_value_heads": 8,
-    "hidden_dim": 3584,
-    "intermediate_dim": 28672,
-}
-
-# preset -> (backbone config, published parameter count: keras_hub's preset metadata).
-ARCHITECTURES: dict[str, tuple[dict, int]] = {
-    "gemma2_2b_en": (GEMMA2_2B, 2_614_341_888),
-    "gemma2_instruct_2b_en": (GEMMA2_2B, 2_614_341_888),
-    "gemma2_9b_en": (GEMMA2_9B, 9_241_705_984),
-    "gemma2_instruct_9b_en": (GEMMA2_9B, 9_241_705_984),
-}
+from kit.families import ARCHITECTURES, architecture, family_of_config, family_of_preset
+from kit.families.gemma2 import GEMMA2_2B, GEMMA2_9B  # noqa: F401  (the tables' examples and tests use them)
+from kit.families.gemma3 import GEMMA3_1B, GEMMA3_4B, GEMMA3_270M  # noqa: F401
 
 # Where the random-init tokenizer comes from: the committed tiny base, beside the package.
 TINY_BASE = Path(__file__).resolve().parents[2] / "models" / "tiny-base"
 
 
-def _config_keys() -> tuple[str, ...]:
-    return tuple(GEMMA2_2B)
-
-
 def backbone_config(preset: str) -> dict:
-    """The `GemmaBackbone` config dict of `preset`: from the table, or a local preset dir's `config.json`.
+    """The backbone config dict of `preset`: from a family's table, or a local preset dir's `config.json`.
 
     Raises:
-        UserError: the preset is neither a known Gemma 2 preset nor a local preset dir.
+        UserError: the preset is neither a known preset nor a local preset dir.
 
     Example:
-        >>> backbone_config("gemma2_2b_en")["num_layers"]
-        26
+        >>> backbone_config("gemma2_2b_en")["num_layers"], backbone_config("gemma3_1b")["sliding_window_size"]
+        (26, 512)
         >>> backbone_config("gemma2_27b_en")
         Traceback (most recent call last):
         ...
-        kit.errors.UserError: The kit does not know the architecture of 'gemma2_27b_en': use one of gemma2_2b_en, gemma2_instruct_2b_en, gemma2_9b_en, gemma2_instruct_9b_en, or a local preset dir.
+        kit.errors.UserError: The kit does not know the architecture of 'gemma2_27b_en': use one of gemma2_2b_en, gemma2_instruct_2b_en, gemma2_9b_en, gemma2_instruct_9b_en, gemma3_270m, gemma3_instruct_270m, gemma3_1b, gemma3_instruct_1b, gemma3_4b_text, gemma3_instruct_4b_text, or a local preset dir.
     """
     if preset in ARCHITECTURES:
-        return dict(ARCHITECTURES[preset][0])
+        return architecture(preset)[0]
     for prefix in ("kaggle://", "hf://"):
         if preset.startswith(prefix):
             # kaggle://google/gemma-2/keras/gemma2_2b_en names its variation last.
             tail = preset.removeprefix(prefix).rstrip("/").split("/")
             known = [t for t in tail if t in ARCHITECTURES]
             if known:
-                return dict(ARCHITECTURES[known[-1]][0])
+                return architecture(known[-1])[0]
     path = Path(preset) / "config.json"
     if path.is_file():
         try:
             config = json.loads(path.read_text(encoding="utf-8"))["config"]
         except (ValueError, KeyError) as e:
             raise UserError(f"{path} is not a KerasHub backbone config ({e}); re-make the preset.") from None
-        return {k: config[k] for k in _config_keys() if k in config}
+        keys = family_of_config(config).CONFIG_KEYS
+        return {k: config[k] for k in keys if k in config}
     raise UserError(
         f"The kit does not know the architecture of {preset!r}: use one of {', '.join(ARCHITECTURES)}, "
         "or a local preset dir."
@@ -126,6 +82,19 @@ def kv_heads(preset: str) -> int | None:
         return None
 
 
+def layout_of(preset: str):
+    """The ModelParallel layout-map function of `preset`'s family, or None (the shared Gemma rules) when it cannot be told.
+
+    Example:
+        >>> layout_of("gemma3_1b").__module__, layout_of("no/such/preset")
+        ('kit.families.gemma3', None)
+    """
+    try:
+        return family_of_preset(preset).layout_map
+    except UserError:
+        return None
+
+
 def published_params(preset: str) -> int | None:
     """The published parameter count of a known preset (None for others).
 
@@ -137,6 +106,12 @@ def published_params(preset: str) -> int | None:
     return entry[1] if entry else None
 
 
+def random_tokenizer_proto(preset: str) -> bytes:
+    """The SentencePiece model a random-weight `preset` tokenises with (see `random_tokenizer_source`)."""
+    source = random_tokenizer_source(preset)
+    return (source / "assets" / "tokenizer" / "vocabulary.spm").read_bytes()
+
+
 def random_tokenizer_source(preset: str) -> Path:
     """The preset dir whose tokenizer a random-weight `preset` uses: its own when local, else the tiny base."""
     own = Path(preset)
@@ -146,7 +121,7 @@ def random_tokenizer_source(preset: str) -> Path:
 
 
 def build_random_lm(preset: str, *, dtype: str, seed: int = 0, sequence_length: int = 512, abstract: bool = False):
-    """A `GemmaCausalLM` with `preset`'s architecture and random weights (nothing downloaded).
+    """A causal LM of `preset`'s family and architecture with random weights (nothing downloaded).
 
     With `abstract=True` the backbone is built inside
     `keras.StatelessScope(initialize_variables=False)`: its variables have
@@ -173,11 +148,11 @@ def build_random_lm(preset: str, *, dtype: str, seed: int = 0, sequence_length: 
         4
     """
     import keras
-    import keras_hub
 
     config = backbone_config(preset)
+    family = family_of_config(config)
     source = random_tokenizer_source(preset)
-    tokenizer = keras_hub.models.GemmaTokenizer.from_preset(str(source))
+    tokenizer = family.tokenizer(random_tokenizer_proto(preset))
     if tokenizer.vocabulary_size() > config["vocabulary_size"]:
         raise UserError(
             f"The tokenizer of {source} has {tokenizer.vocabulary_size()} ids, more than {preset!r}'s "
@@ -186,13 +161,12 @@ def build_random_lm(preset: str, *, dtype: str, seed: int = 0, sequence_length: 
     keras.utils.set_random_seed(seed)
     if abstract:
         with keras.StatelessScope(initialize_variables=False):
-            backbone = keras_hub.models.GemmaBackbone(**config, dtype=dtype)
+            backbone = family.build_backbone(config, dtype)
     else:
-        backbone = keras_hub.models.GemmaBackbone(**config, dtype=dtype)
+        backbone = family.build_backbone(config, dtype)
     # The task is made outside any stateless scope: its constructor compiles a
     # default optimizer, whose step counter cannot be deferred (no weights of its own).
-    preprocessor = keras_hub.models.GemmaCausalLMPreprocessor(tokenizer=tokenizer, sequence_length=sequence_length)
-    return keras_hub.models.GemmaCausalLM(backbone=backbone, preprocessor=preprocessor)
+    return family.causal_lm(backbone, tokenizer, sequence_length)
 
 
 def tokenizer_note(preset: str) -> str:

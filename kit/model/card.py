@@ -14,16 +14,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from kit.data.prompt import END_OF_TURN, START_OF_TURN, build_prompt
+from kit.errors import UserError
+from kit.families import common, family_of_preset
 
-# Gemma's chat template (the one google/gemma-2-2b-it ships): user/model turns, no system role.
-GEMMA_CHAT_TEMPLATE = (
-    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
-    "{% endif %}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
-    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
-    "{% if (message['role'] == 'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}"
-    "{% endif %}{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}"
-    "{% endfor %}{% if add_generation_prompt %}{{'<start_of_turn>model\n'}}{% endif %}"
-)
+GEMMA_CHAT_TEMPLATE = common.GEMMA_CHAT_TEMPLATE  # the kit's prompt as user/model turns
 REAL_DATASET = "d0rj/geo-reviews-dataset-2023"
 DATASET_URL = "https://github.com/yandex/geo-reviews-dataset-2023"
 
@@ -67,19 +61,24 @@ def card_text(
         >>> meta["license"], meta["base_model"], meta["datasets"]
         ('gemma', 'google/gemma-2-2b', ['d0rj/geo-reviews-dataset-2023'])
     """
+    try:
+        family = family_of_preset(preset)
+        title, tag = family.TITLE, family.NAME
+    except UserError:  # a base whose family cannot be told from its name or dir
+        title, tag = "Gemma", "gemma"
     meta = {
         "license": "gemma",
         "language": ["ru"],
         "library_name": "peft" if kind == "peft" else "transformers",
         "pipeline_tag": "text-generation",
-        "tags": ["gemma2", "lora", "reviews", "geo-reviews-kit"] + (["synthetic-data"] if synthetic else []),
+        "tags": [tag, "lora", "reviews", "geo-reviews-kit"] + (["synthetic-data"] if synthetic else []),
     }
     if base_model:
         meta["base_model"] = base_model
     if not synthetic:
         meta["datasets"] = [REAL_DATASET]
     example = build_prompt(rubrics=["Кафе", "Кофейня"], rating=5, keywords=["кофе", "десерт"], name="Кофемания")
-    what = "a LoRA adapter (PEFT)" if kind == "peft" else "a Gemma 2 checkpoint (transformers)"
+    what = "a LoRA adapter (PEFT)" if kind == "peft" else f"a {title} checkpoint (transformers)"
     tuned = (
         f"LoRA rank {lora['rank']}, alpha {lora['alpha']:g}, targets `{lora['targets']}`"
         + (", merged into the weights" if kind == "hf" else "")
@@ -105,7 +104,7 @@ def card_text(
         'return_tensors="pt")\nout = model.generate(ids, max_new_tokens=192, do_sample=True, top_k=5)\n```'
     )
     body = [
-        f"# {name}: Russian place reviews from Gemma 2",
+        f"# {name}: Russian place reviews from {title}",
         "",
         f"{what.capitalize()} fine-tuned with the geo-reviews kit (KerasHub, JAX) to write a Russian review "
         "of a place from a request: rubric(s), a rating from 1 to 5, keywords and optionally a name and an address.",

@@ -7,7 +7,7 @@ shards) variables according to the distribution active at creation time.
 - `data`: `keras.distribution.DataParallel` over all local devices (weights
   replicated, batch split) - a multi-GPU box or a TPU v3-8 with a 2B model.
 - `model`: `keras.distribution.ModelParallel` over a `batch:B,model:M` mesh
-  with `GemmaBackbone.get_layout_map` (weights sharded on `model`).
+  with the model family's layout map (weights sharded on `model`).
 - `auto` (`choose_layout`): `single` on one device, `data` on several GPUs
   (or CPU devices), and on a TPU slice a `model` mesh sized to its devices
   (4: `batch:1,model:4`; 8: `batch:2,model:4`), the model axis the widest
@@ -25,6 +25,7 @@ import numpy as np
 
 import kit  # noqa: F401
 from kit.errors import UserError
+from kit.families import common
 from kit.model import multihost
 
 
@@ -101,11 +102,14 @@ def choose_layout(mode: str, mesh: str, n_devices: int, platform: str, kv_heads:
     raise UserError(f"distribution.mode must be auto, single, data or model, received {mode!r}.")
 
 
-def make_distribution(mode: str, axes: dict | None, devices, *, batch_size: int | None = None):
+def make_distribution(mode: str, axes: dict | None, devices, *, batch_size: int | None = None, layout=None):
     """The `keras.distribution` for a `choose_layout` result over `devices` (not activated).
 
     `devices` may be Keras device names or JAX devices (`kit plan` passes a
-    TPU topology's compile-only devices). Returns `(distribution or None, description)`.
+    TPU topology's compile-only devices). `layout(device_mesh)` gives the
+    ModelParallel layout map: the model family's `layout_map` (default: the
+    Gemma rules every family shares, `kit.families.common.layout_map`).
+    Returns `(distribution or None, description)`.
 
     Example:
         >>> make_distribution("single", None, ["cpu:0"])
@@ -118,12 +122,10 @@ def make_distribution(mode: str, axes: dict | None, devices, *, batch_size: int 
         width = len(devices)
         text = f"DataParallel over {width} devices"
     else:
-        import keras_hub
-
         device_mesh = keras.distribution.DeviceMesh(
             shape=(axes["batch"], axes["model"]), axis_names=("batch", "model"), devices=list(devices)
         )
-        layout_map = keras_hub.models.GemmaBackbone.get_layout_map(device_mesh)
+        layout_map = (layout or common.layout_map)(device_mesh)
         dist = keras.distribution.ModelParallel(layout_map=layout_map, batch_dim_name="batch")
         width = axes["batch"]
         text = f"ModelParallel mesh batch:{axes['batch']},model:{axes['model']}"
@@ -133,7 +135,7 @@ def make_distribution(mode: str, axes: dict | None, devices, *, batch_size: int 
 
 
 def setup_distribution(
-    mode: str = "auto", mesh: str = "", *, batch_size: int | None = None, kv_heads: int | None = None
+    mode: str = "auto", mesh: str = "", *, batch_size: int | None = None, kv_heads: int | None = None, layout=None
 ):
     """Choose and activate a `keras.distribution` (or none for a single device).
 
@@ -142,6 +144,7 @@ def setup_distribution(
         mesh: For `model`, e.g. `batch:2,model:4`.
         batch_size: Global batch size, checked against the data-parallel width.
         kv_heads: The model's key/value heads (bounds an `auto` model axis).
+        layout: The model family's `layout_map` (see `make_distribution`).
 
     Returns:
         `(distribution or None, description)`.
@@ -161,7 +164,7 @@ def setup_distribution(
             f"distribution.mode='single' cannot span {multihost.process_count()} processes; "
             "use 'data' or 'model' (or 'auto')."
         )
-    dist, text = make_distribution(mode, axes, devices, batch_size=batch_size)
+    dist, text = make_distribution(mode, axes, devices, batch_size=batch_size, layout=layout)
     keras.distribution.set_distribution(dist)
     return dist, text
 

@@ -1,12 +1,12 @@
-"""`kit export`: take a run elsewhere, as a merged KerasHub preset or a Hugging Face Gemma 2 checkpoint.
+"""`kit export`: take a run elsewhere, as a merged KerasHub preset or a Hugging Face checkpoint of its family.
 
 * `keras`: `save_to_preset` of the run's model. Keras folds LoRA into the
   kernels when it saves (`kernel + alpha/rank * A @ B`), so the preset loads
-  with plain `GemmaCausalLM.from_preset(dir)`, no adapter, same logits.
-* `hf`: a `transformers` `Gemma2ForCausalLM` checkpoint, written by
+  with plain `keras_hub.models.CausalLM.from_preset(dir)`, no adapter, same logits.
+* `hf`: a `transformers` checkpoint (`Gemma2ForCausalLM`, `Gemma3ForCausalLM`), written by
   `kit.model.hf_checkpoint` (config, weight mapping, tokenizer files, shards).
-* `peft`: the adapter alone, as a PEFT LoRA for the Hugging Face Gemma 2
-  base (`kit.model.peft_export`: exact, never approximated).
+* `peft`: the adapter alone, as a PEFT LoRA for the Hugging Face base
+  of its family (`kit.model.peft_export`: exact, never approximated).
 
 The `hf` and `peft` exports carry a model card (`README.md`, `kit.model.card`)
 and the `hf` export Gemma's chat template and a `generation_config.json`
@@ -51,8 +51,8 @@ def export_run(
 
     Args:
         run: Run dir, e.g. `runs/tiny-lora`.
-        to: `keras` (merged KerasHub preset), `hf` (transformers Gemma 2
-            checkpoint) or `peft` (PEFT LoRA adapter for the HF base).
+        to: `keras` (merged KerasHub preset), `hf` (transformers checkpoint
+            of the run's family) or `peft` (PEFT LoRA adapter for the HF base).
         out: Output directory: a new or empty one, or (with `overwrite`) an
             earlier export, replaced atomically. A run dir, any other
             non-empty directory and a file are refused before the model loads.
@@ -112,7 +112,7 @@ def export_run(
         elif to == "hf":
             write_hf_checkpoint(lm, tmp)
         else:
-            hf_config(lm.backbone)  # refuses a Gemma 1 backbone: the adapter is for the HF Gemma 2 base
+            hf_config(lm.backbone)  # refuses a backbone with no HF form (Gemma 1): the adapter is for the HF base
             peft = write_peft_adapter(lm, tmp, base_model=base_model or hub_base, dtype=dtype)
             info["peft"] = {k: peft[k] for k in ("r", "lora_alpha", "target_modules", "base_model_name_or_path")}
         if to in ("hf", "peft"):
@@ -186,7 +186,7 @@ def push(folder: str | Path, target: str, *, fmt: str) -> str:
             api.create_repo(repo, exist_ok=True, private=True)
             # The folder holds the model card (README.md), so the repo page shows it.
             api.upload_folder(
-                repo_id=repo, folder_path=str(folder), commit_message="kit export (Gemma 2)", ignore_patterns=[MARKER]
+                repo_id=repo, folder_path=str(folder), commit_message="kit export", ignore_patterns=[MARKER]
             )
         else:
             import keras_hub

@@ -37,17 +37,19 @@ Greedy generation, per new token with a context of C positions:
 `kit plan` prints these figures beside XLA's cost analysis of the compiled
 step; `bench/` reports MFU with them.
 
-Configs are KerasHub `GemmaBackbone` config dicts (`intermediate_dim` is the
-total of the two gated projections, twice transformers' `intermediate_size`).
+Configs are KerasHub backbone config dicts of any family in `kit.families`
+(which says how wide each gated FFN projection is: Gemma 2's
+`intermediate_dim` counts both, Gemma 3's one).
 """
 
 from __future__ import annotations
 
 import math
 
-# No kit imports at module level: bench/flops.py loads this file on its own
-# (without kit/model/__init__'s Keras). The architectures are in
-# kit/model/architectures.py; the examples below use its GEMMA2_2B.
+# Only kit.families at module level (pure tables, no Keras): bench/flops.py
+# loads this file on its own, without kit/model/__init__'s Keras. The
+# examples below use Gemma 2 2B's table.
+from kit.families import family_of_config
 
 
 # LoRA target layers (KerasHub names, as in kit.model.LORA_TARGET_LAYERS) ->
@@ -55,7 +57,7 @@ import math
 # to the (in, out) matrix transformers holds).
 def _kernel_shapes(cfg: dict) -> dict[str, tuple[int, ...]]:
     d, h, k, q = cfg["hidden_dim"], cfg["num_query_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
-    f = cfg["intermediate_dim"] // 2
+    f = family_of_config(cfg).ffw_width(cfg)
     return {
         "query": (h, d, q),  # einsum btd,ndh->btnh
         "key": (k, d, q),

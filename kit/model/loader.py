@@ -1,6 +1,6 @@
 """The one model loader: a Gemma causal LM from any preset source or run dir, in the dtype asked for.
 
-Sources (all through `keras_hub.models.GemmaCausalLM.from_preset`):
+Sources (all through `keras_hub.models.CausalLM.from_preset`):
 built-in names (`gemma2_2b_en`), `kaggle://owner/model/keras/variant/N`,
 `hf://owner/repo` (KerasHub converts Hugging Face checkpoints) and local preset
 directories, including the tiny base written by `kit tiny`. `load_model` also
@@ -31,6 +31,7 @@ import keras_hub
 
 import kit  # noqa: F401  (sets KERAS_BACKEND before keras is imported)
 from kit.errors import UserError
+from kit.families import FAMILIES, family_of_preset
 from kit.model.lora import load_adapter
 from kit.model.quantize import quantize_base, run_quantize
 from kit.model.tiny import verify_tiny_base
@@ -104,13 +105,13 @@ def preset_kind(preset: str) -> str:
         return "hf"
     if Path(preset).is_dir():
         return "local"
-    if preset in keras_hub.models.GemmaCausalLM.presets:
+    if any(preset in f.classes().causal_lm.presets for f in FAMILIES):
         return "builtin"  # built-in Gemma presets are downloaded from Kaggle
     return "unknown"
 
 
-def load_causal_lm(preset: str, *, dtype: str = "auto") -> keras_hub.models.GemmaCausalLM:
-    """Load a `GemmaCausalLM` (backbone + tokenizer + preprocessor) from `preset`.
+def load_causal_lm(preset: str, *, dtype: str = "auto") -> keras_hub.models.CausalLM:
+    """Load a causal LM (backbone + tokenizer + preprocessor) from `preset`.
 
     Args:
         preset: Built-in name, `kaggle://...`, `hf://...` or local preset dir.
@@ -140,7 +141,8 @@ def load_causal_lm(preset: str, *, dtype: str = "auto") -> keras_hub.models.Gemm
     if kind == "local":
         verify_tiny_base(preset)  # a committed or `kit tiny` base: its files match their checksums
     try:
-        return keras_hub.models.GemmaCausalLM.from_preset(source, dtype=resolve_dtype(dtype))
+        family = family_of_preset(str(source) if Path(str(source)).is_dir() else preset)
+        return family.load(str(source), resolve_dtype(dtype))
     except UserError:
         raise
     except Exception as e:  # keras-hub surfaces network/auth problems as many types
@@ -208,7 +210,9 @@ def kaggle_handle(preset: str) -> tuple[str, str, str, str, str | None] | None:
         ('google', 'gemma-2', 'keras', 'gemma2_2b_en', None)
     """
     if not preset.startswith("kaggle://"):
-        entry = keras_hub.models.GemmaCausalLM.presets.get(preset)
+        entry = next(
+            (f.classes().causal_lm.presets[preset] for f in FAMILIES if preset in f.classes().causal_lm.presets), None
+        )
         if entry is None or not str(entry.get("kaggle_handle", "")).startswith("kaggle://"):
             return None
         preset = entry["kaggle_handle"]
@@ -276,7 +280,8 @@ def _attach_hint(preset: str) -> str:
     if handle is None:
         return f"no local copy in {where}. Turn Internet on in the notebook settings. {TINY_HINT}"
     owner, model, framework, variation, version = handle
-    slug = "google/gemma-2" if variation.startswith("gemma2") else f"{owner}/{model}"
+    family = next((f for f in FAMILIES if f.owns_name(variation)), None)
+    slug = family.KAGGLE_MODEL if family is not None else f"{owner}/{model}"
     return (
         f"no local copy in {where}. On Kaggle, attach the model (Add Input → Models → {slug}, framework "
         f"{framework.capitalize()}, variation {variation}) or turn Internet on in the notebook settings; "
@@ -335,8 +340,8 @@ def explain_load_failure(preset: str, kind: str, error: BaseException) -> str:
     return f"Cannot load {preset!r}: {first}"
 
 
-def load_run(path: str | Path, *, dtype: str | None = None) -> keras_hub.models.GemmaCausalLM:
-    """The `GemmaCausalLM` of a run dir: its base preset plus its LoRA adapter, if any.
+def load_run(path: str | Path, *, dtype: str | None = None) -> keras_hub.models.CausalLM:
+    """The causal LM of a run dir: its base preset plus its LoRA adapter, if any.
 
     Args:
         path: Run dir, e.g. `runs/tiny-lora`.
@@ -368,8 +373,8 @@ def load_run(path: str | Path, *, dtype: str | None = None) -> keras_hub.models.
     return lm
 
 
-def load_model(model: str, *, dtype: str | None = None) -> keras_hub.models.GemmaCausalLM:
-    """Load a run dir (base or base + adapter) or any preset as a `GemmaCausalLM`.
+def load_model(model: str, *, dtype: str | None = None) -> keras_hub.models.CausalLM:
+    """Load a run dir (base or base + adapter) or any preset as a causal LM.
 
     Args:
         model: `runs/<name>`, a local preset dir, a built-in preset name, `kaggle://...` or `hf://...`.

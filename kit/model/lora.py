@@ -28,17 +28,12 @@ import numpy as np
 import kit  # noqa: F401  (sets KERAS_BACKEND before keras is imported)
 from kit.atomic import atomic_path
 from kit.errors import UserError
-
-# Layer names inside GemmaDecoderBlock / GemmaAttention that are EinsumDense
-# layers, i.e. the ones `enable_lora` can wrap (matched by exact layer name).
-LORA_TARGET_LAYERS = {
-    "qv": ("query", "value"),
-    "all": ("query", "key", "value", "attention_output", "ffw_gating", "ffw_gating_2", "ffw_linear"),
-}
+from kit.families import family_of
+from kit.families.common import LORA_TARGET_LAYERS  # noqa: F401  (what every Gemma family's targets name)
 
 
 def enable_lora(
-    lm: keras_hub.models.GemmaCausalLM, *, rank: int, alpha: float, targets: str, factored: bool = True
+    lm: keras_hub.models.CausalLM, *, rank: int, alpha: float, targets: str, factored: bool = True
 ) -> list[str]:
     """Freeze the backbone and add rank-`rank` adapters to the `targets` layers.
 
@@ -49,7 +44,7 @@ def enable_lora(
         lm: The causal LM.
         rank: Adapter rank (> 0).
         alpha: Scale numerator.
-        targets: `qv` or `all` (see `LORA_TARGET_LAYERS`).
+        targets: `qv` or `all` (the family's `LORA_TARGET_LAYERS`).
         factored: Compute each adapted layer as `x·W + s·(x·A)·B` (see the
             module docstring) instead of Keras' merged kernel. Same outputs
             within float rounding, same adapter file.
@@ -61,10 +56,11 @@ def enable_lora(
         >>> enable_lora(lm, rank=4, alpha=8.0, targets="qv")[:1]  # doctest: +SKIP
         ['decoder_block_0/attention/query']
     """
-    if targets not in LORA_TARGET_LAYERS:
+    names = family_of(lm).LORA_TARGET_LAYERS
+    if targets not in names:
         raise UserError(f"lora.targets must be 'qv' or 'all', received {targets!r}.")
     backbone = lm.backbone
-    backbone.enable_lora(rank, target_layer_names=list(LORA_TARGET_LAYERS[targets]))
+    backbone.enable_lora(rank, target_layer_names=list(names[targets]))
     wrapped = []
     # Same layer walk keras-hub's own enable_lora uses (no public recursive API).
     for layer in backbone._flatten_layers(include_self=False):
@@ -143,7 +139,7 @@ def save_adapter(lm, path: str | Path) -> None:
 
 
 def load_adapter(
-    lm: keras_hub.models.GemmaCausalLM,
+    lm: keras_hub.models.CausalLM,
     path: str | Path,
     *,
     rank: int,

@@ -1,4 +1,4 @@
-"""`kit export --to peft`: a run's Keras LoRA adapter as an exact PEFT LoRA adapter for the HF Gemma 2 base.
+"""`kit export --to peft`: a run's Keras LoRA adapter as an exact PEFT LoRA adapter for the HF Gemma base.
 
 PEFT holds one update per module, `scaling * lora_B @ lora_A` with
 `lora_A` (R, in) and `lora_B` (out, R). Keras' LoRA on an `EinsumDense`
@@ -28,30 +28,23 @@ reason; nothing is approximated.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from kit.errors import UserError
+from kit.families import FAMILIES, common
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 PEFT_PREFIX = "base_model.model."
 
-# Keras preset names (and Kaggle variations) of Gemma 2 and their Hugging Face repositories.
-HF_BASE_MODELS = {
-    "gemma2_2b_en": "google/gemma-2-2b",
-    "gemma2_instruct_2b_en": "google/gemma-2-2b-it",
-    "gemma2_9b_en": "google/gemma-2-9b",
-    "gemma2_instruct_9b_en": "google/gemma-2-9b-it",
-    "gemma2_27b_en": "google/gemma-2-27b",
-    "gemma2_instruct_27b_en": "google/gemma-2-27b-it",
-}
+# Keras preset names (and Kaggle variations) of every family and their Hugging Face repositories.
+HF_BASE_MODELS = {p: repo for f in FAMILIES for p, repo in f.HF_BASE_MODELS.items()}
 
 
 def hf_base_model(preset: str) -> str | None:
-    """The Hugging Face repository of a Keras Gemma 2 preset, or None when there is none (a local base).
+    """The Hugging Face repository of a Keras Gemma preset, or None when there is none (a local base).
 
     Example:
         >>> hf_base_model("gemma2_2b_en"), hf_base_model("kaggle://keras/gemma2/keras/gemma2_2b_en/2")
@@ -65,20 +58,6 @@ def hf_base_model(preset: str) -> str | None:
         parts = preset.removeprefix("kaggle://").strip("/").split("/")
         return HF_BASE_MODELS.get(parts[3]) if len(parts) >= 4 else None
     return HF_BASE_MODELS.get(preset)
-
-
-def _lora_modules(backbone) -> Iterator[tuple[str, str, object]]:
-    """`(HF module path, kind, keras layer)` for every layer that can carry LoRA, in HF order."""
-    for i in range(backbone.num_layers):
-        block = backbone.get_layer(f"decoder_block_{i}")
-        att, p = block.attention, f"model.layers.{i}."
-        yield p + "self_attn.q_proj", "heads", att.query_dense
-        yield p + "self_attn.k_proj", "heads", att.key_dense
-        yield p + "self_attn.v_proj", "heads", att.value_dense
-        yield p + "self_attn.o_proj", "folded", att.output_dense
-        yield p + "mlp.gate_proj", "dense", block.gating_ffw
-        yield p + "mlp.up_proj", "dense", block.gating_ffw_2
-        yield p + "mlp.down_proj", "dense", block.ffw_linear
 
 
 def _arr(x) -> np.ndarray:
@@ -115,7 +94,7 @@ def peft_adapter(lm) -> tuple[dict[str, np.ndarray], int, float, list[str]]:
     """
     backbone = lm.backbone
     covered, updates, scales = set(), {}, set()
-    for name, kind, layer in _lora_modules(backbone):
+    for name, kind, layer in common.lora_modules(backbone):
         covered.add(id(layer))
         if getattr(layer, "lora_enabled", False):
             scales.add(float(layer.lora_alpha) / float(layer.lora_rank))
@@ -126,7 +105,7 @@ def peft_adapter(lm) -> tuple[dict[str, np.ndarray], int, float, list[str]]:
         if getattr(layer, "lora_enabled", False) and id(layer) not in covered
     ]
     if stray:
-        raise UserError(f"Cannot convert to PEFT exactly: LoRA on {stray[0]}, which has no Gemma 2 HF module.")
+        raise UserError(f"Cannot convert to PEFT exactly: LoRA on {stray[0]}, which has no Hugging Face Gemma module.")
     if not updates:
         raise UserError("This run has no LoRA adapter (a base model): nothing to export as PEFT; use --to hf.")
     if len(scales) != 1:

@@ -36,7 +36,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import keras
-import keras_hub
 import numpy as np
 
 import kit  # noqa: F401
@@ -44,9 +43,12 @@ from kit.atomic import MARKER, OutputKind
 from kit.data.batching import Encoder
 from kit.data.prompt import END_OF_TURN, START_OF_TURN
 from kit.errors import UserError
+from kit.families import family_named
 from kit.options import check_options, option
 
 TINY_INFO = "tiny_base.json"
+# The committed tiny base is a Gemma 2 (soft caps, alternating sliding window), like the 2B it stands in for.
+TINY_FAMILY = "gemma2"
 # `kit tiny`'s preset dir; one from before the kit's marker is known by its tiny_base.json and config.json.
 TINY_BASE = OutputKind("tiny base", "kit tiny", legacy=(TINY_INFO, "config.json"))
 
@@ -113,7 +115,7 @@ def train_tokenizer(texts: Sequence[str], *, vocab_size: int = 4096) -> bytes:
 
     Example:
         >>> proto = train_tokenizer(["Отличное место!", "Плохо."] * 50, vocab_size=300)
-        >>> keras_hub.models.GemmaTokenizer(proto=proto).end_token_id
+        >>> family_named(TINY_FAMILY).tokenizer(proto).end_token_id
         1
     """
     import sentencepiece as spm
@@ -149,8 +151,13 @@ def train_tokenizer(texts: Sequence[str], *, vocab_size: int = 4096) -> bytes:
     return buf.getvalue()
 
 
-def build_tiny_lm(proto: bytes, spec: TinySpec = TinySpec()) -> keras_hub.models.GemmaCausalLM:
-    """A randomly initialised Gemma 2 architecture `GemmaCausalLM` around `proto`.
+def build_tiny_lm(proto: bytes, spec: TinySpec = TinySpec(), *, family: str = TINY_FAMILY):
+    """A randomly initialised causal LM of `family` (`kit.families`) around `proto`, sized by `spec`.
+
+    The tiny base is a Gemma 2 (`TINY_FAMILY`); tests build tiny Gemma 3 models
+    with `family="gemma3"`, each with every feature of its family
+    (`tiny_config`). For Gemma 3, `spec.intermediate_dim` is halved so both
+    families have the same feed-forward width.
 
     Example:
         >>> lm = build_tiny_lm(train_tokenizer(["Хорошо."] * 20, vocab_size=300),
@@ -159,30 +166,24 @@ def build_tiny_lm(proto: bytes, spec: TinySpec = TinySpec()) -> keras_hub.models
         True
     """
     keras.utils.set_random_seed(spec.seed)
-    tokenizer = keras_hub.models.GemmaTokenizer(proto=proto)
+    fam = family_named(family)
+    tokenizer = fam.tokenizer(proto)
     # Embedding rows rounded up to a multiple of 64 (as Gemma pads its 256k
     # vocabulary): the vocab axis is sharded under ModelParallel and must divide
     # evenly; the extra ids are never produced by the tokenizer.
     vocab = -(-tokenizer.vocabulary_size() // 64) * 64
-    backbone = keras_hub.models.GemmaBackbone(
-        vocabulary_size=vocab,
+    intermediate = spec.intermediate_dim if fam.ffw_width({"intermediate_dim": 2}) == 1 else spec.intermediate_dim // 2
+    config = fam.tiny_config(
+        vocab,
         num_layers=spec.num_layers,
         num_query_heads=spec.num_query_heads,
         num_key_value_heads=spec.num_key_value_heads,
         hidden_dim=spec.hidden_dim,
-        intermediate_dim=spec.intermediate_dim,
+        intermediate_dim=intermediate,
         head_dim=spec.head_dim,
-        query_head_dim_normalize=True,
-        use_post_ffw_norm=True,
-        use_post_attention_norm=True,
-        final_logit_soft_cap=30.0,
-        attention_logit_soft_cap=50.0,
-        use_sliding_window_attention=True,
         sliding_window_size=spec.sliding_window_size,
-        dtype="float32",
     )
-    preprocessor = keras_hub.models.GemmaCausalLMPreprocessor(tokenizer=tokenizer, sequence_length=spec.buckets[-1])
-    return keras_hub.models.GemmaCausalLM(backbone=backbone, preprocessor=preprocessor)
+    return fam.causal_lm(fam.build_backbone(config, "float32"), tokenizer, spec.buckets[-1])
 
 
 def tokens_per_text(proto: bytes, texts: Sequence[str]) -> float:

@@ -19,7 +19,7 @@ import kit  # noqa: F401
 from kit.config import Config, ModelConfig
 from kit.data.batching import Encoder
 from kit.model import multihost
-from kit.model.architectures import build_random_lm, kv_heads, tokenizer_note
+from kit.model.architectures import build_random_lm, kv_heads, layout_of, tokenizer_note
 from kit.model.distribution import setup_distribution
 from kit.model.loader import load_causal_lm, resolve_dtype
 from kit.model.lora import enable_lora, parameter_counts, save_adapter
@@ -102,6 +102,7 @@ def finetune(
         cfg.distribution.mesh,
         batch_size=cfg.train.batch_size,
         kv_heads=kv_heads(cfg.model.preset),
+        layout=layout_of(cfg.model.preset),
     )
     dtype = resolve_dtype(cfg.model.dtype)
     lm = _load_base(cfg.model, dtype, seed=cfg.run.seed, sequence_length=cfg.data.buckets[-1])

@@ -90,8 +90,6 @@ def _data(data: DataConfig, train: TrainConfig, preset: str, seed: int) -> dict:
     """Rows, buckets, optimizer steps and tokens per epoch from the prepared data (tokenised as the run would)."""
     if not Path(data.dir, "stats.json").is_file() and not Path(data.dir, "dataset_dict.json").is_file():
         return {"available": False, "note": f"no prepared data at {data.dir}: steps and time per epoch unknown"}
-    import keras_hub
-
     from kit.data.batching import Encoder, plan_batches
     from kit.model.architectures import random_tokenizer_source
     from kit.train.job_data import load_splits, train_examples
@@ -99,8 +97,7 @@ def _data(data: DataConfig, train: TrainConfig, preset: str, seed: int) -> dict:
     train_ds, _ = load_splits(data)
     local = Path(preset, "tokenizer.json").is_file()
     source = Path(preset) if local else random_tokenizer_source(preset)
-    tokenizer = keras_hub.models.GemmaTokenizer.from_preset(str(source))
-    encoder = Encoder(tokenizer.proto)
+    encoder = Encoder((source / "assets" / "tokenizer" / "vocabulary.spm").read_bytes())
     ex = train_examples(encoder, train_ds, data, train, seed=seed)
     tokens = sum(min(len(e.ids) - 1, ex.buckets[-1]) for e in ex.train)
     counts = {}

@@ -103,7 +103,7 @@ def compile_steps(raw_config: dict, platform: str, devices: int, topology: str, 
     import jax
     import keras
 
-    from kit.model.architectures import build_random_lm, kv_heads
+    from kit.model.architectures import build_random_lm, kv_heads, layout_of
     from kit.model.distribution import choose_layout, make_distribution
     from kit.model.lora import enable_lora, parameter_counts
     from kit.model.quantize import quantize_base
@@ -118,7 +118,9 @@ def compile_steps(raw_config: dict, platform: str, devices: int, topology: str, 
     mode, axes = choose_layout(
         cfg.distribution.mode, cfg.distribution.mesh, len(found), platform, kv_heads(cfg.model.preset)
     )
-    dist, layout = make_distribution(mode, axes, found, batch_size=cfg.train.batch_size)
+    dist, layout = make_distribution(
+        mode, axes, found, batch_size=cfg.train.batch_size, layout=layout_of(cfg.model.preset)
+    )
     dtype = cfg.model.dtype if cfg.model.dtype != "auto" else ("float32" if platform == "cpu" else "bfloat16")
     single = jax.sharding.SingleDeviceSharding(found[0])
 

@@ -10,7 +10,7 @@ Labelled "estimate (not compiled)" wherever it is shown. Per device:
   vocabulary (the dtype's logits, their float32 upcast for the loss, and its
   gradient), and in each decoder layer the residual stream and its norms
   (6·hidden), q/k/v/attention output ((2·H + 2·K)·head_dim), the gated
-  feed-forward's four intermediates (2·intermediate_dim) and the attention
+  feed-forward's four intermediates (4 × each gated projection's width) and the attention
   scores and probabilities (2·H·length), in the dtype.
 
 No fusion or rematerialisation is assumed, so it errs high: for the 2B step
@@ -20,24 +20,21 @@ TPU compile of that very step needs 3.7 GiB of temporaries.
 
 from __future__ import annotations
 
+from kit.families import family_of_config
 from kit.model.flops import lora_params
 
 _BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
 def param_count(arch: dict) -> int:
-    """All weights of a Gemma 2 backbone (tied embedding once, norms included).
+    """All weights of a backbone config of any family (tied embedding once, norms included).
 
     Example:
-        >>> from kit.model.architectures import GEMMA2_2B
-        >>> param_count(GEMMA2_2B)
-        2614341888
+        >>> from kit.model.architectures import GEMMA2_2B, GEMMA3_1B
+        >>> param_count(GEMMA2_2B), param_count(GEMMA3_1B)
+        (2614341888, 999885952)
     """
-    d, h, k, q = arch["hidden_dim"], arch["num_query_heads"], arch["num_key_value_heads"], arch["head_dim"]
-    attention = 2 * h * d * q + 2 * k * d * q
-    ffw = 3 * d * (arch["intermediate_dim"] // 2)
-    norms = 4 * d
-    return arch["vocabulary_size"] * d + arch["num_layers"] * (attention + ffw + norms) + d
+    return family_of_config(arch).param_count(arch)
 
 
 def activation_bytes(arch: dict, rows: int, length: int, dtype: str) -> int:
@@ -52,7 +49,8 @@ def activation_bytes(arch: dict, rows: int, length: int, dtype: str) -> int:
     d, h, k, q = arch["hidden_dim"], arch["num_query_heads"], arch["num_key_value_heads"], arch["head_dim"]
     tokens = rows * length
     logits = tokens * arch["vocabulary_size"] * (b + 4 + 4)
-    per_token_layer = (6 * d + (2 * h + 2 * k) * q + 2 * arch["intermediate_dim"] + 2 * h * length) * b
+    ffw = family_of_config(arch).ffw_width(arch)  # each gated projection's width
+    per_token_layer = (6 * d + (2 * h + 2 * k) * q + 4 * ffw + 2 * h * length) * b
     return logits + arch["num_layers"] * tokens * per_token_layer
 
 
