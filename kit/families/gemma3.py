@@ -15,6 +15,35 @@ What differs from Gemma 2, checked against KerasHub 0.32's
   `intermediate_size`), not twice it as in Gemma 2;
 * a 262,144-token vocabulary (tied embedding), `<end_of_turn>` = 106.
 
+KerasHub against transformers (`hf_config_from`; `tests/model/test_export_gemma3.py`
+checks each with float32 logits equal to 1e-5 on prompts several windows long):
+
+* sliding window: the same semantics, so `sliding_window` is copied as it
+  is. A local layer's query i sees keys i-W+1 .. i, W tokens counting
+  itself (KerasHub: `triu(ones, 1-W) * tril(ones, W-1)` on the causal
+  mask; transformers: `kv_idx > q_idx - W`). The test tells W from W +- 1.
+* which layers are global and their RoPE: KerasHub's `i % 6 < 5` is local,
+  written out as `layer_types`; RoPE base 10,000 local, 1,000,000 global
+  (KerasHub hard-codes both; written in `rope_parameters`); linear scaling
+  divides the inverse frequencies by the factor on both sides. A layer's
+  RoPE base follows its type, so turning the window off in KerasHub
+  (`use_sliding_window_attention=False`) also moves every layer to the
+  global base.
+* query scaling: KerasHub 0.32's `Gemma3DecoderBlock` passes
+  `query_head_dim_normalize=True` to its attention whatever the backbone
+  says, so queries are always scaled by 1/sqrt(head_dim), and the kit
+  writes `query_pre_attn_scalar = head_dim` (what KerasHub computes, not
+  what the flag asks for). KerasHub's converter reads it back as True.
+* soft caps: transformers applies `final_logit_softcapping` like KerasHub,
+  but its Gemma 3 attention never applies `attn_logit_softcapping`: a
+  backbone with an attention cap is refused (no Gemma 3 preset has one).
+* norms: RMSNorm in float32, `x * (1 + scale)`, eps 1e-6, on both sides,
+  for the query/key norms and the four block norms; transformers' Gemma 3
+  always has all six, so a backbone without them is refused.
+* embedding scale: both multiply by sqrt(hidden) rounded to the weights'
+  dtype (KerasHub `ops.cast(ops.sqrt(d), dtype)`, transformers
+  `embed_scale.to(weight.dtype)`), equal in float32 and bfloat16.
+
 KerasHub's `Gemma3CausalLMPreprocessor` refuses to exist without TensorFlow,
 which the kit keeps out of the process (`kit/__init__.py`); for text the
 Gemma 2 preprocessor does the same work with a `Gemma3Tokenizer`, so the kit
@@ -267,7 +296,8 @@ def hf_config_from(arch: Mapping[str, Any], *, torch_dtype: str = "float32") -> 
     """The Hugging Face `Gemma3ForCausalLM` (`gemma3_text`) `config.json` for a text `Gemma3Backbone`.
 
     Raises:
-        UserError: a required argument is missing, or the backbone is an embedding model.
+        UserError: a required argument is missing, the backbone is an embedding model, or it has what
+            transformers' Gemma 3 cannot express (no query/key or post norms, an attention soft cap).
 
     Example:
         >>> c = hf_config_from(GEMMA3_4B)
@@ -280,6 +310,19 @@ def hf_config_from(arch: Mapping[str, Any], *, torch_dtype: str = "float32") -> 
     if arch.get("is_embedding_model") or arch.get("use_bidirectional_attention"):
         raise UserError("`--to hf` writes Gemma 3 causal LMs; this backbone is an embedding model (EmbeddingGemma).")
     b = SimpleNamespace(**{**DEFAULTS, **{k: v for k, v in arch.items() if k in (*SIZES, *DEFAULTS)}})
+    # transformers' Gemma 3 block always has query/key norms and post-attention/post-FFW norms.
+    lacking = [k for k in ("use_query_key_norm", "use_post_attention_norm", "use_post_ffw_norm") if not getattr(b, k)]
+    if lacking:
+        raise UserError(
+            f"`--to hf` writes Gemma 3 checkpoints, whose blocks always have query/key and post norms; "
+            f"this backbone has {', '.join(lacking)} off."
+        )
+    if b.attention_logit_soft_cap is not None:
+        # transformers' Gemma3Attention keeps `attn_logit_softcapping` in its config but never applies it.
+        raise UserError(
+            "`--to hf` cannot write this Gemma 3 exactly: it caps its attention logits "
+            f"({b.attention_logit_soft_cap}), which transformers' Gemma 3 ignores (no Gemma 3 preset has the cap)."
+        )
 
     def rope(base: float, factor: float) -> dict:
         if float(factor) == 1.0:
@@ -305,9 +348,15 @@ def hf_config_from(arch: Mapping[str, Any], *, torch_dtype: str = "float32") -> 
         },
         "attention_bias": False,
         "attention_dropout": 0.0,
-        "query_pre_attn_scalar": int(b.head_dim if b.query_head_dim_normalize else b.hidden_dim // b.num_query_heads),
+        # KerasHub 0.32's Gemma3DecoderBlock hands its attention `query_head_dim_normalize=True` whatever the
+        # backbone was given, so a Gemma 3 in KerasHub always scales queries by 1/sqrt(head_dim): write what it
+        # computes. (Gemma 3 27B's 168 = hidden/heads is what KerasHub cannot express; no kit size has it.)
+        "query_pre_attn_scalar": int(b.head_dim),
         "final_logit_softcapping": None if b.final_logit_soft_cap is None else float(b.final_logit_soft_cap),
-        "attn_logit_softcapping": None if b.attention_logit_soft_cap is None else float(b.attention_logit_soft_cap),
+        "attn_logit_softcapping": None,  # refused above: transformers would not apply it
+        # The same number in both libraries: a sliding layer's query i sees keys i-W+1 .. i, W tokens with
+        # itself (KerasHub: triu(ones, 1-W) * tril(ones, W-1) on the causal mask; transformers:
+        # kv_idx > q_idx - W). tests/model/test_export_gemma3.py tells W from W +- 1 on both sides.
         "sliding_window": int(b.sliding_window_size),
         "layer_types": layer_types(int(b.num_layers), bool(b.use_sliding_window_attention)),
         "use_bidirectional_attention": False,

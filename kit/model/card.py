@@ -78,6 +78,7 @@ def card_text(
     if not synthetic:
         meta["datasets"] = [REAL_DATASET]
     example = build_prompt(rubrics=["Кафе", "Кофейня"], rating=5, keywords=["кофе", "десерт"], name="Кофемания")
+    # Capitalised by hand below: str.capitalize() would lower the family's title ("a gemma 3 checkpoint").
     what = "a LoRA adapter (PEFT)" if kind == "peft" else f"a {title} checkpoint (transformers)"
     tuned = (
         f"LoRA rank {lora['rank']}, alpha {lora['alpha']:g}, targets `{lora['targets']}`"
@@ -106,7 +107,7 @@ def card_text(
     body = [
         f"# {name}: Russian place reviews from {title}",
         "",
-        f"{what.capitalize()} fine-tuned with the geo-reviews kit (KerasHub, JAX) to write a Russian review "
+        f"{what[0].upper()}{what[1:]} fine-tuned with the geo-reviews kit (KerasHub, JAX) to write a Russian review "
         "of a place from a request: rubric(s), a rating from 1 to 5, keywords and optionally a name and an address.",
         "",
         f"- Base model: {base}",
