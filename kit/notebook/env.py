@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -282,16 +283,89 @@ def _secret_getter(platform: str) -> Callable[[str], str | None] | None:
     return None
 
 
-def default_config(env: Environment, *, smoke: bool = False) -> str:
-    """The fine-tune config for this host: `configs/tiny.toml` in smoke mode or on a CPU, else the
-    Gemma 2 2B TPU or GPU config.
+# The kit's own configs dir (the notebooks chdir to the checkout, so paths are given from there).
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+# A Gemma preset name's family and size: gemma2_2b_en, gemma3_instruct_1b, gemma-3-270m-it, gemma3_4b_text.
+_PRESET_NAME = re.compile(r"^(gemma)-?(\d+)[_-](?:instruct[_-])?(\d+(?:\.\d+)?[mb])(?:[_-]|$)")
+
+
+def preset_size(preset: str) -> tuple[str, str] | None:
+    """`(family, size)` of a Gemma preset, from a name, a kaggle:// or hf:// handle or a dir named after one.
+
+    An instruction-tuned preset has its base's size (`gemma3_instruct_1b` is a
+    `gemma3` `1b`), so both train with the same config. None when the name
+    tells neither.
+
+    Example:
+        >>> preset_size("gemma3_instruct_1b"), preset_size("gemma2_2b_en"), preset_size("hf://google/gemma-3-270m-it")
+        (('gemma3', '1b'), ('gemma2', '2b'), ('gemma3', '270m'))
+        >>> preset_size("kaggle://keras/gemma3/keras/gemma3_4b_text/3"), preset_size("runs/my-base")
+        (('gemma3', '4b'), None)
+    """
+    for part in reversed(preset.removeprefix("kaggle://").removeprefix("hf://").rstrip("/").split("/")):
+        m = _PRESET_NAME.match(part.lower())
+        if m:
+            return f"{m.group(1)}{m.group(2)}", m.group(3)
+    return None
+
+
+def preset_configs(accelerator: str, configs: str | Path = CONFIGS) -> dict[tuple[str, str], str]:
+    """The configs for `accelerator` (`configs/*_{accelerator}.toml`) by the `(family, size)` of their `[model] preset`.
+
+    Example:
+        >>> preset_configs("gpu")[("gemma3", "1b")]
+        'configs/gemma3_1b_gpu.toml'
+    """
+    import tomllib
+
+    found = {}
+    own = Path(configs).resolve() == CONFIGS  # the kit's: named from the checkout's root, as the notebooks run
+    for path in sorted(Path(configs).glob(f"*_{accelerator}.toml")):
+        with path.open("rb") as f:
+            preset = str(tomllib.load(f).get("model", {}).get("preset", ""))
+        key = preset_size(preset)
+        if key is not None:
+            found.setdefault(key, f"configs/{path.name}" if own else str(path))
+    return found
+
+
+def default_config(
+    env: Environment, *, smoke: bool = False, preset: str = "gemma2_2b_en", configs: str | Path = CONFIGS
+) -> str:
+    """The fine-tune config for this host and base model: `configs/tiny.toml` in smoke mode or on
+    a CPU, else the TPU or GPU config whose preset has `preset`'s family and size
+    (`gemma3_1b` or `gemma3_instruct_1b` on a GPU: `configs/gemma3_1b_gpu.toml`), looked
+    for in `configs` (the kit's `configs/`).
+
+    Raises:
+        UserError: no config in `configs/` is for that family and size on this accelerator
+            (one line, saying how to make one or to set `CONFIG`).
 
     Example:
         >>> default_config(Environment(platform="colab", accelerator="gpu", extra="cuda", hosted=True))
         'configs/gemma2_2b_gpu.toml'
+        >>> default_config(Environment(platform="kaggle", accelerator="tpu", extra="tpu", hosted=True), preset="gemma3_1b")
+        'configs/gemma3_1b_tpu.toml'
         >>> default_config(Environment(platform="kaggle", accelerator="tpu", extra="tpu", hosted=True), smoke=True)
         'configs/tiny.toml'
     """
     if smoke or env.accelerator == "cpu":
         return "configs/tiny.toml"
-    return f"configs/gemma2_2b_{env.accelerator}.toml"
+    from kit.errors import UserError
+
+    key = preset_size(preset)
+    found = preset_configs(env.accelerator, configs)
+    if key in found:
+        return found[key]
+    have = ", ".join(found.values()) or "none"
+    if key is None:
+        raise UserError(
+            f"The kit cannot tell the family and size of PRESET {preset!r}, so it cannot pick a config: "
+            f"set CONFIG to one (the {env.accelerator.upper()} configs: {have})."
+        )
+    family, size = key
+    raise UserError(
+        f"No {env.accelerator.upper()} config for {preset!r} ({family} {size}) in configs/ (there: {have}). "
+        f"Make one: copy the closest to configs/{family}_{size}_{env.accelerator}.toml, set its [model] preset "
+        f'= "{preset}", check it fits with `kit plan --config FILE --device DEVICE`; or set CONFIG to a config file.'
+    )

@@ -24,7 +24,8 @@ from pathlib import Path
 
 from kit.config import Config, DataConfig, LoraConfig, TrainConfig
 from kit.errors import UserError
-from kit.model.architectures import backbone_config, kv_heads
+from kit.families import family_of_config
+from kit.model.architectures import backbone_config, kv_heads, published_params
 from kit.model.distribution import choose_layout
 from kit.model.flops import train_flops_per_token
 from kit.model.lora import LORA_TARGET_LAYERS
@@ -145,6 +146,8 @@ def _compile(cfg: Config, tgt: Target, buckets: list[int]) -> dict:
 
 
 def _estimate(cfg: Config, tgt: Target, buckets: list[int], arch: dict) -> dict:
+    from kit.train.lean import resolve_loss_chunk, resolve_remat
+
     mode, axes = choose_layout(
         cfg.distribution.mode, cfg.distribution.mesh, tgt.devices, tgt.platform, kv_heads(cfg.model.preset)
     )
@@ -157,14 +160,36 @@ def _estimate(cfg: Config, tgt: Target, buckets: list[int], arch: dict) -> dict:
     targets = LORA_TARGET_LAYERS[cfg.lora.targets]
     rows = cfg.train.batch_size // width
     out = {"layout": "single device" if mode == "single" else f"DataParallel over {width} devices", "dtype": dtype}
+    # The Engine's levers, resolved as `kit finetune` resolves them (kit.train.lean.step_levers):
+    # the chunked loss by the family's vocabulary, remat by the model's size and the longest bucket.
+    loss_chunk = resolve_loss_chunk(cfg.train.loss_chunk, int(arch["vocabulary_size"]))
+    size = estimate(arch, dtype=dtype, rank=cfg.lora.rank, targets=targets, rows=rows, length=max(buckets))
+    remat = resolve_remat(cfg.train.remat, size["parameters"]["total"], cfg.train.batch_size * max(buckets))
+    out["levers"] = {"loss_chunk": loss_chunk, "remat": remat}
     out["buckets"] = []
     for length in buckets:
-        e = estimate(arch, dtype=dtype, rank=cfg.lora.rank, targets=targets, rows=rows, length=length)
+        e = estimate(
+            arch,
+            dtype=dtype,
+            rank=cfg.lora.rank,
+            targets=targets,
+            rows=rows,
+            length=length,
+            loss_chunk=loss_chunk,
+            remat=remat,
+        )
         out["parameters"] = e["parameters"]
         out["buckets"].append(
             {"length": length, "resident": e["resident"], "activations": e["activations"], "peak": e["total"]}
         )
     return out
+
+
+def _parameters(counts: dict, preset: str) -> dict:
+    """The plan's parameter counts: the base model's (total less the adapters), the adapters', the published count."""
+    base = int(counts["total"]) - int(counts["trainable"])
+    return {"base": base, "trainable": int(counts["trainable"]), "total": int(counts["total"]),
+            "published": published_params(preset)}  # fmt: skip
 
 
 def make_plan(cfg: Config, device: str = "auto", *, all_buckets: bool = False, mfu: float = DEFAULT_MFU) -> dict:
@@ -206,7 +231,9 @@ def make_plan(cfg: Config, device: str = "auto", *, all_buckets: bool = False, m
     if not data["available"] and cfg.data.auto_buckets:
         data["note"] += f"; data.auto_buckets needs the data, so the plan uses data.buckets {list(cfg.data.buckets)}"
     result = _compile(cfg, tgt, planned) if tgt.compiled else _estimate(cfg, tgt, planned, arch)
-    plan.update(layout=result["layout"], dtype=result["dtype"], parameters=result["parameters"])
+    plan.update(layout=result["layout"], dtype=result["dtype"], levers=result.get("levers"))
+    plan["family"] = family_of_config(arch).TITLE
+    plan["parameters"] = _parameters(result["parameters"], cfg.model.preset)
     targets = LORA_TARGET_LAYERS[cfg.lora.targets]
     rows = []
     for b in result["buckets"]:
@@ -260,6 +287,19 @@ def _time(train: TrainConfig, lora: LoraConfig, tgt: Target, arch: dict, data: d
     return out
 
 
+def _published(p: dict) -> str:
+    if p.get("published") is None:
+        return ""
+    return " (as published)" if p["published"] == p["base"] else f" (published: {p['published']:,})"
+
+
+def _levers(levers: dict) -> str:
+    """The step's resolved memory levers in words, e.g. `loss in chunks of 256 positions, remat off`."""
+    chunk = levers["loss_chunk"]
+    loss = f"loss in chunks of {chunk} positions" if chunk else "loss over whole sequences"
+    return f"{loss}, remat {'on (every decoder block)' if levers['remat'] else 'off'}"
+
+
 def _gib(n: float) -> str:
     return f"{n / GIB:.2f} GiB"
 
@@ -273,13 +313,15 @@ def format_plan(plan: dict) -> str:
     d, p = plan["device"], plan["parameters"]
     lines = [
         f"device      {d['name']}: {d['label']}, {_gib(d['memory_bytes'])} per device",
-        f"model       {plan['config_preset']} architecture, {plan['dtype']}, layout: {plan['layout']}",
-        f"parameters  {p['total']:,} total, {p['trainable']:,} trainable "
-        f"(LoRA rank {plan['lora']['rank']} on {plan['lora']['targets']})",
+        f"model       {plan['config_preset']} architecture ({plan['family']}), {plan['dtype']}, layout: {plan['layout']}",
+        f"parameters  {p['base']:,} in the base{_published(p)}, {p['trainable']:,} trainable "
+        f"(LoRA rank {plan['lora']['rank']} on {plan['lora']['targets']}), {p['total']:,} total",
         f"batch       {plan['batch_size']} rows x {plan['grad_accum']} micro-batches per optimizer step",
         f"memory      {plan['method']}, per device"
         + ("" if plan["method"] == "compiled" else ": analytic, errs high (see docs/plan.md)"),
     ]
+    if plan.get("levers"):
+        lines.append(f"levers      {_levers(plan['levers'])}")
     if plan["method"] == "compiled":
         lines.append("  bucket  arguments   outputs     temporaries  peak        compile  XLA GFLOP/step  formula")
         for r in plan["buckets"]:

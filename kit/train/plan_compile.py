@@ -2,11 +2,11 @@
 
 The model is the config's architecture (`kit.model.architectures`) built
 inside `keras.StatelessScope`, so its variables have shapes and dtypes but
-no values: the 2B model costs no 5 GB. The LoRA adapters and the optimizer
-are added exactly as `kit finetune` adds them, and `Engine.lower_steps`
-lowers the Engine's own jitted micro-step and apply step (no second copy of
-the step) on abstract inputs (`jax.ShapeDtypeStruct`) placed on the
-target's devices under the layout `choose_layout` picks for them. XLA's
+no values: Gemma 2 2B costs no 5 GB, Gemma 3 4B no 7.8 GB. The LoRA
+adapters and the optimizer are added exactly as `kit finetune` adds them,
+and `Engine.lower_steps` lowers the Engine's own jitted micro-step and apply
+step (no second copy of the step) on abstract inputs (`jax.ShapeDtypeStruct`)
+placed on the target's devices under the layout `choose_layout` picks for them. XLA's
 `memory_analysis()` and `cost_analysis()` of the compiled programs are the
 figures.
 
@@ -92,8 +92,8 @@ def compile_steps(raw_config: dict, platform: str, devices: int, topology: str, 
     """Build the config's model without weights, lower and compile its steps per bucket; the analyses.
 
     Returns:
-        `{"layout", "dtype", "parameters", "resident", "buckets": [{length, micro, apply, flops, compile_s}]}`,
-        bytes per device.
+        `{"layout", "dtype", "parameters", "levers", "resident", "buckets": [{length, micro, apply, flops, compile_s}]}`,
+        bytes per device; `levers` are the step's resolved `loss_chunk` and `remat`.
 
     Example:
         >>> out = compile_steps(load_config("configs/tiny.toml").to_dict(), "cpu", 1, "", [64])  # doctest: +SKIP
@@ -139,13 +139,15 @@ def compile_steps(raw_config: dict, platform: str, devices: int, topology: str, 
         optimizer.build(lm.trainable_variables)
         groups = (lm.trainable_variables, lm.non_trainable_variables, optimizer.variables)
         values = [[spec(v) for v in group] for group in groups]
-        engine = Engine(lm, optimizer, distribution=dist, values=values, **step_levers(cfg.train, lm, max(buckets)))
+        levers = step_levers(cfg.train, lm, max(buckets))
+        engine = Engine(lm, optimizer, distribution=dist, values=values, **levers)
     scope = dist.scope() if dist is not None else _Nothing()
     with scope:  # activation layouts inside the model follow the distribution while tracing
         out = {
             "layout": layout,
             "dtype": dtype,
             "parameters": parameter_counts(lm),
+            "levers": {"loss_chunk": levers["loss_chunk"], "remat": levers["remat"]},
             "resident": {
                 "trainable": sum(_per_device_bytes(s) for s in values[0]),
                 "frozen": sum(_per_device_bytes(s) for s in values[1]),
