@@ -22,12 +22,21 @@ adapter variables (`Decoder.state(overrides)`).
 
 Each step draws from the sampler exactly as KerasHub's loop does (one
 `get_next_token` per step from the shortest prompt's end, prompt positions
-kept), so for the same seed the text is the one `generate` gave.
+kept), so for the same seed the text is the one `generate` gave. A model
+whose `call_with_cache` takes a `padding_mask` and a `cache_update_mask`
+(Gemma 3's) gets them as its own `generate_step` passes them: the prefill
+sees the padding, and a step at a prompt position of a longer row leaves
+that row's keys and values from the prefill in the cache. Recomputed one
+token at a time they differ from the prefill's in the last float bits
+(measured: up to 4e-6 on the micro Gemma 3), which can flip a near tie.
+Gemma 2's `call_with_cache` takes neither, and its `generate_step`
+rewrites those positions too, as the loop then does.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import itertools
 import time
 
@@ -90,6 +99,10 @@ class Decoder:
 
         self.lm = lm
         self.family = family_of(lm)  # its KV-cache layout differs by family
+        # The masks this model's cached call takes (Gemma 3: both; Gemma 2: neither); see the module docstring.
+        takes = inspect.signature(lm.call_with_cache).parameters
+        self.prefill_sees_padding = "padding_mask" in takes
+        self.keeps_prompt_cache = "cache_update_mask" in takes
         self.traces = 0  # decode programs traced (compiled): one per bucket, batch size and sampler
         self.compiled: set[tuple] = set()  # (length, batch size, sampler key) already compiled
         self.compile_seconds: list[float] = []  # wall time of each first call (compile + run)
@@ -125,7 +138,8 @@ class Decoder:
         batch, length = token_ids.shape
         with keras.StatelessScope(state_mapping=self._mapping(state)):
             cache = self.family.empty_cache(backbone, batch, length, self.lm.compute_dtype)
-            _, _, cache = self.lm.call_with_cache(token_ids, cache, 0)
+            masks = {"padding_mask": padding_mask} if self.prefill_sees_padding else {}
+            _, _, cache = self.lm.call_with_cache(token_ids, cache, 0, **masks)
         return cache
 
     def _loop_fn(self, sampler, state, seed, token_ids, padding_mask, cache, index, limit, steps, stops):
@@ -152,7 +166,11 @@ class Decoder:
             tokens, cache, index, seed, n = carry
             with keras.StatelessScope(state_mapping=self._mapping(state, sampler, seed)) as scope:
                 last = jax.lax.dynamic_slice(tokens, (0, index - 1), (batch, 1))
-                logits, _, cache = self.lm.call_with_cache(last, cache, index - 1)
+                masks = {}
+                if self.keeps_prompt_cache:  # write keys/values only where the row has no prompt token
+                    prompt = jax.lax.dynamic_slice(padding_mask, (0, index - 1), (batch, 1)).astype(bool)
+                    masks["cache_update_mask"] = ~prompt
+                logits, _, cache = self.lm.call_with_cache(last, cache, index - 1, **masks)
                 probabilities = sampler.compute_probabilities(logits[:, 0, :])
                 token = sampler.get_next_token(probabilities)
                 seed = [

@@ -1,7 +1,8 @@
 """Validated requests in, reviews out: batched, seeded generation with fixed compile shapes.
 
-`Generator` wraps a loaded `GemmaCausalLM` (a run dir, base or adapter, or any
-preset) and runs the kit's decode loop (`kit.generate.decode`) on numpy batches:
+`Generator` wraps a loaded Gemma causal LM (`GemmaCausalLM` or `Gemma3CausalLM`:
+a run dir, base or adapter, or any preset) and runs the kit's decode loop
+(`kit.generate.decode`) on numpy batches:
 
 * Prompts come from THE template (`Request.prompt`) and are tokenised with
   SentencePiece exactly as in training (`<bos>` + prompt), so no TensorFlow
@@ -67,7 +68,7 @@ class Generator:
     """A loaded causal LM plus its compiled decode programs, reused across calls.
 
     Args:
-        lm: A `keras_hub.models.GemmaCausalLM` (e.g. from `load_model`).
+        lm: A KerasHub Gemma 2 or Gemma 3 causal LM (e.g. from `load_model`).
         batch_size: Largest batch per call; smaller batches are padded up to a power of two.
         length_buckets: Allowed total lengths (prompt + new tokens), ascending.
         adapter: Values for the model's LoRA variables (variable path -> array), passed into

@@ -21,9 +21,13 @@ Both change how the Engine's loss is computed, never what it computes
   keeps the choice with the step.
 
 When either lever is on, the forward pass runs the backbone's layers
-itself (`token_embedding`, the `transformer_layers`, `layer_norm`, as
-`GemmaBackbone` wires them) inside a `keras.StatelessScope` that maps every
-variable to the step's values, exactly as `Model.stateless_call` does.
+itself (`token_embedding` times sqrt(hidden), the `transformer_layers`,
+`layer_norm`, as `GemmaBackbone` and the text path of `Gemma3Backbone` wire
+them; Gemma 3's blocks also take a `vision_mask`, None for text, which is all
+the kit trains on) inside a `keras.StatelessScope` that maps every variable
+to the step's values, exactly as `Model.stateless_call` does. Gemma 3 has no
+final soft-cap: its `token_embedding(h, reverse=True)` is the plain tied
+projection, which the chunked loss calls the same way.
 """
 
 from __future__ import annotations
@@ -91,7 +95,7 @@ def hidden_states(backbone, x: dict, *, remat: bool = False):
     if not remat:
         return backbone(x)
     h = backbone.token_embedding(x["token_ids"])
-    h = h * keras.ops.cast(keras.ops.sqrt(backbone.hidden_dim), h.dtype)  # as GemmaBackbone scales it
+    h = h * keras.ops.cast(keras.ops.sqrt(backbone.hidden_dim), h.dtype)  # as both Gemma backbones scale it
     mask = x["padding_mask"]
     for block in backbone.transformer_layers:
         h = jax.checkpoint(lambda h, m, block=block: block(h, padding_mask=m))(h, mask)
