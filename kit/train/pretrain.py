@@ -27,7 +27,7 @@ from kit.train.optim import make_optimizer
 
 
 def pretrain(
-    lm: keras_hub.models.GemmaCausalLM,
+    lm: keras_hub.models.CausalLM,
     train_texts: Sequence[str],
     val_texts: Sequence[str] = (),
     spec: TinySpec = TinySpec(),

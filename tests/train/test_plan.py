@@ -191,7 +191,7 @@ def test_plan_estimates_a_gpu_and_says_so(capsys):
     [
         (["--device", "v6"], "Unknown --device 'v6': use one of auto, cpu, t4"),
         (["--mfu", "2"], "--mfu must be between 0 and 1"),
-        (["--set", "model.preset=gemma3_1b"], "does not know the architecture of 'gemma3_1b'"),
+        (["--set", "model.preset=gemma2_27b_en"], "does not know the architecture of 'gemma2_27b_en'"),
         (["--set", "train.batch_size=3", "--device", "t4x2"], "train.batch_size=3 must be divisible by the 2 GPUs"),
     ],
 )
