@@ -1,4 +1,4 @@
-"""geo-reviews kit: LoRA fine-tuning of Gemma 2 (KerasHub, JAX) for Russian place reviews.
+"""geo-reviews kit: LoRA fine-tuning of Gemma 2 and Gemma 3 (KerasHub, JAX) for Russian place reviews.
 
 Importing `kit` makes JAX the Keras backend unless the user already chose one,
 sets JAX's GPU memory defaults (`GPU_MEMORY_DEFAULTS`) and keeps TensorFlow

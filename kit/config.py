@@ -66,8 +66,8 @@ class ModelConfig:
 
     preset: str = option(
         "models/tiny-base",
-        "Built-in preset (`gemma2_2b_en`), `kaggle://...`, `hf://...` or a local preset directory such as "
-        "`models/tiny-base`.",
+        "Built-in Gemma 2 or Gemma 3 preset (`gemma2_2b_en`, `gemma3_1b`), `kaggle://...`, `hf://...` or a "
+        "local preset directory such as `models/tiny-base`.",
         rules=[Rule(bool, "a preset name or directory")],
     )
     dtype: str = option("auto", "`auto` (bfloat16 on GPU/TPU, float32 on CPU) or an explicit dtype.", choices=DTYPES)
