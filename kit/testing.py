@@ -204,14 +204,16 @@ def micro_lm(prepared: str | Path, spec: TinySpec = MICRO, *, family: str = TINY
     return build_tiny_lm(proto, spec, family=family)
 
 
-def save_micro_preset(path: str | Path, prepared: str | Path, *, family: str = TINY_FAMILY) -> Path:
+def save_micro_preset(
+    path: str | Path, prepared: str | Path, *, family: str = TINY_FAMILY, spec: TinySpec = MICRO
+) -> Path:
     """`micro_lm(prepared)` saved as a KerasHub preset dir at `path` (what `--set model.preset=` takes).
 
     Example:
         >>> save_micro_preset("models/micro", "data/prepared")  # doctest: +SKIP
         PosixPath('models/micro')
     """
-    micro_lm(prepared, family=family).save_to_preset(str(path))
+    micro_lm(prepared, spec, family=family).save_to_preset(str(path))
     return Path(path)
 
 
