@@ -113,8 +113,8 @@ def test_factored_lora_equals_keras_merged_outputs(lms, targets):
     )
 
 
-@pytest.mark.slow  # compiles two gradient programs of the 6-layer model per target set (~25 s)
-@pytest.mark.parametrize("targets", TARGETS)
+@pytest.mark.slow  # compiles two gradient programs of the 6-layer model (~25 s)
+@pytest.mark.parametrize("targets", ["all"])  # every adaptable layer; `qv`'s two are among them
 def test_factored_lora_equals_keras_merged_gradients(lms, targets):
     loss_m, grads_m = _loss_and_grads(lms[targets, False])
     loss_f, grads_f = _loss_and_grads(lms[targets, True])
@@ -152,7 +152,8 @@ def test_chunked_loss_equals_the_plain_loss(lms):
 
 
 @pytest.mark.slow  # a gradient program per lever set (~10 s each)
-@pytest.mark.parametrize(("loss_chunk", "remat"), [(16, False), (0, True), (7, True)])
+# Remat alone is checked on the forward pass (fast tier); its gradients here with a chunk that pads.
+@pytest.mark.parametrize(("loss_chunk", "remat"), [(16, False), (7, True)])
 def test_chunked_loss_and_remat_equal_the_plain_loss_and_gradients(lms, loss_chunk, remat):
     loss, grads = _loss_and_grads(lms["all", True])
     loss_l, grads_l = _loss_and_grads(lms["all", True], loss_chunk=loss_chunk, remat=remat)
