@@ -218,6 +218,26 @@ def test_two_processes_train_like_one_with_model_parallel(jobs, tmp_path, tiny_p
     _tokenised_only_their_share(model)
 
 
+@pytest.mark.slow
+def test_a_gemma3_shards_over_two_processes_like_one(tmp_path, tiny_prepared):
+    """Gemma 3's layout map (kit.families: KerasHub has none for Gemma 3) on a multi-process mesh.
+
+    The micro Gemma 3 has 4 key/value heads, so `model:4` splits its heads; two
+    processes of 4 devices must train exactly as one process with all 8.
+    """
+    from kit.testing import save_micro_preset
+
+    preset = save_micro_preset(tmp_path / "micro-gemma3", tiny_prepared, family="gemma3")
+    sets = {"distribution.mode": "model", "distribution.mesh": "batch:2,model:4"}
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    one = _finetune(tmp_path / "one", preset, tiny_prepared, "one", processes=1, devices=8, **sets)
+    two = _finetune(tmp_path / "two", preset, tiny_prepared, "two", processes=2, devices=4, **sets)
+    _matches_one_process(two, one)
+    assert _run_json(two)["distribution"] == "ModelParallel mesh batch:2,model:4"
+    assert _run_json(two)["config"]["model"]["preset"] == str(preset)
+
+
 def _run_json(run: Path) -> dict:
     import json
 
