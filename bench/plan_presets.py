@@ -36,6 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from table import replace_table  # bench/ scripts import each other by bare name
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "bench" / "results" / "plan_presets.json"
 SAMPLE = ROOT / "data" / "sample" / "geo-reviews-sample.tskv"
@@ -209,19 +211,6 @@ def render(result: dict) -> str:
     return "\n".join(lines)
 
 
-def replace_table(text: str, table: str, *, source: str = "README.md") -> str:
-    r"""`text` with the part from the start marker to the end marker replaced by `table`.
-
-    Example:
-        >>> replace_table(f"a\n{START}\nold\n{END}\nb", "T")
-        'a\nT\nb'
-    """
-    start, end = text.find(START), text.find(END)
-    if start < 0 or end < start:
-        raise ValueError(f"{source} has no plan-presets table markers; put {START!r} and {END!r} where it goes")
-    return text[:start] + table + text[end + len(END) :]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="kit plan for each supported preset, and the README table from it.")
     mode = parser.add_mutually_exclusive_group()
@@ -244,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     target = Path(args.write or args.check)
     text = target.read_text(encoding="utf-8")
     try:
-        updated = replace_table(text, table, source=str(target))
+        updated = replace_table(text, table, source=str(target), start=START, end=END, what="plan-presets table")
     except ValueError as err:
         print(err, file=sys.stderr)
         return 2

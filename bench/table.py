@@ -299,17 +299,27 @@ def render(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def replace_table(text: str, table: str, *, source: str = "README.md") -> str:
-    r"""`text` with the part from the start marker to the end marker replaced by `table`.
+def replace_table(
+    text: str,
+    table: str,
+    *,
+    source: str = "README.md",
+    start: str = START,
+    end: str = END,
+    what: str = "benchmark table",
+) -> str:
+    r"""`text` with the part from the `start` marker to the `end` marker replaced by `table`.
+
+    `bench/plan_presets.py` uses it for its own table, with its own markers.
 
     Example:
         >>> replace_table(f"a\n{START}\nold\n{END}\nb", "T")
         'a\nT\nb'
     """
-    start, end = text.find(START), text.find(END)
-    if start < 0 or end < start:
-        raise ValueError(f"{source} has no benchmark table markers; put {START!r} and {END!r} where the table goes")
-    return text[:start] + table + text[end + len(END) :]
+    i, j = text.find(start), text.find(end)
+    if i < 0 or j < i:
+        raise ValueError(f"{source} has no {what} markers; put {start!r} and {end!r} where the table goes")
+    return text[:i] + table + text[j + len(end) :]
 
 
 def main(argv: list[str] | None = None) -> int:

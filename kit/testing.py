@@ -19,6 +19,7 @@ import random
 from pathlib import Path
 
 from kit.data.prompt import build_prompt, build_target
+from kit.families import gemma2
 from kit.model.tiny import TINY_FAMILY, TinySpec
 
 # The fine-tune config that `micro_overrides` shrinks to a seconds-long run.
@@ -63,24 +64,16 @@ SMOKE_TINY = TinySpec(
 
 # The benchmarks' `--size tiny` Gemma 2 (`keras_hub.models.GemmaBackbone` arguments,
 # no tokenizer): the 2B code path at a size that compiles in seconds.
-MICRO_BACKBONE = {
-    "vocabulary_size": 512,
-    "num_layers": 2,
-    "num_query_heads": 4,
-    "num_key_value_heads": 2,
-    "hidden_dim": 32,
-    "intermediate_dim": 64,
-    "head_dim": 8,
-    "layer_norm_epsilon": 1e-6,
-    "dropout": 0,
-    "query_head_dim_normalize": True,
-    "use_post_ffw_norm": True,
-    "use_post_attention_norm": True,
-    "final_logit_soft_cap": 30.0,
-    "attention_logit_soft_cap": 50.0,
-    "sliding_window_size": 16,
-    "use_sliding_window_attention": True,
-}
+MICRO_BACKBONE = gemma2.tiny_config(
+    512,
+    num_layers=2,
+    num_query_heads=4,
+    num_key_value_heads=2,
+    hidden_dim=32,
+    intermediate_dim=64,
+    head_dim=8,
+    sliding_window_size=16,
+)
 
 # --------------------------------------------------------------------------- a tiny prepared dataset
 # Templated Russian reviews whose tone follows the rating and which mention the
