@@ -59,6 +59,7 @@ REQUIRED = (
     "empty_cache",
     "layout_map",
     "ffw_width",
+    "intermediate_dim",
     "param_count",
     "hf_config_from",
     "hf_config",

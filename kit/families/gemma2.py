@@ -205,6 +205,11 @@ def ffw_width(config: Mapping[str, Any]) -> int:
     return int(config["intermediate_dim"]) // 2
 
 
+def intermediate_dim(ffw: int) -> int:
+    """KerasHub's `intermediate_dim` for gated projections `ffw` wide (Gemma 2's counts gate + up); the inverse of `ffw_width`."""
+    return 2 * int(ffw)
+
+
 def param_count(config: Mapping[str, Any]) -> int:
     """Parameters of a backbone config: embedding, attention, FFN and the four norms per block.
 

@@ -271,6 +271,11 @@ def ffw_width(config: Mapping[str, Any]) -> int:
     return int(config["intermediate_dim"])
 
 
+def intermediate_dim(ffw: int) -> int:
+    """KerasHub's `intermediate_dim` for gated projections `ffw` wide (Gemma 3's is one projection's width); the inverse of `ffw_width`."""
+    return int(ffw)
+
+
 def param_count(config: Mapping[str, Any]) -> int:
     """Parameters of a backbone config: embedding, attention, query/key norms, FFN and four norms per block."""
     d, hd = int(config["hidden_dim"]), int(config["head_dim"])

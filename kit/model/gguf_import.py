@@ -211,7 +211,7 @@ def backbone_config(reader) -> tuple[str, dict, dict]:
         "num_key_value_heads": int(_field(reader, f"{arch}.attention.head_count_kv", heads)),
         "hidden_dim": hidden,
         # Gemma 3's intermediate_dim is each gated projection's width, Gemma 2's twice it (kit.families).
-        "intermediate_dim": ffn if family.ffw_width({"intermediate_dim": 2}) == 2 else 2 * ffn,
+        "intermediate_dim": family.intermediate_dim(ffn),
         "head_dim": head_dim,
         "layer_norm_epsilon": float(_field(reader, f"{arch}.attention.layer_norm_rms_epsilon", 1e-6)),
     }

@@ -172,7 +172,7 @@ def build_tiny_lm(proto: bytes, spec: TinySpec = TinySpec(), *, family: str = TI
     # vocabulary): the vocab axis is sharded under ModelParallel and must divide
     # evenly; the extra ids are never produced by the tokenizer.
     vocab = -(-tokenizer.vocabulary_size() // 64) * 64
-    intermediate = spec.intermediate_dim if fam.ffw_width({"intermediate_dim": 2}) == 1 else spec.intermediate_dim // 2
+    intermediate = fam.intermediate_dim(spec.intermediate_dim // 2)  # both families: the same FFN width
     config = fam.tiny_config(
         vocab,
         num_layers=spec.num_layers,
